@@ -1,0 +1,143 @@
+//! The Watch Together server: the rooms API, the health endpoints that the load
+//! balancer and Vigil probe, and Prometheus metrics.
+//!
+//! - [`config`]: settings from the environment (`PORT`, `DATABASE_URL`, `REDIS_URL`,
+//!   `LOG_FORMAT`, timeouts).
+//! - [`telemetry`]: logging, the Prometheus recorder and the request-metrics middleware.
+//! - [`routes`]: `/api/health`, `/api/health/database`, `/api/health/cache`,
+//!   `/api/rooms`, `/metrics`.
+//! - [`Application`]: builds the whole server on a bound port (0 in tests) and runs it
+//!   until a shutdown future completes.
+
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::StatusCode;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+pub use config::{Config, LogFormat};
+use state::AppState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listening socket could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The database could not be reached or migrated.
+    #[error("running database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL is not valid.
+    #[error("invalid DATABASE_URL: {0}")]
+    DatabaseUrl(sqlx::Error),
+    /// The Redis URL is not valid.
+    #[error("invalid REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A built server: the socket is bound, the database is migrated, nothing is served
+/// until [`Application::run_until_stopped`].
+pub struct Application {
+    /// The bound socket, so that tests can ask for port 0 and learn the real port.
+    listener: TcpListener,
+    /// The routes with their middleware.
+    router: Router,
+    /// Kept to stop the metrics upkeep task when the server stops.
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the pools, runs the migrations and binds the port.
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let state = AppState::connect(&config)?;
+        sqlx::migrate!("./migrations").run(&state.db).await?;
+        let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+        let addr = if config.bind_localhost {
+            SocketAddr::from(([127, 0, 0, 1], config.port))
+        } else {
+            addr
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let router = router(state.clone(), config.request_timeout);
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests (each bounded
+    /// by the request timeout) and closes the pools.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let upkeep = telemetry::spawn_upkeep();
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        upkeep.abort();
+        self.state.db.close().await;
+        result
+    }
+}
+
+/// The routes and middleware of the server.
+pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
+    Router::new()
+        .merge(routes::health::router())
+        .merge(routes::rooms::router())
+        .route("/metrics", axum::routing::get(telemetry::render_metrics))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Completes on SIGTERM (what ECS sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!(message = "Shutdown requested; draining requests.");
+}

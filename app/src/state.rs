@@ -1,0 +1,60 @@
+//! What every handler shares: the database pool and the Redis connection.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::Config;
+
+/// Shared handles, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The PostgreSQL pool; connections are opened lazily and capped.
+    pub db: PgPool,
+    /// The Redis connection; it reconnects by itself and never blocks startup, so
+    /// the server starts (and reports the cache down) when Redis is not there.
+    pub cache: ConnectionManager,
+    /// Longest wait for a database round trip, enforced around every query.
+    pub db_timeout: Duration,
+    /// Longest wait for a Redis round trip.
+    pub cache_timeout: Duration,
+    /// When the process started, for `/api/health`'s uptime.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Creates the pool and the Redis connection manager without connecting yet.
+    pub fn connect(config: &Config) -> Result<AppState, crate::StartError> {
+        let options: PgConnectOptions = config
+            .database_url
+            .parse()
+            .map_err(crate::StartError::DatabaseUrl)?;
+        // A server-side statement timeout as well, so a query abandoned by our
+        // client-side timeout does not keep running on the database.
+        let statement_timeout = format!("{}", config.db_timeout.as_millis().max(1));
+        let options = options.options([("statement_timeout", statement_timeout.as_str())]);
+        let db = PgPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .acquire_timeout(config.db_timeout)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .connect_lazy_with(options);
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let cache = ConnectionManager::new_lazy_with_config(
+            client,
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.cache_timeout))
+                .set_response_timeout(Some(config.cache_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500)),
+        )?;
+        Ok(AppState {
+            db,
+            cache,
+            db_timeout: config.db_timeout,
+            cache_timeout: config.cache_timeout,
+            started: Instant::now(),
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! Logging, the Prometheus recorder, and the middleware that measures every request.
+//!
+//! Metric names (all in the Prometheus text format at `/metrics`):
+//!
+//! | name | type | labels |
+//! | --- | --- | --- |
+//! | `http_requests_total` | counter | `method`, `route`, `status` |
+//! | `http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `db_query_duration_seconds` | histogram | `query` |
+//! | `cache_requests_total` | counter | `result` (`hit`, `miss`, `error`) |
+//! | `cache_command_duration_seconds` | histogram | `command` |
+//! | `db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
+//!
+//! `route` is the matched route template (`/api/rooms/{id}`), never the raw path, and
+//! requests that match no route share the value `unmatched`: the label set stays small
+//! whatever clients send.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::LogFormat;
+
+/// Histogram buckets in seconds: fine below 100 ms, and edges at 2 s, 5 s and 10 s so
+/// that "latency above 2 s" can be answered from the buckets exactly.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use. Tests that build
+/// several servers in one process share it, so they compare counts before and after.
+pub fn prometheus() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), DURATION_BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; then ours renders an
+        // empty page, which the tests would notice.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Drains histogram samples into their buckets every 5 s so memory stays flat.
+pub fn spawn_upkeep() -> tokio::task::JoinHandle<()> {
+    let handle = prometheus().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
+/// `GET /metrics`.
+pub async fn render_metrics(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+) -> impl IntoResponse {
+    let idle = state.db.num_idle() as f64;
+    let size = f64::from(state.db.size());
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus().render(),
+    )
+}
+
+/// Counts and times every request by method, route template and status.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Installs the tracing subscriber (`RUST_LOG` filters, default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

@@ -1,0 +1,226 @@
+//! The Watch Together server against a real PostgreSQL and Redis of the test's own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+use vigil_testkit::{HangingListener, Postgres, Redis};
+use watch_together::{Application, Config};
+
+/// A running server; stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start(database_url: String, redis_url: String) -> Server {
+    let config = Config::from_lookup(|name| match name {
+        "PORT" => Some("0".into()),
+        "BIND_LOCALHOST" => Some("1".into()),
+        "LOG_FORMAT" => Some("json".into()),
+        "DATABASE_URL" => Some(database_url.clone()),
+        "REDIS_URL" => Some(redis_url.clone()),
+        "DB_TIMEOUT_MS" => Some("500".into()),
+        "CACHE_TIMEOUT_MS" => Some("500".into()),
+        _ => None,
+    })
+    .unwrap();
+    let app = Application::build(config).await.expect("server starts");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    Server { addr, _stop: tx }
+}
+
+fn client() -> reqwest::Client {
+    // Far longer than any server-side timeout: the server must answer first.
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The value of the sample whose line starts with `prefix` in a text exposition.
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_answer_ok_with_real_dependencies() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let server = start(pg.url(), redis.url()).await;
+
+    let (status, body) = get(server.addr, "/api/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+
+    let (status, body) = get(server.addr, "/api/health/database").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert!(body["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(body["pool"]["size"].as_u64().unwrap() >= 1);
+    assert_eq!(body["pool"]["max"], 10);
+
+    let (status, body) = get(server.addr, "/api/health/cache").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_cache_is_503_with_a_reason_and_the_rest_still_serves() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let server = start(pg.url(), redis.url()).await;
+    redis.kill();
+
+    let (status, body) = get(server.addr, "/api/health/cache").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "error");
+    assert!(body["reason"].as_str().unwrap().contains("cache"), "{body}");
+    let (status, _) = get(server.addr, "/api/health").await;
+    assert_eq!(status, 200);
+
+    redis.restart();
+    let mut last = 0;
+    vigil_testkit::wait_until(
+        "the cache to be healthy again",
+        Duration::from_secs(30),
+        || {
+            last = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(get(server.addr, "/api/health/cache"))
+                    .0
+            });
+            last == 200
+        },
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_dependencies_cost_only_their_timeout() {
+    let mut pg = Postgres::start();
+    let hung_cache = HangingListener::start();
+    let server = start(pg.url(), format!("redis://{}/0", hung_cache.addr())).await;
+    // Warm the pool so a connection exists, then freeze the whole database.
+    assert_eq!(get(server.addr, "/api/health/database").await.0, 200);
+    pg.freeze();
+
+    let (status, body) = get(server.addr, "/api/health/database").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["reason"], "database did not answer within 500ms",
+        "{body}"
+    );
+    let (status, body) = get(server.addr, "/api/health/cache").await;
+    assert_eq!(status, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("timed out") || reason.contains("within 500ms"),
+        "{body}"
+    );
+    pg.thaw();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_template() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let server = start(pg.url(), redis.url()).await;
+    let before = metrics(server.addr).await;
+    let key_404 = r#"http_requests_total{method="GET",route="/api/rooms/{id}",status="404"}"#;
+    let key_200 = r#"http_requests_total{method="GET",route="/api/rooms/{id}",status="200"}"#;
+    let key_201 = r#"http_requests_total{method="POST",route="/api/rooms",status="201"}"#;
+    let unmatched = r#"http_requests_total{method="GET",route="unmatched",status="404"}"#;
+
+    let created: Value = client()
+        .post(format!("http://{}/api/rooms", server.addr))
+        .json(&serde_json::json!({"name": "movie night"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    for path in [
+        "/api/rooms/900001",
+        "/api/rooms/900002",
+        "/api/rooms/900003",
+    ] {
+        assert_eq!(get(server.addr, path).await.0, 404);
+    }
+    let (status, room) = get(server.addr, &format!("/api/rooms/{id}")).await;
+    assert_eq!((status, room["name"].as_str()), (200, Some("movie night")));
+    let (status, _) = get(server.addr, &format!("/api/rooms/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(get(server.addr, "/no/such/thing").await.0, 404);
+
+    let after = metrics(server.addr).await;
+    assert_eq!(
+        sample(&after, key_404) - sample(&before, key_404),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, key_200) - sample(&before, key_200), 2.0);
+    assert_eq!(sample(&after, key_201) - sample(&before, key_201), 1.0);
+    assert_eq!(sample(&after, unmatched) - sample(&before, unmatched), 1.0);
+    assert!(!after.contains("900001"), "a raw path became a label");
+    // The second fetch of the room was served from the cache.
+    let hits = r#"cache_requests_total{result="hit"}"#;
+    assert_eq!(sample(&after, hits) - sample(&before, hits), 1.0);
+    assert!(after.contains(
+        r#"http_request_duration_seconds_bucket{method="GET",route="/api/rooms/{id}",le="2"}"#
+    ));
+    assert!(after.contains("db_query_duration_seconds_bucket"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_reasons() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let server = start(pg.url(), redis.url()).await;
+    let resp = client()
+        .post(format!("http://{}/api/rooms", server.addr))
+        .header("content-type", "application/json")
+        .body("{\"nme\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+    assert!(body["reason"].as_str().unwrap().contains("nme"), "{body}");
+    let (status, body) = get(server.addr, "/api/rooms/abc").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["reason"], "room id \"abc\" is not a number");
+}

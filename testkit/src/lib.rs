@@ -1,0 +1,488 @@
+//! Throw-away servers for Vigil's integration tests.
+//!
+//! Every test that needs PostgreSQL or Redis — and above all every test that kills,
+//! freezes or restarts one — starts its own instance here, on a free port of
+//! 127.0.0.1, and never touches the machine's shared services.
+//!
+//! - [`Postgres`]: `initdb` + `pg_ctl` in a temporary directory (run as the `postgres`
+//!   user when the tests run as root, because PostgreSQL refuses to run as root).
+//! - [`Redis`]: `redis-server` with no persistence.
+//! - [`HangingListener`]: a TCP listener that accepts connections and never answers,
+//!   the way a hung dependency looks from the outside.
+//! - [`wait_until`]: poll a condition until it holds, instead of sleeping.
+//!
+//! Each fixture stops what it started, by PID, when it is dropped — also when the test
+//! panics — and never stops a process it did not start.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a fixture may take to start before the test fails with an explanation.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Returns a TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0 to find a free port")
+}
+
+/// Polls `condition` every 20 ms until it returns true, and panics with `what` if it
+/// has not after `deadline`. The deadline is a safety net for a broken build, not a
+/// measurement: pick it generously.
+pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < deadline,
+            "gave up waiting for {what} after {deadline:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` (a name such as `KILL`, `STOP`, `CONT`) to `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The directory holding `initdb` and `pg_ctl`: `$PG_BIN`, else the newest
+/// `/usr/lib/postgresql/<version>/bin` (Debian keeps them off `PATH`).
+pub fn postgres_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: /usr/lib/postgresql is missing (scripts/test.sh installs it)")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("no /usr/lib/postgresql/<version>/bin/initdb found")
+}
+
+/// A PostgreSQL server of the test's own, in a temporary directory.
+pub struct Postgres {
+    /// Holds the data directory, the socket directory and the log; removed on drop.
+    dir: tempfile::TempDir,
+    /// Where the server listens; stays the same across [`Postgres::restart`].
+    port: u16,
+    /// The binaries of the installed PostgreSQL.
+    bin: PathBuf,
+    /// Whether commands must run as the `postgres` user (the tests run as root).
+    as_postgres_user: bool,
+    /// PIDs frozen with [`Postgres::freeze`], to thaw before stopping.
+    frozen: Vec<u32>,
+}
+
+impl Postgres {
+    /// Initialises and starts a new cluster on a free port, trust authentication,
+    /// and waits until it accepts connections.
+    pub fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("vigil-pg-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        let as_postgres_user = running_as_root();
+        let pg = Postgres {
+            port: free_port(),
+            bin: postgres_bin_dir(),
+            as_postgres_user,
+            frozen: Vec::new(),
+            dir,
+        };
+        std::fs::create_dir(pg.data_dir()).expect("creating the data directory");
+        std::fs::create_dir(pg.socket_dir()).expect("creating the socket directory");
+        if as_postgres_user {
+            run(Command::new("chmod").arg("0755").arg(pg.dir.path()));
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(pg.dir.path()));
+        }
+        run(
+            &mut pg.command("initdb").arg("-D").arg(pg.data_dir()).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]),
+        );
+        pg.pg_ctl_start();
+        pg
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    fn command(&self, binary: &str) -> Command {
+        let path = self.bin.join(binary);
+        let mut cmd = if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        cmd.stdout(Stdio::null());
+        cmd
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            self.port,
+            self.socket_dir().display()
+        );
+        run(&mut self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.path().join("postgres.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"]));
+        wait_for_port(self.port, "PostgreSQL");
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for the `postgres` database as the `postgres` user.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The postmaster's PID, from `postmaster.pid`, while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`), as a crash would.
+    pub fn stop(&mut self) {
+        self.thaw();
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"])
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn restart(&mut self) {
+        self.pg_ctl_start();
+    }
+
+    /// Freezes the postmaster and every backend with SIGSTOP: connections stay open
+    /// and nothing answers, as with a hung database. Undone by [`Postgres::thaw`].
+    pub fn freeze(&mut self) {
+        let Some(postmaster) = self.pid() else { return };
+        let mut pids = vec![postmaster];
+        pids.extend(children_of(postmaster));
+        for &pid in &pids {
+            signal(pid, "STOP");
+        }
+        self.frozen = pids;
+    }
+
+    /// Lets frozen processes run again.
+    pub fn thaw(&mut self) {
+        for pid in self.frozen.drain(..) {
+            signal(pid, "CONT");
+        }
+    }
+
+    /// The server's log so far, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    /// The data directory path, for tests that inspect it.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(pid) = self.pid() {
+            signal(pid, "KILL");
+        }
+    }
+}
+
+/// PIDs whose parent is `parent`, read from `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Field 4 is the parent PID; field 2 (the name) may hold spaces.
+                    let after = &stat[stat.rfind(')')? + 2..];
+                    after.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// A `redis-server` of the test's own, without persistence.
+pub struct Redis {
+    /// Where the server listens; stays the same across [`Redis::restart`].
+    port: u16,
+    /// The running server, if it runs.
+    child: Option<Child>,
+    /// The server's working directory.
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts a server on a free port and waits until it answers PING.
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::Builder::new()
+                .prefix("vigil-redis-")
+                .tempdir()
+                .expect("creating a temporary directory"),
+        };
+        redis.restart();
+        redis
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for database 0.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server with SIGKILL and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers PING.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("redis-server to answer PING", START_DEADLINE, || {
+            redis_ping(port)
+        });
+    }
+
+    /// Sends a raw command line (inline protocol) and returns the first reply line.
+    pub fn command(&self, line: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connecting to Redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("setting a read timeout");
+        stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("writing to Redis");
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn redis_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    wait_until(&format!("{what} on port {port}"), START_DEADLINE, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+fn run(cmd: &mut Command) {
+    let output = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A TCP listener that accepts every connection and never sends a byte: what a hung
+/// database, cache or HTTP server looks like to a client.
+pub struct HangingListener {
+    /// The address to point a client at.
+    addr: SocketAddr,
+    /// Tells the accept thread to stop.
+    stop: Arc<AtomicBool>,
+    /// The accept thread, which also holds the accepted connections open.
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl HangingListener {
+    /// Binds 127.0.0.1 on a free port and starts accepting.
+    pub fn start() -> HangingListener {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a hanging listener");
+        listener
+            .set_nonblocking(true)
+            .expect("making the listener non-blocking");
+        let addr = listener
+            .local_addr()
+            .expect("reading the listener's address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        HangingListener {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for HangingListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A child process that is killed when the guard is dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_restarts_on_the_same_port() {
+        let mut redis = Redis::start();
+        assert_eq!(redis.command("PING"), "+PONG");
+        redis.kill();
+        assert!(!redis_ping(redis.port()));
+        redis.restart();
+        assert_eq!(redis.command("SET k v"), "+OK");
+    }
+
+    #[test]
+    fn postgres_starts_stops_and_restarts() {
+        let mut pg = Postgres::start();
+        let port = pg.port();
+        assert!(pg.pid().is_some(), "no postmaster.pid: {}", pg.log());
+        pg.stop();
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+        pg.restart();
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+    }
+
+    #[test]
+    fn hanging_listener_accepts_and_never_answers() {
+        let hung = HangingListener::start();
+        let mut stream = TcpStream::connect(hung.addr()).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        stream.write_all(b"PING\r\n").unwrap();
+        let mut buf = [0u8; 8];
+        assert!(stream.read(&mut buf).is_err(), "the listener answered");
+    }
+}
