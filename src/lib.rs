@@ -1,1 +1,32 @@
-//! x
+//! Vigil, the health-monitoring sidecar of the Watch Together server.
+//!
+//! ```text
+//!  probes (http, postgres, redis, tcp, disk)
+//!     │  one task each, own interval and timeout, jittered starts
+//!     ▼  Report (mpsc)
+//!  health stage ── component states, overall verdict (ok | degraded | down)
+//!     │  watch channel
+//!     ▼
+//!  API: /status (JSON, text, HTML), /healthz, /metrics
+//! ```
+//!
+//! Data flows one way; each stage owns its state and hands the next one values.
+//! Later stages (the series store, rule evaluation, routing and notification,
+//! CloudWatch publishing) attach to the same flow.
+//!
+//! - [`config`]: the YAML file, `${VAR}` expansion, every problem as `file:line:col`,
+//!   secrets that never print.
+//! - [`probe`]: the [`probe::Probe`] trait, one file per kind, and the scheduler.
+//! - [`health`]: reports → component states and the overall verdict.
+//! - [`api`]: the HTTP endpoints and their renderings.
+//! - [`daemon`]: wiring and the run loop with graceful shutdown.
+//! - [`logging`]: JSON logs off a terminal, readable logs on one.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod logging;
+pub mod probe;
+
+pub use daemon::Daemon;

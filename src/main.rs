@@ -1,1 +1,154 @@
-fn main() {}
+//! The `vigil` command line: `run`, `check`, `status`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vigil::api::status::{StatusReport, render_text};
+use vigil::health::Overall;
+use vigil::logging::{self, LogFormat};
+use vigil::{Daemon, config};
+
+/// Vigil: the health-monitoring sidecar of the Watch Together server.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or Ctrl-C.
+    Run {
+        /// The config file.
+        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "vigil.yaml")]
+        config: PathBuf,
+        /// Log format: auto (JSON unless stderr is a terminal), json, pretty.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+        log_format: LogFormat,
+    },
+    /// Validate the config; print `ok`, or every problem as file:line:col (exit 2).
+    Check {
+        /// The config file.
+        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "vigil.yaml")]
+        config: PathBuf,
+    },
+    /// Print a running daemon's /status as a table. Exit 0 ok, 1 degraded, 2 down,
+    /// 3 when the daemon cannot be reached.
+    Status {
+        /// The daemon's base URL.
+        #[arg(long, env = "VIGIL_URL", default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// Print the JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                println!("{problems}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config, log_format } => {
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    return ExitCode::from(2);
+                }
+            };
+            logging::init(log_format);
+            match runtime().and_then(|rt| rt.block_on(run(config))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(message = "Vigil failed.", error = format!("{e:#}"));
+                    eprintln!("vigil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status { url, json } => {
+            match runtime().and_then(|rt| rt.block_on(fetch_status(&url))) {
+                Ok((report, raw)) => {
+                    if json {
+                        println!("{raw}");
+                    } else {
+                        print!("{}", render_text(&report));
+                    }
+                    ExitCode::from(match report.status {
+                        Overall::Ok => 0,
+                        Overall::Degraded => 1,
+                        Overall::Down => 2,
+                    })
+                }
+                Err(e) => {
+                    eprintln!("vigil: {e:#}");
+                    ExitCode::from(3)
+                }
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    let daemon = Daemon::build(config).await?;
+    daemon.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn fetch_status(base: &str) -> anyhow::Result<(StatusReport, String)> {
+    let url = format!("{}/status?format=json", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let raw = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Vigil at {url}"))?
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))?;
+    let report = serde_json::from_str(&raw)
+        .with_context(|| format!("{url} did not answer a status document"))?;
+    Ok((report, raw))
+}
+
+/// Completes on SIGTERM (what ECS sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

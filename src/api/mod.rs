@@ -1,0 +1,201 @@
+//! The HTTP API: `/status`, `/healthz`, `/metrics`. Every error is JSON with a
+//! reason: `{"error": "...", "reason": "..."}`.
+
+pub mod metrics;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::health::{Health, Overall};
+use status::StatusReport;
+
+/// What the API knows besides the health state.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// Vigil's version.
+    pub version: &'static str,
+    /// The environment from the config.
+    pub environment: String,
+    /// The config's hash.
+    pub config_hash: String,
+    /// When the daemon started.
+    pub started_at: DateTime<Utc>,
+    /// `/healthz` fails when no probe has reported for this long: the scheduler or
+    /// the health stage is stuck.
+    pub stale_after: Duration,
+}
+
+/// The API's shared state.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The health stage's published state.
+    pub health: watch::Receiver<Health>,
+    /// Facts about the daemon.
+    pub info: Arc<Info>,
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_page))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(10),
+        ))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, kind: &str, reason: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": kind, "reason": reason.into() })),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route for {}; try /status, /healthz or /metrics",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+/// Builds the `/status` document from the current state.
+pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
+    let health = state.health.borrow();
+    StatusReport {
+        status: health.overall(),
+        version: state.info.version.to_string(),
+        environment: state.info.environment.clone(),
+        started_at: state.info.started_at,
+        uptime_seconds: (now - state.info.started_at).num_seconds().max(0) as u64,
+        config_hash: state.info.config_hash.clone(),
+        generated_at: now,
+        components: health.components.clone(),
+    }
+}
+
+/// `?format=` of `/status`.
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    format: Option<String>,
+}
+
+async fn status(
+    State(state): State<ApiState>,
+    Query(query): Query<StatusQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = match query.format.as_deref() {
+        Some(f @ ("json" | "text" | "html")) => f,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("format {other:?} is not known; use json, text or html"),
+            );
+        }
+        None if accept.contains("text/html") => "html",
+        None if accept.contains("text/plain") && !accept.contains("json") => "text",
+        None => "json",
+    };
+    let r = report(&state, Utc::now());
+    let code = if r.status == Overall::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let no_store = (header::CACHE_CONTROL, "no-store");
+    match format {
+        "html" => (
+            code,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), no_store],
+            status::render_html(&r),
+        )
+            .into_response(),
+        "text" => (
+            code,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                no_store,
+            ],
+            status::render_text(&r),
+        )
+            .into_response(),
+        _ => (code, [no_store], Json(r)).into_response(),
+    }
+}
+
+/// `/healthz`: 200 while the daemon itself works, which means probe reports keep
+/// arriving; 503 when they stopped (the container's health check restarts it).
+async fn healthz(State(state): State<ApiState>) -> Response {
+    let now = Utc::now();
+    let since = state
+        .health
+        .borrow()
+        .last_report
+        .unwrap_or(state.info.started_at);
+    let quiet = (now - since).to_std().unwrap_or_default();
+    if state.health.has_changed().is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopped",
+            "the health stage has stopped",
+        );
+    }
+    if quiet > state.info.stale_after {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stuck",
+            format!("no probe has reported for {}s", quiet.as_secs()),
+        );
+    }
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn metrics_page(State(state): State<ApiState>) -> Response {
+    let facts = metrics::Facts {
+        version: state.info.version,
+        start_time: state.info.started_at.timestamp_millis() as f64 / 1000.0,
+    };
+    let body = metrics::render(&state.health.borrow(), &facts);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

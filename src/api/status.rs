@@ -1,0 +1,297 @@
+//! `/status`: the on-call engineer's page, as JSON (default), plain text
+//! (`?format=text`, also what `vigil status` prints) or HTML (for a browser).
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::health::{Component, ComponentStatus, Overall};
+
+/// The `/status` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The overall verdict.
+    pub status: Overall,
+    /// Vigil's version.
+    pub version: String,
+    /// The deployment environment from the config.
+    pub environment: String,
+    /// When the daemon started.
+    pub started_at: DateTime<Utc>,
+    /// Seconds since the start.
+    pub uptime_seconds: u64,
+    /// Which config runs (see `Config::hash`).
+    pub config_hash: String,
+    /// When this document was made.
+    pub generated_at: DateTime<Utc>,
+    /// Every component, in config order.
+    pub components: Vec<Component>,
+}
+
+/// "3s ago", "5m12s ago", "never": how long before `now` a time was.
+pub fn ago(then: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match then {
+        None => "never".to_string(),
+        Some(t) => {
+            let secs = (now - t).num_seconds().max(0) as u64;
+            if secs == 0 {
+                "just now".to_string()
+            } else {
+                format!(
+                    "{} ago",
+                    crate::config::duration::format(std::time::Duration::from_secs(secs))
+                )
+            }
+        }
+    }
+}
+
+fn status_word(s: ComponentStatus) -> &'static str {
+    match s {
+        ComponentStatus::Unknown => "unknown",
+        ComponentStatus::Ok => "ok",
+        ComponentStatus::Down => "DOWN",
+    }
+}
+
+fn overall_word(s: Overall) -> &'static str {
+    match s {
+        Overall::Ok => "ok",
+        Overall::Degraded => "DEGRADED",
+        Overall::Down => "DOWN",
+    }
+}
+
+fn latency(c: &Component) -> String {
+    c.latency_ms
+        .map(|ms| format!("{ms:.1} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn uptime(r: &StatusReport) -> String {
+    crate::config::duration::format(std::time::Duration::from_secs(r.uptime_seconds.max(1)))
+}
+
+/// The plain-text table.
+pub fn render_text(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "vigil {} · {} · status {} · up {} · config {} · {}",
+        r.version,
+        r.environment,
+        overall_word(r.status),
+        uptime(r),
+        r.config_hash,
+        r.generated_at.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    out.push('\n');
+    let rows: Vec<[String; 7]> = r
+        .components
+        .iter()
+        .map(|c| {
+            let note = match (&c.status, &c.last_error) {
+                (ComponentStatus::Down, Some(e)) => e.clone(),
+                _ => c.target.clone(),
+            };
+            [
+                format!(
+                    "{}{}",
+                    c.name,
+                    if c.critical { "" } else { " (non-critical)" }
+                ),
+                c.kind.clone(),
+                status_word(c.status).to_string(),
+                latency(c),
+                ago(c.last_success, r.generated_at),
+                c.consecutive_failures.to_string(),
+                note,
+            ]
+        })
+        .collect();
+    let header = [
+        "COMPONENT",
+        "KIND",
+        "STATUS",
+        "LATENCY",
+        "LAST SUCCESS",
+        "FAILS",
+        "TARGET / LAST ERROR",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else if i == 3 || i == 5 {
+                let _ = write!(l, "{:>w$}  ", cell, w = widths[i]);
+            } else {
+                let _ = write!(l, "{:<w$}  ", cell, w = widths[i]);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The HTML page: no JavaScript, refreshes itself every 5 s, readable on a phone.
+pub fn render_html(r: &StatusReport) -> String {
+    let mut out = String::with_capacity(4096);
+    let colour = |s: &str| match s {
+        "ok" => "#1a7f37",
+        "unknown" | "DEGRADED" => "#9a6700",
+        _ => "#cf222e",
+    };
+    let overall = overall_word(r.status);
+    let _ = write!(
+        out,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="5">
+<title>{overall} · vigil · {env}</title>
+<style>
+body{{font:15px/1.4 system-ui,sans-serif;margin:1rem;color:#1f2328}}
+h1{{font-size:1.3rem;margin:0 0 .3rem}}
+.badge{{color:#fff;border-radius:4px;padding:.1rem .5rem;font-weight:600}}
+table{{border-collapse:collapse;width:100%}}
+th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de;vertical-align:top}}
+td.err{{color:#cf222e;word-break:break-word}}
+small{{color:#59636e}}
+@media (max-width:600px){{.wide{{display:none}}}}
+</style></head><body>
+<h1>Vigil <span class="badge" style="background:{oc}">{overall}</span></h1>
+<small>{env} · version {ver} · up {up} · config {hash} · {gen}</small>
+<table><thead><tr><th>Component</th><th>Status</th><th>Latency</th><th class="wide">Last success</th><th class="wide">Fails</th><th>Target / last error</th></tr></thead><tbody>
+"#,
+        overall = overall,
+        oc = colour(overall),
+        env = html_escape(&r.environment),
+        ver = html_escape(&r.version),
+        up = uptime(r),
+        hash = html_escape(&r.config_hash),
+        gen = r.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
+    );
+    for c in &r.components {
+        let word = status_word(c.status);
+        let note = match (&c.status, &c.last_error) {
+            (ComponentStatus::Down, Some(e)) => {
+                format!(r#"<td class="err">{}</td>"#, html_escape(e))
+            }
+            _ => format!("<td>{}</td>", html_escape(&c.target)),
+        };
+        let _ = writeln!(
+            out,
+            r#"<tr><td><b>{name}</b><br><small>{kind}{crit}</small></td><td><span class="badge" style="background:{col}">{word}</span></td><td>{lat}</td><td class="wide">{ago}</td><td class="wide">{fails}</td>{note}</tr>"#,
+            name = html_escape(&c.name),
+            kind = html_escape(&c.kind),
+            crit = if c.critical { ", critical" } else { "" },
+            col = colour(word),
+            lat = latency(c),
+            ago = ago(c.last_success, r.generated_at),
+            fails = c.consecutive_failures,
+        );
+    }
+    out.push_str("</tbody></table>\n</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn report() -> StatusReport {
+        let t = |s: i64| DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap();
+        let d = Duration::from_secs(1);
+        let mut app = Component::new(
+            "app",
+            "http",
+            "http://127.0.0.1:3000/api/health".into(),
+            true,
+            d,
+            d,
+        );
+        app.status = ComponentStatus::Ok;
+        app.latency_ms = Some(2.14);
+        app.last_success = Some(t(-1));
+        let mut cache = Component::new(
+            "cache",
+            "redis",
+            "redis://127.0.0.1:6379/0".into(),
+            true,
+            d,
+            d,
+        );
+        cache.status = ComponentStatus::Down;
+        cache.latency_ms = Some(0.4);
+        cache.last_success = Some(t(-75));
+        cache.consecutive_failures = 3;
+        cache.last_error =
+            Some("cannot connect to redis://127.0.0.1:6379/0: Connection refused <b>".into());
+        let disk = Component::new("disk", "disk", "/".into(), false, d, d);
+        StatusReport {
+            status: Overall::Down,
+            version: "0.1.0".into(),
+            environment: "dev".into(),
+            started_at: t(-3723),
+            uptime_seconds: 3723,
+            config_hash: "0123456789ab".into(),
+            generated_at: t(0),
+            components: vec![app, cache, disk],
+        }
+    }
+
+    #[test]
+    fn text_table_golden() {
+        let expected = "\
+vigil 0.1.0 · dev · status DOWN · up 1h2m3s · config 0123456789ab · 2026-09-21T14:13:20Z
+
+COMPONENT            KIND   STATUS   LATENCY  LAST SUCCESS  FAILS  TARGET / LAST ERROR
+app                  http   ok        2.1 ms  1s ago            0  http://127.0.0.1:3000/api/health
+cache                redis  DOWN      0.4 ms  1m15s ago         3  cannot connect to redis://127.0.0.1:6379/0: Connection refused <b>
+disk (non-critical)  disk   unknown        -  never             0  /
+";
+        assert_eq!(render_text(&report()), expected);
+    }
+
+    #[test]
+    fn html_escapes_and_refreshes_without_javascript() {
+        let html = render_html(&report());
+        assert!(html.contains(r#"<meta http-equiv="refresh" content="5">"#));
+        assert!(html.contains("Connection refused &lt;b&gt;"));
+        assert!(!html.contains("<script"));
+        assert!(html.contains("<title>DOWN · vigil · dev</title>"));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let r = report();
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), r);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["status"], "down");
+        assert_eq!(v["components"][1]["status"], "down");
+        assert_eq!(v["components"][2]["status"], "unknown");
+    }
+}

@@ -1,0 +1,110 @@
+//! Durations written the way Prometheus writes them: `500ms`, `10s`, `1m30s`, `2h`.
+
+use std::time::Duration;
+
+/// Parses a duration such as `250ms`, `10s`, `1m30s`, `1h`, `7d`. Units must come from
+/// largest to smallest, each at most once, and the result must be above zero.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d), like 500ms, 10s or 1m30s"
+        )
+    };
+    let units: [(&str, u64); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut last_rank = None;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        // "ms" must be tried before "m".
+        let (rank, (unit, millis)) = units
+            .iter()
+            .enumerate()
+            .filter(|(_, (u, _))| rest.starts_with(u))
+            .max_by_key(|(_, (u, _))| u.len())
+            .ok_or_else(bad)?;
+        if last_rank.is_some_and(|last| rank <= last) {
+            return Err(bad());
+        }
+        last_rank = Some(rank);
+        rest = &rest[unit.len()..];
+        total = number
+            .checked_mul(*millis)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if total == 0 {
+        return Err(format!("duration {text:?} must be above zero"));
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// Formats a duration in the same notation, for messages and `/status`.
+pub fn format(d: Duration) -> String {
+    let mut ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prometheus_durations() {
+        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse("1d1ms"), Ok(Duration::from_millis(86_400_001)));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_duration() {
+        for bad in [
+            "", "10", "s", "10x", "1.5s", "-1s", "30s1m", "1s1s", "10 s", "ms",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(
+            parse("0s"),
+            Err("duration \"0s\" must be above zero".into())
+        );
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for text in ["500ms", "10s", "1m30s", "2h", "1d1ms"] {
+            assert_eq!(format(parse(text).unwrap()), text);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Secrets that cannot leak: a [`Secret`] prints as `***`, and URLs are shown with
+//! their password replaced (`postgres://vigil:***@db:5432/app`).
+
+use std::fmt;
+
+/// A value that must never reach a log line, `/status` or `/metrics`. Its `Debug` and
+/// `Display` print `***`; the value is read only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that must send it (a connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Replaces every occurrence of the secret in `text` with `***`, for error
+    /// messages that a library may have built from the value.
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "***")
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A URL whose password (if any) is kept as a [`Secret`], with a redacted form for
+/// display. Query parameters named like a secret (`password`, `token`, `key`) are
+/// redacted too.
+#[derive(Clone)]
+pub struct SecretUrl {
+    /// The full URL, password included.
+    full: Secret,
+    /// The URL with `***` in place of the password and secret parameters.
+    redacted: String,
+    /// The password alone, to scrub it from error messages.
+    password: Option<Secret>,
+}
+
+impl SecretUrl {
+    /// Parses `text` as a URL.
+    pub fn parse(text: &str) -> Result<SecretUrl, url::ParseError> {
+        let url = url::Url::parse(text)?;
+        let password = url
+            .password()
+            .map(|p| Secret::new(percent_decode(p).unwrap_or_else(|| p.to_string())));
+        let mut shown = url.clone();
+        if url.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        let secret_params = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            [
+                "password",
+                "passwd",
+                "token",
+                "secret",
+                "key",
+                "sslpassword",
+            ]
+            .iter()
+            .any(|s| k.contains(s))
+        };
+        if url.query_pairs().any(|(k, _)| secret_params(&k)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret_params(&k) {
+                        "***".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        Ok(SecretUrl {
+            full: Secret::new(text),
+            redacted: shown.to_string().replace("%2A%2A%2A", "***"),
+            password,
+        })
+    }
+
+    /// The URL with its secrets, for the connection itself.
+    pub fn expose(&self) -> &str {
+        self.full.expose()
+    }
+
+    /// The URL as it may be shown anywhere.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// Removes the password and the full URL from a message built by a library.
+    pub fn scrub(&self, text: &str) -> String {
+        let text = self.full.scrub(text).replace("***", &self.redacted);
+        match &self.password {
+            Some(p) => p.scrub(&text),
+            None => text,
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_print_as_stars() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(
+            s.scrub("password hunter2 rejected"),
+            "password *** rejected"
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted_and_scrubbed() {
+        let u = SecretUrl::parse("postgres://vigil:s3cr%23t@db.internal:5432/app?sslmode=require")
+            .unwrap();
+        assert_eq!(
+            u.redacted(),
+            "postgres://vigil:***@db.internal:5432/app?sslmode=require"
+        );
+        assert_eq!(format!("{u:?}"), u.redacted());
+        assert_eq!(u.scrub("auth failed for s3cr#t"), "auth failed for ***");
+        assert_eq!(
+            u.scrub(&format!("cannot reach {}", u.expose())),
+            format!("cannot reach {}", u.redacted())
+        );
+        let q = SecretUrl::parse("http://h/x?token=abc&a=b").unwrap();
+        assert_eq!(q.redacted(), "http://h/x?token=***&a=b");
+        let plain = SecretUrl::parse("redis://127.0.0.1:6379/0").unwrap();
+        assert_eq!(plain.redacted(), "redis://127.0.0.1:6379/0");
+    }
+}

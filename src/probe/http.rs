@@ -1,0 +1,263 @@
+//! `http`: an HTTP(S) endpoint answers with an expected status, and optionally a body
+//! that contains a string or a JSON field with a given value. For `https` URLs the
+//! days left on the server's certificate are measured too.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{Observation, Probe, Sample};
+use crate::config::Collector;
+use crate::config::secret::SecretUrl;
+
+/// Bodies are read up to this size when a body condition is set.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// `http:` as written in the config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The URL to GET.
+    url: Spanned<String>,
+    /// Status codes that count as healthy (default: any 2xx).
+    #[serde(default)]
+    expect_status: Option<Spanned<Vec<u16>>>,
+    /// The body must contain this text.
+    #[serde(default)]
+    body_contains: Option<String>,
+    /// A JSON field of the body must have this value.
+    #[serde(default)]
+    json: Option<JsonSettings>,
+    /// Fail when the certificate has fewer days left than this.
+    #[serde(default)]
+    min_tls_days: Option<u32>,
+}
+
+/// `json:` under `http:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSettings {
+    /// A JSON pointer (RFC 6901) such as `/status`.
+    pointer: Spanned<String>,
+    /// The value the field must have, compared as text (`ok`, `true`, `3`).
+    equals: String,
+}
+
+/// Validated `http` settings.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    /// The URL, with any credentials redacted for display.
+    pub url: SecretUrl,
+    /// Healthy status codes; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    /// Required body text.
+    pub body_contains: Option<String>,
+    /// Required JSON field (pointer, value as text).
+    pub json: Option<(String, String)>,
+    /// Least certificate days left before the check fails.
+    pub min_tls_days: Option<u32>,
+}
+
+impl HttpSettings {
+    /// Checks the URL and the conditions.
+    pub fn validate(self, c: &mut Collector) -> Option<HttpSpec> {
+        let mut ok = true;
+        let url = match SecretUrl::parse(&self.url.value) {
+            Ok(u)
+                if u.redacted().starts_with("http://") || u.redacted().starts_with("https://") =>
+            {
+                Some(u)
+            }
+            Ok(_) => {
+                c.at(
+                    self.url.referenced,
+                    "url must start with http:// or https://",
+                );
+                None
+            }
+            Err(e) => {
+                c.at(self.url.referenced, format!("invalid url: {e}"));
+                None
+            }
+        };
+        let expect_status = match self.expect_status {
+            None => Vec::new(),
+            Some(s) => {
+                if s.value.is_empty() || s.value.iter().any(|&code| !(100..=599).contains(&code)) {
+                    c.at(
+                        s.referenced,
+                        "expect_status must list HTTP status codes from 100 to 599",
+                    );
+                    ok = false;
+                }
+                s.value
+            }
+        };
+        let json = match self.json {
+            None => None,
+            Some(j) => {
+                if !j.pointer.value.starts_with('/') {
+                    c.at(
+                        j.pointer.referenced,
+                        format!(
+                            "pointer {:?} must start with '/', like /status",
+                            j.pointer.value
+                        ),
+                    );
+                    ok = false;
+                }
+                Some((j.pointer.value, j.equals))
+            }
+        };
+        let url = url?;
+        ok.then_some(HttpSpec {
+            url,
+            expect_status,
+            body_contains: self.body_contains,
+            json,
+            min_tls_days: self.min_tls_days,
+        })
+    }
+}
+
+/// Checks an HTTP endpoint with its own client (connection reuse between checks).
+pub struct HttpProbe {
+    /// What to check.
+    spec: HttpSpec,
+    /// Keeps connections alive between checks; never follows redirects, because a
+    /// health endpoint that redirects is itself a finding.
+    client: reqwest::Client,
+}
+
+impl HttpProbe {
+    /// A probe for `spec`, with connection attempts bounded by `timeout`.
+    pub fn new(spec: HttpSpec, timeout: Duration) -> Result<HttpProbe, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tls_info(true)
+            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(HttpProbe { spec, client })
+    }
+
+    fn judge(&self, status: u16, body: Option<&[u8]>) -> Result<(), String> {
+        let url = self.spec.url.redacted();
+        let status_ok = if self.spec.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.spec.expect_status.contains(&status)
+        };
+        if !status_ok {
+            return Err(format!("{url} answered HTTP {status}"));
+        }
+        let body = body.unwrap_or_default();
+        if let Some(needle) = &self.spec.body_contains
+            && !String::from_utf8_lossy(body).contains(needle.as_str())
+        {
+            return Err(format!("{url} answered without {needle:?} in its body"));
+        }
+        if let Some((pointer, expected)) = &self.spec.json {
+            let value: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| format!("{url} answered a body that is not JSON: {e}"))?;
+            let found = match value.pointer(pointer) {
+                None => return Err(format!("{url} answered JSON without {pointer}")),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+            };
+            if &found != expected {
+                return Err(format!(
+                    "{url} answered {pointer} = {found:?}, expected {expected:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Days from now until the certificate in `der` expires.
+fn days_left(der: &[u8]) -> Option<f64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let not_after = cert.validity().not_after.timestamp();
+    Some((not_after - chrono::Utc::now().timestamp()) as f64 / 86_400.0)
+}
+
+impl Probe for HttpProbe {
+    async fn check(&self) -> Observation {
+        let url = self.spec.url.redacted();
+        let response = match self.client.get(self.spec.url.expose()).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = if e.is_timeout() {
+                    "timed out".to_string()
+                } else if e.is_connect() {
+                    "connection failed".to_string()
+                } else {
+                    "request failed".to_string()
+                };
+                let detail = std::error::Error::source(&e)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                return Observation::failed(
+                    self.spec.url.scrub(&format!("{url}: {reason}{detail}")),
+                );
+            }
+        };
+        let status = response.status().as_u16();
+        let mut samples = vec![Sample::new("vigil_http_status_code", f64::from(status))];
+        let mut tls_problem = None;
+        if let Some(info) = response.extensions().get::<reqwest::tls::TlsInfo>()
+            && let Some(days) = info.peer_certificate().and_then(days_left)
+        {
+            samples.push(Sample::new("vigil_tls_cert_days_left", days));
+            if let Some(min) = self.spec.min_tls_days
+                && days < f64::from(min)
+            {
+                tls_problem = Some(format!(
+                    "{url}: the certificate expires in {days:.1} days (minimum {min})"
+                ));
+            }
+        }
+        let needs_body = self.spec.body_contains.is_some() || self.spec.json.is_some();
+        let body = if needs_body {
+            match read_limited(response).await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    return Observation {
+                        result: Err(self
+                            .spec
+                            .url
+                            .scrub(&format!("{url}: reading the body: {e}"))),
+                        samples,
+                    };
+                }
+            }
+        } else {
+            None
+        };
+        let result = self.judge(status, body.as_deref()).and(match tls_problem {
+            Some(p) => Err(p),
+            None => Ok(()),
+        });
+        Observation { result, samples }
+    }
+
+    fn target(&self) -> String {
+        self.spec.url.redacted().to_string()
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(body)
+}
