@@ -186,10 +186,12 @@ fn collect_structural_problems(
     options: impl Fn() -> serde_saphyr::Options,
     c: &mut Collector,
 ) {
-    match serde_saphyr::from_str_with_options::<RawConfig<Spanned<IgnoredAny>>>(text, options()) {
+    // Locate the probes without expanding `${VAR}`: an unset variable in one probe
+    // must not stop the others from being checked.
+    let locate = serde_saphyr::options! { with_snippet: false };
+    match serde_saphyr::from_str_with_options::<RawConfig<Spanned<IgnoredAny>>>(text, locate) {
         Err(top) => c.yaml(&top),
         Ok(top) => {
-            let before = !c.is_empty();
             let mut found = false;
             for item in top.probes.unwrap_or_default() {
                 let source = probe_source(text, item.referenced);
@@ -202,7 +204,6 @@ fn collect_structural_problems(
             if !found {
                 c.yaml(whole);
             }
-            let _ = before;
         }
     }
 }

@@ -134,7 +134,11 @@ fn tidy(message: &str) -> String {
             "environment variable {name} is not set; set it, or write ${{{name}:-default}} to give a default"
         );
     }
-    message.to_string()
+    match message {
+        "expected sequence start" => "expected a list here (items start with `- `)".to_string(),
+        "invalid boolean" => "expected true or false".to_string(),
+        _ => message.to_string(),
+    }
 }
 
 #[cfg(test)]
