@@ -44,7 +44,11 @@ fn every_malformed_config_is_reported_with_its_position_and_exit_2() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if out.status.code() != Some(2) {
-            failures.push(format!("{}: exit {:?}, expected 2", file.display(), out.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}, expected 2",
+                file.display(),
+                out.status.code()
+            ));
         }
         if stdout != expected {
             failures.push(format!(
@@ -62,7 +66,10 @@ fn every_malformed_config_is_reported_with_its_position_and_exit_2() {
             });
             let file_level = line.starts_with(&format!("{prefix} no probes"));
             if position.is_none() && !file_level {
-                failures.push(format!("{}: line without file:line:col: {line}", file.display()));
+                failures.push(format!(
+                    "{}: line without file:line:col: {line}",
+                    file.display()
+                ));
             }
         }
     }
@@ -76,7 +83,10 @@ fn good_configs_and_the_shipped_example_are_ok() {
     for file in files {
         let out = check(&file);
         assert_eq!(
-            (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).as_ref()
+            ),
             (Some(0), "ok\n"),
             "{}",
             file.display()

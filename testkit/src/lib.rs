@@ -126,17 +126,10 @@ impl Postgres {
                 .arg("postgres:postgres")
                 .arg(pg.dir.path()));
         }
-        run(
-            &mut pg.command("initdb").arg("-D").arg(pg.data_dir()).args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]),
-        );
+        let mut initdb = pg.command("initdb");
+        initdb.arg("-D").arg(pg.data_dir());
+        initdb.args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+        run(&mut initdb);
         pg.pg_ctl_start();
         pg
     }
@@ -168,13 +161,11 @@ impl Postgres {
             self.port,
             self.socket_dir().display()
         );
-        run(&mut self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
-            .arg("-l")
-            .arg(self.dir.path().join("postgres.log"))
-            .args(["-w", "-t", "60", "-o", &options, "start"]));
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl.arg("-D").arg(self.data_dir());
+        pg_ctl.arg("-l").arg(self.dir.path().join("postgres.log"));
+        pg_ctl.args(["-w", "-t", "60", "-o", &options, "start"]);
+        run(&mut pg_ctl);
         wait_for_port(self.port, "PostgreSQL");
     }
 

@@ -1,0 +1,165 @@
+//! What the daemon's integration tests share: the real app on port 0, the real
+//! `vigil` binary with a config of the test's own, and reading `/status`.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+use vigil_testkit::ChildGuard;
+
+/// Generous safety net for waits; the tests wait on conditions, not on time.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The Watch Together server, in this process, stopped when dropped.
+pub struct App {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Starts the app against `database_url` and `redis_url` on a free port.
+pub async fn start_app(database_url: &str, redis_url: &str) -> App {
+    let (db, cache) = (database_url.to_string(), redis_url.to_string());
+    let config = watch_together::Config::from_lookup(|name| match name {
+        "PORT" => Some("0".into()),
+        "BIND_LOCALHOST" => Some("1".into()),
+        "LOG_FORMAT" => Some("json".into()),
+        "DATABASE_URL" => Some(db.clone()),
+        "REDIS_URL" => Some(cache.clone()),
+        "DB_TIMEOUT_MS" => Some("500".into()),
+        "CACHE_TIMEOUT_MS" => Some("500".into()),
+        _ => None,
+    })
+    .unwrap();
+    let app = watch_together::Application::build(config)
+        .await
+        .expect("the app starts");
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    App { addr, _stop: tx }
+}
+
+/// A running `vigil run` process, killed when dropped.
+pub struct Vigil {
+    /// The API's address, read from the "Listening." log line.
+    pub addr: SocketAddr,
+    /// The process.
+    pub child: ChildGuard,
+    /// Its log file (stderr).
+    pub log: PathBuf,
+    /// Holds the config, the state dir and the log.
+    pub dir: tempfile::TempDir,
+}
+
+impl Vigil {
+    /// Writes `probes_yaml` (the `probes:` list) into a config and starts the daemon.
+    pub fn start(probes_yaml: &str) -> Vigil {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("vigil.yaml");
+        let mut f = std::fs::File::create(&config).unwrap();
+        write!(
+            f,
+            "listen: 127.0.0.1:0\nstate_dir: state\nenvironment: test\nprobes:\n{probes_yaml}"
+        )
+        .unwrap();
+        let log = dir.path().join("vigil.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting vigil");
+        let child = ChildGuard(child);
+        let start = Instant::now();
+        let addr = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let found = text.lines().find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "Listening.").then(|| v["addr"].as_str()?.parse().ok())?
+            });
+            if let Some(a) = found {
+                break a;
+            }
+            assert!(start.elapsed() < DEADLINE, "vigil did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Vigil {
+            addr,
+            child,
+            log,
+            dir,
+        }
+    }
+
+    /// GETs `path` and returns the status code and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .get(format!("http://{}{path}", self.addr))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("vigil answers");
+        let code = resp.status().as_u16();
+        (code, resp.text().await.unwrap())
+    }
+
+    /// The `/status` JSON document and its HTTP status.
+    pub async fn status(&self) -> (u16, Value) {
+        let (code, body) = self.get("/status").await;
+        (code, serde_json::from_str(&body).expect("status is JSON"))
+    }
+
+    /// One component of `/status` by name.
+    pub async fn component(&self, name: &str) -> Value {
+        let (_, status) = self.status().await;
+        status["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no component {name} in {status}"))
+    }
+
+    /// Polls `/status` until `condition` holds for it.
+    pub async fn wait_for(&self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let (_, status) = self.status().await;
+            if condition(&status) {
+                return status;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "gave up waiting for {what}; last /status: {status:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The component named `name` in a `/status` document.
+pub fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no component {name} in {status}"))
+}

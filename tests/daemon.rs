@@ -1,0 +1,335 @@
+//! The real daemon probing the real app, PostgreSQL and Redis (the test's own
+//! instances), driven through its HTTP API.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Vigil, component, start_app};
+use vigil_testkit::{HangingListener, Postgres, Redis};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_killed_is_down_within_two_checks_and_recovers() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let app = start_app(&pg.url(), &redis.url()).await;
+    let vigil = Vigil::start(&format!(
+        "  - name: app
+    interval: 200ms
+    http:
+      url: http://{app}/api/health
+      json: {{pointer: /status, equals: ok}}
+  - name: database
+    interval: 200ms
+    postgres:
+      dsn: {pg}
+  - name: cache
+    interval: 200ms
+    redis:
+      url: {redis}
+  - name: cache-port
+    interval: 200ms
+    tcp:
+      address: 127.0.0.1:{port}
+  - name: disk
+    critical: false
+    interval: 1s
+    disk:
+      paths: [/]
+",
+        app = app.addr,
+        pg = pg.url(),
+        redis = redis.url(),
+        port = redis.port(),
+    ));
+
+    let status = vigil
+        .wait_for("every component ok", |s| s["status"] == "ok")
+        .await;
+    let (code, _) = vigil.status().await;
+    assert_eq!(code, 200);
+    for c in status["components"].as_array().unwrap() {
+        assert_eq!(c["status"], "ok", "{c}");
+        assert!(c["latency_ms"].as_f64().unwrap() >= 0.0);
+        assert!(c["last_success"].is_string());
+    }
+    let db = component(&status, "database");
+    let figures: Vec<&str> = db["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(figures.contains(&"vigil_postgres_max_connections"), "{db}");
+    assert_eq!(
+        db["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "vigil_postgres_max_connections")
+            .unwrap()["value"],
+        50.0,
+        "the harness server's max_connections"
+    );
+
+    let checks_before_kill = vigil.component("cache").await["checks_total"]
+        .as_u64()
+        .unwrap();
+    redis.kill();
+    let status = vigil
+        .wait_for("the cache to be down", |s| {
+            component(s, "cache")["status"] == "down"
+        })
+        .await;
+    let cache = component(&status, "cache");
+    let checks_to_notice = cache["checks_total"].as_u64().unwrap() - checks_before_kill;
+    assert!(
+        checks_to_notice <= 2,
+        "the cache was reported down only {checks_to_notice} checks after it died"
+    );
+    assert_eq!(status["status"], "down");
+    assert!(
+        cache["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("redis://127.0.0.1"),
+        "{cache}"
+    );
+    let (code, body) = vigil.status().await;
+    assert_eq!(code, 503, "{body}");
+    let (code, text) = vigil.get("/status?format=text").await;
+    assert_eq!(code, 503);
+    assert!(text.contains("status DOWN"), "{text}");
+    assert_eq!(
+        component(&body, "database")["status"],
+        "ok",
+        "the other probes keep working"
+    );
+
+    redis.restart();
+    vigil
+        .wait_for("everything ok again", |s| s["status"] == "ok")
+        .await;
+    let (code, _) = vigil.status().await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_target_costs_only_its_own_probe_its_timeout() {
+    let hung = HangingListener::start();
+    let tcp_target = HangingListener::start();
+    let vigil = Vigil::start(&format!(
+        "  - name: hung
+    critical: false
+    interval: 600ms
+    timeout: 500ms
+    http:
+      url: http://{hung}/api/health
+  - name: steady
+    interval: 100ms
+    tcp:
+      address: {steady}
+",
+        hung = hung.addr(),
+        steady = tcp_target.addr(),
+    ));
+    let status = vigil
+        .wait_for("three timed-out checks", |s| {
+            component(s, "hung")["checks_total"].as_u64() >= Some(3)
+        })
+        .await;
+    let hung_probe = component(&status, "hung");
+    let steady = component(&status, "steady");
+    assert_eq!(hung_probe["status"], "down");
+    let error = hung_probe["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("timed out") || error.contains("timeout of 500ms"),
+        "{error}"
+    );
+    assert!(
+        hung_probe["latency_ms"].as_f64().unwrap() >= 500.0,
+        "it waited its timeout"
+    );
+    // Both ran over the same stretch of time: the steady probe kept its 100 ms cadence
+    // (about six checks per hung check) instead of waiting behind the hung one.
+    let (h, s) = (
+        hung_probe["checks_total"].as_u64().unwrap(),
+        steady["checks_total"].as_u64().unwrap(),
+    );
+    assert!(s >= 3 * h, "steady ran {s} checks while hung ran {h}");
+    assert_eq!(steady["status"], "ok");
+    assert_eq!(
+        status["status"], "degraded",
+        "a non-critical component is down"
+    );
+    assert_eq!(vigil.status().await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_appears_in_no_status_metrics_or_log_and_sigterm_stops_cleanly() {
+    const PASSWORD: &str = "Sup3rSecretHunter2";
+    let pg = Postgres::start();
+    let closed = vigil_testkit::free_port();
+    let mut vigil = Vigil::start(&format!(
+        "  - name: database
+    interval: 100ms
+    postgres:
+      dsn: postgres://postgres:{PASSWORD}@127.0.0.1:{port}/postgres
+  - name: database-gone
+    interval: 100ms
+    postgres:
+      dsn: postgres://postgres:{PASSWORD}@127.0.0.1:{closed}/postgres?sslmode=disable
+  - name: cache-gone
+    interval: 100ms
+    redis:
+      url: redis://:{PASSWORD}@127.0.0.1:{closed}/0
+  - name: web-gone
+    interval: 100ms
+    http:
+      url: http://probe:{PASSWORD}@127.0.0.1:{closed}/health
+",
+        port = pg.port(),
+    ));
+    let status = vigil
+        .wait_for("all four probes to have run twice", |s| {
+            s["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["checks_total"].as_u64() >= Some(2))
+        })
+        .await;
+    assert_eq!(component(&status, "database")["status"], "ok", "{status}");
+    assert_eq!(
+        component(&status, "database")["target"],
+        format!("postgres://postgres:***@127.0.0.1:{}/postgres", pg.port())
+    );
+    for name in ["database-gone", "cache-gone", "web-gone"] {
+        assert_eq!(component(&status, name)["status"], "down");
+        assert!(
+            component(&status, name)["last_error"]
+                .as_str()
+                .unwrap()
+                .contains(":***@"),
+            "{status}"
+        );
+    }
+    let mut seen = String::new();
+    for path in [
+        "/status",
+        "/status?format=text",
+        "/status?format=html",
+        "/metrics",
+    ] {
+        let (_, body) = vigil.get(path).await;
+        seen.push_str(&body);
+    }
+    assert!(seen.contains("***"), "the redacted form is shown");
+
+    let pid = vigil.child.0.id();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(status) = vigil.child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "vigil did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "vigil exited with {exit}");
+    let log = vigil.log_text();
+    assert!(log.contains("Vigil stopped."), "{log}");
+    assert!(
+        log.contains("Component is down."),
+        "the failures were logged: {log}"
+    );
+    seen.push_str(&log);
+    assert!(!seen.contains(PASSWORD), "the password leaked:\n{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_are_json_and_healthz_answers() {
+    let target = HangingListener::start();
+    let vigil = Vigil::start(&format!(
+        "  - name: port\n    interval: 100ms\n    tcp:\n      address: {}\n",
+        target.addr()
+    ));
+    let (code, body) = vigil.get("/healthz").await;
+    assert_eq!((code, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (code, body) = vigil.get("/status?format=xml").await;
+    assert_eq!(code, 400);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "bad_request");
+    assert_eq!(
+        v["reason"],
+        "format \"xml\" is not known; use json, text or html"
+    );
+    let (code, body) = vigil.get("/nope").await;
+    assert_eq!(code, 404);
+    assert!(body.contains("\"reason\""), "{body}");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/status", vigil.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "method_not_allowed");
+    let html = reqwest::Client::new()
+        .get(format!("http://{}/status", vigil.addr))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        html.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(html.text().await.unwrap().contains("<table>"));
+}
+
+#[test]
+fn vigil_status_prints_the_table_and_exits_by_verdict() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = HangingListener::start();
+    let vigil = Vigil::start(&format!(
+        "  - name: port\n    interval: 100ms\n    tcp:\n      address: {}\n",
+        target.addr()
+    ));
+    rt.block_on(vigil.wait_for("the port to be ok", |s| s["status"] == "ok"));
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["status", "--url", &format!("http://{}", vigil.addr)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("status ok"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("port ") && l.contains(" ok ")),
+        "{text}"
+    );
+    drop(vigil);
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "status",
+            "--url",
+            &format!("http://127.0.0.1:{}", vigil_testkit::free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Vigil"));
+}
