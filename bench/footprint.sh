@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Vigil's footprint at 1 s probing: runs the release daemon for DURATION seconds
+# (default 60) probing the app, PostgreSQL, Redis and a disk every second, and prints
+# peak and steady resident memory and CPU time. Starts its own PostgreSQL, Redis and
+# app on free ports; stops them when done.
+#
+#   bench/footprint.sh            # 60 s
+#   DURATION=20 bench/footprint.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+DURATION=${DURATION:-60}
+
+ensure_packages
+echo "==> Building release binaries"
+cargo build -q --release -p vigil -p watch-together
+
+work=$(mktemp -d /tmp/vigil-footprint.XXXXXX)
+chmod 755 "$work"
+pg_port=$(free_port)
+redis_port=$(free_port)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    stop_postgres "$work/pg"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_postgres "$work/pg" "$pg_port"
+start_redis "$redis_port" "$work/redis"
+pids+=("$REDIS_PID")
+
+PORT=0 BIND_LOCALHOST=1 LOG_FORMAT=json \
+    DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" \
+    REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+    target/release/watch-together >"$work/app.log" 2>&1 &
+pids+=($!)
+app=$(listening_addr "$work/app.log" 60)
+
+cat >"$work/vigil.yaml" <<YAML
+listen: 127.0.0.1:0
+state_dir: state
+defaults:
+  interval: 1s
+  timeout: 900ms
+probes:
+  - name: app
+    http:
+      url: http://$app/api/health
+  - name: database
+    postgres:
+      dsn: postgres://postgres@127.0.0.1:$pg_port/postgres
+  - name: cache
+    redis:
+      url: redis://127.0.0.1:$redis_port/0
+  - name: disk
+    disk:
+      paths: [/]
+YAML
+target/release/vigil run --config "$work/vigil.yaml" --log-format json >"$work/vigil.log" 2>&1 &
+vigil=$!
+pids+=("$vigil")
+vigil_addr=$(listening_addr "$work/vigil.log" 30)
+
+clk=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$vigil/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$vigil/status"; }
+
+echo "==> Sampling vigil (pid $vigil) for ${DURATION}s"
+start_ticks=$(cpu_ticks)
+samples=()
+for ((i = 0; i < DURATION; i++)); do
+    sleep 1
+    samples+=("$(rss_kib)")
+done
+end_ticks=$(cpu_ticks)
+peak=$(awk '/^VmHWM:/ {print $2}' "/proc/$vigil/status")
+checks=$(exec 3<>"/dev/tcp/${vigil_addr%:*}/${vigil_addr##*:}" && \
+    printf 'GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && grep '^vigil_probe_checks_total' <&3 | tr '\n' ' ')
+# Steady: the median of the second half of the samples.
+steady=$(printf '%s\n' "${samples[@]:$((DURATION / 2))}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+
+awk -v peak="$peak" -v steady="$steady" -v t0="$start_ticks" -v t1="$end_ticks" \
+    -v clk="$clk" -v dur="$DURATION" -v checks="$checks" 'BEGIN {
+    cpu = (t1 - t0) / clk
+    printf "duration          %d s, 4 probes every 1 s\n", dur
+    printf "checks run        %s\n", checks
+    printf "peak RSS          %.1f MiB\n", peak / 1024
+    printf "steady RSS        %.1f MiB (median of the second half)\n", steady / 1024
+    printf "CPU               %.2f s = %.3f %% of one core\n", cpu, 100 * cpu / dur
+    printf "vs Prometheus     %.1fx less memory (186 MiB), %.1fx less CPU (3.5 %%)\n", 186 * 1024 / steady, (cpu > 0 ? 3.5 / (100 * cpu / dur) : 0)
+}'

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs the whole thing on this machine: PostgreSQL and Redis (the ones already
+# answering on their ports, or our own under .dev/), the Watch Together server and
+# Vigil watching it. Prints where /status is; Ctrl-C stops what this script started.
+#
+# Settings (environment): PG_PORT (5432), REDIS_PORT (6379), APP_PORT (3000),
+# VIGIL_PORT (9464), DATABASE_URL and REDIS_URL (derived from the ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+PG_PORT=${PG_PORT:-5432}
+REDIS_PORT=${REDIS_PORT:-6379}
+APP_PORT=${APP_PORT:-3000}
+VIGIL_PORT=${VIGIL_PORT:-9464}
+DEV=$(pwd)/.dev
+mkdir -p "$DEV"
+
+ensure_packages
+
+started_pg=""
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    echo
+    echo "==> Stopping what dev-start started"
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -n "$started_pg" ]; then stop_postgres "$DEV/postgres"; fi
+}
+trap cleanup EXIT INT TERM
+
+for port in "$APP_PORT" "$VIGIL_PORT"; do
+    if port_open "$port"; then
+        echo "error: port $port is taken; stop what uses it or set APP_PORT / VIGIL_PORT" >&2
+        exit 1
+    fi
+done
+
+if port_open "$PG_PORT"; then
+    echo "==> Using the PostgreSQL already answering on port $PG_PORT"
+else
+    echo "==> Starting PostgreSQL on port $PG_PORT (data in .dev/postgres)"
+    start_postgres "$DEV/postgres" "$PG_PORT"
+    started_pg=1
+fi
+if port_open "$REDIS_PORT"; then
+    echo "==> Using the Redis already answering on port $REDIS_PORT"
+else
+    echo "==> Starting Redis on port $REDIS_PORT (in .dev/redis, nothing persisted)"
+    start_redis "$REDIS_PORT" "$DEV/redis"
+    pids+=("$REDIS_PID")
+fi
+
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/watch_together}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+if ! psql "${DATABASE_URL%/*}/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = 'watch_together'" | grep -q 1; then
+    echo "==> Creating the database watch_together"
+    psql "${DATABASE_URL%/*}/postgres" -qc "CREATE DATABASE watch_together"
+fi
+
+echo "==> Building the app and Vigil"
+cargo build -q -p watch-together -p vigil
+
+echo "==> Starting the Watch Together server on port $APP_PORT (log: .dev/app.log)"
+PORT=$APP_PORT BIND_LOCALHOST=1 LOG_FORMAT=json target/debug/watch-together >"$DEV/app.log" 2>&1 &
+pids+=($!)
+wait_port "$APP_PORT" 60 "the Watch Together server" || { tail -n 20 "$DEV/app.log"; exit 1; }
+
+echo "==> Starting Vigil on port $VIGIL_PORT (log: .dev/vigil.log)"
+APP_URL=http://127.0.0.1:$APP_PORT VIGIL_LISTEN=127.0.0.1:$VIGIL_PORT \
+    target/debug/vigil run --config vigil.example.yaml --log-format json >"$DEV/vigil.log" 2>&1 &
+pids+=($!)
+wait_port "$VIGIL_PORT" 60 Vigil || { tail -n 20 "$DEV/vigil.log"; exit 1; }
+
+cat <<MSG
+
+  Vigil /status:  http://127.0.0.1:$VIGIL_PORT/status   (JSON; a browser gets HTML)
+                  http://127.0.0.1:$VIGIL_PORT/status?format=text
+                  target/debug/vigil status --url http://127.0.0.1:$VIGIL_PORT
+  Vigil metrics:  http://127.0.0.1:$VIGIL_PORT/metrics
+  The app:        http://127.0.0.1:$APP_PORT/api/health  (and /metrics)
+
+  Ctrl-C stops everything this script started.
+MSG
+# Stop everything when either process dies, and say which.
+wait -n "${pids[@]}" || true
+echo "==> A process stopped (Ctrl-C, or a crash: see .dev/app.log and .dev/vigil.log)" >&2

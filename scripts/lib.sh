@@ -1,0 +1,116 @@
+# Shared by scripts/dev-start.sh, scripts/test.sh and bench/*.sh: install what is
+# missing, and start throw-away PostgreSQL and Redis servers. Source it; do not run it.
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# The directory holding initdb and pg_ctl (Debian keeps them off PATH), or nothing.
+pg_bin_dir() {
+    if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return; fi
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+# Installs the Debian packages the tests and the local run need, when missing.
+ensure_packages() {
+    local missing=()
+    [ -n "$(pg_bin_dir)" ] && [ -x "$(pg_bin_dir)/initdb" ] || missing+=(postgresql)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "==> Installing ${missing[*]} (Debian packages)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# Creates the Python venv under .venv/ (ignored by git) for the tools later checks use.
+ensure_venv() {
+    if [ ! -x .venv/bin/python ]; then
+        echo "==> Creating the Python venv in .venv/"
+        if ! python3 -m venv .venv 2>/dev/null; then
+            DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv
+            python3 -m venv .venv
+        fi
+        .venv/bin/python -m pip install -q --upgrade pip
+    fi
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Waits until 127.0.0.1:$1 accepts connections, up to $2 seconds; names it $3 on failure.
+wait_port() {
+    local port=$1 seconds=$2 what=$3 i
+    for ((i = 0; i < seconds * 10; i++)); do
+        port_open "$port" && return 0
+        sleep 0.1
+    done
+    echo "error: $what did not start listening on port $port within ${seconds}s" >&2
+    return 1
+}
+
+# A TCP port nothing listens on.
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        port_open "$p" || { echo "$p"; return; }
+    done
+}
+
+# Runs a PostgreSQL binary, as the postgres user when we are root (PostgreSQL
+# refuses to run as root).
+pg_run() {
+    local bin
+    bin="$(pg_bin_dir)/$1"; shift
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$bin" "$@"; else "$bin" "$@"; fi
+}
+
+# Starts a PostgreSQL server with its data in $1 on port $2 (initdb first if needed),
+# trust authentication, listening on 127.0.0.1 only.
+start_postgres() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$dir"; chmod 0700 "$dir"; fi
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        pg_run initdb -D "$dir/data" -A trust -U postgres -E UTF8 --no-sync >/dev/null
+    fi
+    pg_run pg_ctl -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+    wait_port "$port" 30 PostgreSQL
+}
+
+# Stops the PostgreSQL server whose data lives in $1.
+stop_postgres() {
+    pg_run pg_ctl -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Starts a throw-away redis-server on port $1 in directory $2 as a child of this
+# shell; sets REDIS_PID.
+start_redis() {
+    local port=$1 dir=$2
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+        >"$dir/redis.log" 2>&1 &
+    REDIS_PID=$!
+    wait_port "$port" 30 Redis
+}
+
+# Reads the address from the first JSON "Listening." log line in file $1, waiting up
+# to $2 seconds.
+listening_addr() {
+    local file=$1 seconds=$2 i addr
+    for ((i = 0; i < seconds * 10; i++)); do
+        addr=$(grep -m1 '"message":"Listening."' "$file" 2>/dev/null | sed -E 's/.*"addr":"([^"]+)".*/\1/')
+        [ -n "$addr" ] && { echo "$addr"; return 0; }
+        sleep 0.1
+    done
+    echo "error: no Listening. line in $file after ${seconds}s:" >&2
+    tail -n 20 "$file" >&2
+    return 1
+}
