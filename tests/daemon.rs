@@ -38,7 +38,7 @@ async fn cache_killed_is_down_within_two_checks_and_recovers() {
     disk:
       paths: [/]
 ",
-        app = app.addr,
+        app = app.local_addr(),
         pg = pg.url(),
         redis = redis.url(),
         port = redis.port(),

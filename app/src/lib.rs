@@ -104,6 +104,34 @@ impl Application {
     }
 }
 
+/// A server running on a background task; stops (gracefully) when dropped.
+pub struct Running {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// Dropping it is the shutdown signal.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Application {
+    /// Serves on a background task of the current runtime until the returned handle
+    /// is dropped: for tests and for embedding the server in another program.
+    pub fn spawn(self) -> Running {
+        let addr = self.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(self.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Running { addr, _stop: stop }
+    }
+}
+
 /// The routes and middleware of the server.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
     Router::new()

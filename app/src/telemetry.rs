@@ -7,7 +7,7 @@
 //! | `http_requests_total` | counter | `method`, `route`, `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
 //! | `db_query_duration_seconds` | histogram | `query` |
-//! | `cache_requests_total` | counter | `result` (`hit`, `miss`, `error`) |
+//! | `cache_requests_total` | counter | `operation` (`get_room`, `health_check`), `result` (`hit`, `miss`, `error`) |
 //! | `cache_command_duration_seconds` | histogram | `command` |
 //! | `db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
 //!

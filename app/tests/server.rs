@@ -4,17 +4,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 use vigil_testkit::{HangingListener, Postgres, Redis};
-use watch_together::{Application, Config};
+use watch_together::{Application, Config, Running};
 
-/// A running server; stops when dropped.
-struct Server {
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn start(database_url: String, redis_url: String) -> Server {
+/// Starts the server on a free port of 127.0.0.1 with short dependency timeouts.
+async fn start(database_url: String, redis_url: String) -> Running {
     let config = Config::from_lookup(|name| match name {
         "PORT" => Some("0".into()),
         "BIND_LOCALHOST" => Some("1".into()),
@@ -26,13 +20,10 @@ async fn start(database_url: String, redis_url: String) -> Server {
         _ => None,
     })
     .unwrap();
-    let app = Application::build(config).await.expect("server starts");
-    let addr = app.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    Server { addr, _stop: tx }
+    Application::build(config)
+        .await
+        .expect("server starts")
+        .spawn()
 }
 
 fn client() -> reqwest::Client {
@@ -80,20 +71,37 @@ async fn health_endpoints_answer_ok_with_real_dependencies() {
     let redis = Redis::start();
     let server = start(pg.url(), redis.url()).await;
 
-    let (status, body) = get(server.addr, "/api/health").await;
+    let (status, body) = get(server.local_addr(), "/api/health").await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
 
-    let (status, body) = get(server.addr, "/api/health/database").await;
+    let (status, body) = get(server.local_addr(), "/api/health/database").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
     assert!(body["latency_ms"].as_f64().unwrap() >= 0.0);
     assert!(body["pool"]["size"].as_u64().unwrap() >= 1);
     assert_eq!(body["pool"]["max"], 10);
 
-    let (status, body) = get(server.addr, "/api/health/cache").await;
+    let (status, body) = get(server.local_addr(), "/api/health/cache").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
+    // The first check found no sentinel key in the fresh Redis and wrote it; the
+    // second found it.
+    assert_eq!(get(server.local_addr(), "/api/health/cache").await.0, 200);
+    let text = metrics(server.local_addr()).await;
+    let miss = sample(
+        &text,
+        r#"cache_requests_total{operation="health_check",result="miss"}"#,
+    );
+    let hit = sample(
+        &text,
+        r#"cache_requests_total{operation="health_check",result="hit"}"#,
+    );
+    assert!(miss >= 1.0 && hit >= 1.0, "{text}");
+    assert!(
+        text.contains(r#"db_query_duration_seconds_count{query="health_select_1"}"#),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,11 +111,11 @@ async fn a_dead_cache_is_503_with_a_reason_and_the_rest_still_serves() {
     let server = start(pg.url(), redis.url()).await;
     redis.kill();
 
-    let (status, body) = get(server.addr, "/api/health/cache").await;
+    let (status, body) = get(server.local_addr(), "/api/health/cache").await;
     assert_eq!(status, 503);
     assert_eq!(body["status"], "error");
     assert!(body["reason"].as_str().unwrap().contains("cache"), "{body}");
-    let (status, _) = get(server.addr, "/api/health").await;
+    let (status, _) = get(server.local_addr(), "/api/health").await;
     assert_eq!(status, 200);
 
     redis.restart();
@@ -118,7 +126,7 @@ async fn a_dead_cache_is_503_with_a_reason_and_the_rest_still_serves() {
         || {
             last = tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current()
-                    .block_on(get(server.addr, "/api/health/cache"))
+                    .block_on(get(server.local_addr(), "/api/health/cache"))
                     .0
             });
             last == 200
@@ -132,16 +140,19 @@ async fn hung_dependencies_cost_only_their_timeout() {
     let hung_cache = HangingListener::start();
     let server = start(pg.url(), format!("redis://{}/0", hung_cache.addr())).await;
     // Warm the pool so a connection exists, then freeze the whole database.
-    assert_eq!(get(server.addr, "/api/health/database").await.0, 200);
+    assert_eq!(
+        get(server.local_addr(), "/api/health/database").await.0,
+        200
+    );
     pg.freeze();
 
-    let (status, body) = get(server.addr, "/api/health/database").await;
+    let (status, body) = get(server.local_addr(), "/api/health/database").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(
         body["reason"], "database did not answer within 500ms",
         "{body}"
     );
-    let (status, body) = get(server.addr, "/api/health/cache").await;
+    let (status, body) = get(server.local_addr(), "/api/health/cache").await;
     assert_eq!(status, 503, "{body}");
     let reason = body["reason"].as_str().unwrap();
     assert!(
@@ -156,14 +167,14 @@ async fn metrics_count_requests_by_route_template() {
     let pg = Postgres::start();
     let redis = Redis::start();
     let server = start(pg.url(), redis.url()).await;
-    let before = metrics(server.addr).await;
+    let before = metrics(server.local_addr()).await;
     let key_404 = r#"http_requests_total{method="GET",route="/api/rooms/{id}",status="404"}"#;
     let key_200 = r#"http_requests_total{method="GET",route="/api/rooms/{id}",status="200"}"#;
     let key_201 = r#"http_requests_total{method="POST",route="/api/rooms",status="201"}"#;
     let unmatched = r#"http_requests_total{method="GET",route="unmatched",status="404"}"#;
 
     let created: Value = client()
-        .post(format!("http://{}/api/rooms", server.addr))
+        .post(format!("http://{}/api/rooms", server.local_addr()))
         .json(&serde_json::json!({"name": "movie night"}))
         .send()
         .await
@@ -177,15 +188,15 @@ async fn metrics_count_requests_by_route_template() {
         "/api/rooms/900002",
         "/api/rooms/900003",
     ] {
-        assert_eq!(get(server.addr, path).await.0, 404);
+        assert_eq!(get(server.local_addr(), path).await.0, 404);
     }
-    let (status, room) = get(server.addr, &format!("/api/rooms/{id}")).await;
+    let (status, room) = get(server.local_addr(), &format!("/api/rooms/{id}")).await;
     assert_eq!((status, room["name"].as_str()), (200, Some("movie night")));
-    let (status, _) = get(server.addr, &format!("/api/rooms/{id}")).await;
+    let (status, _) = get(server.local_addr(), &format!("/api/rooms/{id}")).await;
     assert_eq!(status, 200);
-    assert_eq!(get(server.addr, "/no/such/thing").await.0, 404);
+    assert_eq!(get(server.local_addr(), "/no/such/thing").await.0, 404);
 
-    let after = metrics(server.addr).await;
+    let after = metrics(server.local_addr()).await;
     assert_eq!(
         sample(&after, key_404) - sample(&before, key_404),
         3.0,
@@ -196,7 +207,7 @@ async fn metrics_count_requests_by_route_template() {
     assert_eq!(sample(&after, unmatched) - sample(&before, unmatched), 1.0);
     assert!(!after.contains("900001"), "a raw path became a label");
     // The second fetch of the room was served from the cache.
-    let hits = r#"cache_requests_total{result="hit"}"#;
+    let hits = r#"cache_requests_total{operation="get_room",result="hit"}"#;
     assert_eq!(sample(&after, hits) - sample(&before, hits), 1.0);
     assert!(after.contains(
         r#"http_request_duration_seconds_bucket{method="GET",route="/api/rooms/{id}",le="2"}"#
@@ -210,7 +221,7 @@ async fn bad_requests_get_json_reasons() {
     let redis = Redis::start();
     let server = start(pg.url(), redis.url()).await;
     let resp = client()
-        .post(format!("http://{}/api/rooms", server.addr))
+        .post(format!("http://{}/api/rooms", server.local_addr()))
         .header("content-type", "application/json")
         .body("{\"nme\": 1}")
         .send()
@@ -220,7 +231,7 @@ async fn bad_requests_get_json_reasons() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "bad_request");
     assert!(body["reason"].as_str().unwrap().contains("nme"), "{body}");
-    let (status, body) = get(server.addr, "/api/rooms/abc").await;
+    let (status, body) = get(server.local_addr(), "/api/rooms/abc").await;
     assert_eq!(status, 400);
     assert_eq!(body["reason"], "room id \"abc\" is not a number");
 }

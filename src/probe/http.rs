@@ -261,3 +261,86 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
     }
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(
+        expect_status: Vec<u16>,
+        body_contains: Option<&str>,
+        json: Option<(&str, &str)>,
+    ) -> HttpProbe {
+        let spec = HttpSpec {
+            url: SecretUrl::parse("http://user:pw@127.0.0.1:1/health").unwrap(),
+            expect_status,
+            body_contains: body_contains.map(str::to_string),
+            json: json.map(|(p, v)| (p.to_string(), v.to_string())),
+            min_tls_days: None,
+        };
+        HttpProbe::new(spec, Duration::from_secs(1)).unwrap()
+    }
+
+    #[test]
+    fn status_codes_are_judged_by_the_expected_list_or_2xx() {
+        let any_2xx = probe(vec![], None, None);
+        assert_eq!(any_2xx.judge(204, None), Ok(()));
+        assert_eq!(
+            any_2xx.judge(503, None),
+            Err("http://user:***@127.0.0.1:1/health answered HTTP 503".into())
+        );
+        assert!(any_2xx.judge(301, None).is_err(), "redirects are findings");
+        let listed = probe(vec![200, 401], None, None);
+        assert_eq!(listed.judge(401, None), Ok(()));
+        assert!(listed.judge(204, None).is_err());
+    }
+
+    #[test]
+    fn body_and_json_conditions() {
+        let p = probe(vec![], Some("healthy"), None);
+        assert_eq!(p.judge(200, Some(b"all healthy")), Ok(()));
+        assert!(
+            p.judge(200, Some(b"sick"))
+                .unwrap_err()
+                .contains("without \"healthy\"")
+        );
+        let j = probe(vec![], None, Some(("/checks/db", "true")));
+        assert_eq!(j.judge(200, Some(br#"{"checks":{"db":true}}"#)), Ok(()));
+        assert_eq!(
+            j.judge(200, Some(br#"{"checks":{"db":false}}"#)),
+            Err("http://user:***@127.0.0.1:1/health answered /checks/db = \"false\", expected \"true\"".into())
+        );
+        assert!(
+            j.judge(200, Some(b"<html>"))
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert!(
+            j.judge(200, Some(b"{}"))
+                .unwrap_err()
+                .contains("without /checks/db")
+        );
+        let s = probe(vec![], None, Some(("/status", "ok")));
+        assert_eq!(
+            s.judge(200, Some(br#"{"status":"ok"}"#)),
+            Ok(()),
+            "strings compare unquoted"
+        );
+    }
+
+    #[test]
+    fn certificate_days_left_come_from_not_after() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let expected = (chrono::DateTime::parse_from_rfc3339("2035-01-01T00:00:00Z")
+            .unwrap()
+            .timestamp()
+            - chrono::Utc::now().timestamp()) as f64
+            / 86_400.0;
+        let days = days_left(cert.der()).unwrap();
+        assert!((days - expected).abs() < 0.01, "{days} vs {expected}");
+        assert_eq!(days_left(b"not a certificate"), None);
+    }
+}

@@ -10,21 +10,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::oneshot;
 use vigil_testkit::ChildGuard;
 
 /// Generous safety net for waits; the tests wait on conditions, not on time.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The Watch Together server, in this process, stopped when dropped.
-pub struct App {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-/// Starts the app against `database_url` and `redis_url` on a free port.
-pub async fn start_app(database_url: &str, redis_url: &str) -> App {
+/// Starts the Watch Together server in this process against `database_url` and
+/// `redis_url`, on a free port; it stops when the handle is dropped.
+pub async fn start_app(database_url: &str, redis_url: &str) -> watch_together::Running {
     let (db, cache) = (database_url.to_string(), redis_url.to_string());
     let config = watch_together::Config::from_lookup(|name| match name {
         "PORT" => Some("0".into()),
@@ -32,20 +25,13 @@ pub async fn start_app(database_url: &str, redis_url: &str) -> App {
         "LOG_FORMAT" => Some("json".into()),
         "DATABASE_URL" => Some(db.clone()),
         "REDIS_URL" => Some(cache.clone()),
-        "DB_TIMEOUT_MS" => Some("500".into()),
-        "CACHE_TIMEOUT_MS" => Some("500".into()),
         _ => None,
     })
     .unwrap();
-    let app = watch_together::Application::build(config)
+    watch_together::Application::build(config)
         .await
-        .expect("the app starts");
-    let addr = app.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
-    App { addr, _stop: tx }
+        .expect("the app starts")
+        .spawn()
 }
 
 /// A running `vigil run` process, killed when dropped.

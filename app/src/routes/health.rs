@@ -74,14 +74,35 @@ async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
 }
 
-/// `GET /api/health/cache`: a PING round trip and its latency.
+/// The key the cache check reads and, when it is missing, writes back.
+const HEALTH_KEY: &str = "watch-together:health";
+
+/// `GET /api/health/cache`: a PING round trip and its latency, then a read of a
+/// sentinel key (counted as a hit or a miss under `operation="health_check"`, so the
+/// cache counters exist from the first check and can be told apart from real traffic).
 async fn cache(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let mut conn = state.cache.clone();
     let start = Instant::now();
-    let result = tokio::time::timeout(
-        state.cache_timeout,
-        redis::cmd("PING").query_async::<String>(&mut conn),
-    )
+    let result = tokio::time::timeout(state.cache_timeout, async {
+        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let present: Option<String> = redis::cmd("GET")
+            .arg(HEALTH_KEY)
+            .query_async(&mut conn)
+            .await?;
+        let result = if present.is_some() { "hit" } else { "miss" };
+        metrics::counter!("cache_requests_total", "operation" => "health_check", "result" => result)
+            .increment(1);
+        if present.is_none() {
+            redis::cmd("SET")
+                .arg(HEALTH_KEY)
+                .arg("ok")
+                .arg("EX")
+                .arg(300)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        Ok::<String, redis::RedisError>(pong)
+    })
     .await;
     let elapsed = start.elapsed();
     metrics::histogram!("cache_command_duration_seconds", "command" => "ping")

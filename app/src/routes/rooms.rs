@@ -118,13 +118,13 @@ async fn fetch(
     match cached {
         Ok(Ok(Some(json))) => {
             if let Ok(room) = serde_json::from_str::<Room>(&json) {
-                metrics::counter!("cache_requests_total", "result" => "hit").increment(1);
+                metrics::counter!("cache_requests_total", "operation" => "get_room", "result" => "hit").increment(1);
                 return Ok(Json(room));
             }
-            metrics::counter!("cache_requests_total", "result" => "miss").increment(1);
+            metrics::counter!("cache_requests_total", "operation" => "get_room", "result" => "miss").increment(1);
         }
-        Ok(Ok(None)) => metrics::counter!("cache_requests_total", "result" => "miss").increment(1),
-        _ => metrics::counter!("cache_requests_total", "result" => "error").increment(1),
+        Ok(Ok(None)) => metrics::counter!("cache_requests_total", "operation" => "get_room", "result" => "miss").increment(1),
+        _ => metrics::counter!("cache_requests_total", "operation" => "get_room", "result" => "error").increment(1),
     }
     let room = timed(
         &state,
