@@ -103,3 +103,16 @@ fn an_unreadable_file_is_exit_2_with_the_reason() {
         "tests/config/no-such-file.yaml: cannot read the config file: No such file or directory (os error 2)\n"
     );
 }
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("vigil {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

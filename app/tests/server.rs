@@ -235,3 +235,54 @@ async fn bad_requests_get_json_reasons() {
     assert_eq!(status, 400);
     assert_eq!(body["reason"], "room id \"abc\" is not a number");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("watch-together.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_watch-together"))
+        .env("PORT", vigil_testkit::free_port().to_string())
+        .env("BIND_LOCALHOST", "1")
+        .env("LOG_FORMAT", "json")
+        .env("DATABASE_URL", pg.url())
+        .env("REDIS_URL", redis.url())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = vigil_testkit::ChildGuard(child);
+    let mut addr = None;
+    vigil_testkit::wait_until("the Listening. log line", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        addr = text.lines().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "Listening.").then(|| {
+                v["addr"]
+                    .as_str()?
+                    .replace("0.0.0.0", "127.0.0.1")
+                    .parse()
+                    .ok()
+            })?
+        });
+        addr.is_some()
+    });
+    let addr: SocketAddr = addr.unwrap();
+    assert_eq!(get(addr, "/api/health").await.0, 200);
+    let pid = child.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exit = None;
+    vigil_testkit::wait_until("the server to exit", Duration::from_secs(60), || {
+        exit = child.0.try_wait().unwrap();
+        exit.is_some()
+    });
+    assert!(exit.unwrap().success(), "{:?}", exit);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Stopped cleanly."), "{text}");
+}
