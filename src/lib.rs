@@ -28,5 +28,8 @@ pub mod daemon;
 pub mod health;
 pub mod logging;
 pub mod probe;
+pub mod promql;
+pub mod rules;
+pub mod store;
 
 pub use daemon::Daemon;

@@ -36,6 +36,11 @@ enum Command {
         #[arg(long, short, env = "VIGIL_CONFIG", default_value = "vigil.yaml")]
         config: PathBuf,
     },
+    /// Run rule unit tests (promtool's format): `vigil test rules FILE...`.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
     /// Print a running daemon's /status as a table. Exit 0 ok, 1 degraded, 2 down,
     /// 3 when the daemon cannot be reached.
     Status {
@@ -45,6 +50,16 @@ enum Command {
         /// Print the JSON document instead of the table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TestCommand {
+    /// Run the unit tests in each FILE; exit 1 when one fails.
+    Rules {
+        /// Test files in promtool's format.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -77,6 +92,21 @@ fn main() -> ExitCode {
                     eprintln!("vigil: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Test {
+            what: TestCommand::Rules { files },
+        } => {
+            let mut passed = true;
+            for f in files {
+                let result = vigil::rules::unittest::run_file(&f);
+                print!("{}", result.report);
+                passed &= result.passed;
+            }
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Command::Status { url, json } => {

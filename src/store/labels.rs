@@ -1,0 +1,125 @@
+//! Label sets: sorted by name, `__name__` among them, compared and hashed whole.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The label holding the metric name.
+pub const NAME: &str = "__name__";
+
+/// A sorted set of labels. Cloning is cheap (shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Labels(Arc<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    /// Builds a label set from pairs in any order; empty values are dropped (an
+    /// empty label is the same as no label in Prometheus).
+    pub fn new<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Labels {
+        let mut v: Vec<(Box<str>, Box<str>)> = pairs
+            .into_iter()
+            .filter(|(_, v)| !v.as_ref().is_empty())
+            .map(|(k, v)| (k.as_ref().into(), v.as_ref().into()))
+            .collect();
+        v.sort();
+        v.dedup_by(|a, b| a.0 == b.0);
+        Labels(v.into())
+    }
+
+    /// A metric name and labels.
+    pub fn from_pairs(name: &str, pairs: &[(&str, &str)]) -> Labels {
+        Labels::new(pairs.iter().copied().chain([(NAME, name)]))
+    }
+
+    /// The value of label `name`, or "" when absent.
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(name))
+            .map(|i| &*self.0[i].1)
+            .unwrap_or("")
+    }
+
+    /// The metric name, or "".
+    pub fn name(&self) -> &str {
+        self.get(NAME)
+    }
+
+    /// The pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// A copy without the labels for which `drop` is true.
+    pub fn without(&self, mut drop: impl FnMut(&str) -> bool) -> Labels {
+        Labels(self.0.iter().filter(|(k, _)| !drop(k)).cloned().collect())
+    }
+
+    /// A copy without `__name__`.
+    pub fn without_name(&self) -> Labels {
+        if self.get(NAME).is_empty() {
+            self.clone()
+        } else {
+            self.without(|k| k == NAME)
+        }
+    }
+
+    /// A copy with `name` set to `value` (removed when `value` is empty).
+    pub fn with(&self, name: &str, value: &str) -> Labels {
+        Labels::new(
+            self.iter()
+                .filter(|(k, _)| *k != name)
+                .chain([(name, value)]),
+        )
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus's notation: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{{", self.name())?;
+        let mut first = true;
+        for (k, v) in self.iter().filter(|(k, _)| *k != NAME) {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            write!(
+                f,
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )?;
+        }
+        write!(f, "}}")
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_deduplicated_and_printed_like_prometheus() {
+        let l = Labels::new([("job", "app"), (NAME, "up"), ("empty", ""), ("a", "x\"y")]);
+        assert_eq!(l.to_string(), r#"up{a="x\"y", job="app"}"#);
+        assert_eq!(l.get("job"), "app");
+        assert_eq!(l.get("empty"), "");
+        assert_eq!(l.without_name().to_string(), r#"{a="x\"y", job="app"}"#);
+        assert_eq!(l.with("job", "").to_string(), r#"up{a="x\"y"}"#);
+    }
+}
