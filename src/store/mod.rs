@@ -206,7 +206,8 @@ impl Store {
         }
     }
 
-    /// Series whose name is `name` (all series when `None`) and which `keep` accepts.
+    /// Series whose name is `name` (all series when `None`) and which `keep` accepts,
+    /// sorted by labels.
     pub fn select<'a>(
         &'a self,
         name: Option<&str>,
@@ -222,7 +223,11 @@ impl Store {
             ),
             None => Box::new(self.series.iter().flatten()),
         };
-        candidates.filter(|s| keep(&s.labels)).collect()
+        let mut out: Vec<&Series> = candidates.filter(|s| keep(&s.labels)).collect();
+        // Sorted by labels, as Prometheus's storage returns series: aggregations then
+        // add in the same order and agree with Prometheus to the last bit.
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        out
     }
 
     /// Total samples held (for `/status` and benchmarks).
