@@ -18,6 +18,8 @@ ensure_packages() {
     [ -n "$(pg_bin_dir)" ] && [ -x "$(pg_bin_dir)/initdb" ] || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+    # promtool, the reference the rule tests and the PromQL corpus are checked against.
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "==> Installing ${missing[*]} (Debian packages)"
         as_root apt-get update -qq
