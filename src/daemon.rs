@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::health::{self, Component, Health};
 use crate::probe::Probe;
 use crate::probe::scheduler::{self, Scheduled};
+use crate::rules::manager::{EngineView, Manager};
 
 /// After a stop is asked for, in-flight API requests get this long to finish.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -129,8 +130,23 @@ impl Daemon {
         let (components, scheduled): (Vec<_>, Vec<_>) = self.probes.into_iter().unzip();
         let (state_tx, state_rx) = watch::channel(Health::new(components));
         let (report_tx, report_rx) = mpsc::channel(256);
-        let health_task = tokio::spawn(health::run(report_rx, state_tx));
+        let (engine_tx, engine_rx) = mpsc::channel(256);
+        let (view_tx, view_rx) = watch::channel(EngineView::default());
+        let manager = Manager::new(
+            self.config.rules.clone(),
+            self.config.evaluation_interval,
+            self.config.max_series,
+            self.config.retention,
+            &self.config.state_dir,
+            view_tx,
+        );
+        let manager_task = tokio::spawn(manager.run(engine_rx));
+        let health_task = tokio::spawn(health::run(report_rx, state_tx, Some(engine_tx.clone())));
         let mut probe_tasks = scheduler::start(scheduled, report_tx);
+        for (i, s) in self.config.scrapes.iter().enumerate() {
+            probe_tasks.spawn(crate::scrape::run(i, s.clone(), engine_tx.clone()));
+        }
+        drop(engine_tx);
 
         let info = Info {
             version: env!("CARGO_PKG_VERSION"),
@@ -141,6 +157,7 @@ impl Daemon {
         };
         let router = api::router(ApiState {
             health: state_rx,
+            engine: view_rx,
             info: Arc::new(info),
         });
         tracing::info!(
@@ -149,6 +166,8 @@ impl Daemon {
             config = %self.config.file.display(),
             config_hash = %self.config.hash,
             probes = self.config.probes.len(),
+            rule_groups = self.config.rules.len(),
+            scrapes = self.config.scrapes.len(),
         );
         tracing::info!(message = "Listening.", addr = %self.listener.local_addr().map_err(DaemonError::Serve)?);
 
@@ -174,6 +193,7 @@ impl Daemon {
         };
         probe_tasks.abort_all();
         health_task.abort();
+        manager_task.abort();
         tracing::info!(message = "Vigil stopped.");
         result
     }

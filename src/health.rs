@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::probe::Sample;
 use crate::probe::scheduler::Report;
+use crate::store::Labels;
 
 /// A component's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +108,58 @@ impl Component {
     }
 }
 
+impl Component {
+    /// The component's series (with `__name__` and `probe`), as `/metrics` shows them
+    /// and the series store records them. A component not yet checked has only its
+    /// counters.
+    pub fn series(&self) -> Vec<(Labels, f64)> {
+        let probe = self.name.as_str();
+        let mut out = vec![
+            (
+                Labels::from_pairs("vigil_probe_checks_total", &[("probe", probe)]),
+                self.checks_total as f64,
+            ),
+            (
+                Labels::from_pairs("vigil_probe_failures_total", &[("probe", probe)]),
+                self.failures_total as f64,
+            ),
+        ];
+        if self.status == ComponentStatus::Unknown {
+            return out;
+        }
+        let pt = [("probe", probe), ("target", self.target.as_str())];
+        let success = if self.status == ComponentStatus::Ok {
+            1.0
+        } else {
+            0.0
+        };
+        out.push((Labels::from_pairs("vigil_probe_success", &pt), success));
+        // Rounded to the microsecond: the float division would print 0.0024196939999999996.
+        let seconds = (self.latency_ms.unwrap_or(0.0) * 1000.0).round() / 1e6;
+        out.push((
+            Labels::from_pairs("vigil_probe_duration_seconds", &pt),
+            seconds,
+        ));
+        out.push((
+            Labels::from_pairs("vigil_probe_consecutive_failures", &[("probe", probe)]),
+            self.consecutive_failures as f64,
+        ));
+        for s in &self.samples {
+            let labels = Labels::new(
+                s.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .chain([
+                        ("probe", probe),
+                        (crate::store::labels::NAME, s.name.as_str()),
+                    ]),
+            );
+            out.push((labels, s.value));
+        }
+        out
+    }
+}
+
 /// The state of every component, as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Health {
@@ -150,6 +203,20 @@ impl Health {
         }
     }
 
+    /// `vigil_status` and every component's series.
+    pub fn series(&self) -> Vec<(Labels, f64)> {
+        let verdict = match self.overall() {
+            Overall::Ok => 0.0,
+            Overall::Degraded => 1.0,
+            Overall::Down => 2.0,
+        };
+        let mut out = vec![(Labels::from_pairs("vigil_status", &[]), verdict)];
+        for c in &self.components {
+            out.extend(c.series());
+        }
+        out
+    }
+
     /// The overall verdict.
     pub fn overall(&self) -> Overall {
         let down = |c: &&Component| c.status == ComponentStatus::Down;
@@ -167,26 +234,49 @@ impl Health {
     }
 }
 
-/// Applies reports as they arrive until every sender is gone.
-pub async fn run(mut reports: mpsc::Receiver<Report>, state: watch::Sender<Health>) {
+/// Applies reports as they arrive until every sender is gone, and forwards each
+/// component's series to the rule manager (when there is one), flagged when the
+/// component's verdict changed so that rules are evaluated at once.
+pub async fn run(
+    mut reports: mpsc::Receiver<Report>,
+    state: watch::Sender<Health>,
+    engine: Option<mpsc::Sender<crate::rules::manager::Input>>,
+) {
     while let Some(report) = reports.recv().await {
         let failed = report.observation.result.is_err();
         let probe = report.probe;
+        let t = report.started.timestamp_millis();
         let mut changed_to = None;
+        let mut series = None;
         state.send_modify(|h| {
             let before = h.components.get(probe).map(|c| c.status);
             h.record(report, Utc::now());
-            if let Some(c) = h.components.get(probe)
-                && before != Some(c.status)
-            {
-                changed_to = Some((c.name.clone(), c.status, c.last_error.clone()));
+            if let Some(c) = h.components.get(probe) {
+                if before != Some(c.status) {
+                    changed_to = Some((c.name.clone(), c.status, c.last_error.clone()));
+                }
+                series = Some((c.name.clone(), c.series()));
             }
         });
-        if let Some((name, status, error)) = changed_to {
+        if let Some((name, status, error)) = &changed_to {
             if failed {
                 tracing::warn!(message = "Component is down.", component = %name, error = error.as_deref().unwrap_or(""));
             } else {
                 tracing::info!(message = "Component is up.", component = %name, status = ?status);
+            }
+        }
+        if let (Some(engine), Some((name, samples))) = (&engine, series) {
+            let input = crate::rules::manager::Input::Samples {
+                source: format!("probe/{name}"),
+                t,
+                samples,
+                changed: changed_to.is_some(),
+            };
+            if engine.send(input).await.is_err() {
+                tracing::warn!(
+                    message =
+                        "The rule manager has stopped; probe results no longer reach the rules."
+                );
             }
         }
     }

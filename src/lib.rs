@@ -30,6 +30,7 @@ pub mod logging;
 pub mod probe;
 pub mod promql;
 pub mod rules;
+pub mod scrape;
 pub mod store;
 
 pub use daemon::Daemon;

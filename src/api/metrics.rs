@@ -8,7 +8,8 @@
 
 use std::fmt::Write;
 
-use crate::health::{ComponentStatus, Health, Overall};
+use crate::store::Labels;
+use crate::store::labels::NAME;
 
 /// A metric family Vigil exposes.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +57,48 @@ pub const CATALOG: &[MetricDef] = &[
         "gauge",
         "",
         "Overall verdict: 0 ok, 1 degraded, 2 down.",
+    ),
+    def(
+        "vigil_store_series",
+        "gauge",
+        "",
+        "Series in the in-memory store.",
+    ),
+    def(
+        "vigil_store_samples",
+        "gauge",
+        "",
+        "Samples in the in-memory store.",
+    ),
+    def(
+        "vigil_store_series_dropped_total",
+        "counter",
+        "",
+        "New series refused because the store was full.",
+    ),
+    def(
+        "vigil_rule_evaluations_total",
+        "counter",
+        "",
+        "Rule evaluation rounds since the start.",
+    ),
+    def(
+        "vigil_rule_evaluation_duration_seconds",
+        "gauge",
+        "",
+        "How long the last rule evaluation round took.",
+    ),
+    def(
+        "vigil_rule_evaluation_failures",
+        "gauge",
+        "",
+        "Rules whose last evaluation failed.",
+    ),
+    def(
+        "vigil_alerts",
+        "gauge",
+        "state",
+        "Alerts by state (pending, firing).",
     ),
     def(
         "vigil_probe_success",
@@ -206,86 +249,28 @@ fn number(v: f64) -> String {
     }
 }
 
-/// Process-level facts for the exposition.
-#[derive(Debug, Clone)]
-pub struct Facts<'a> {
-    /// Vigil's version.
-    pub version: &'a str,
-    /// Start time, seconds since the epoch.
-    pub start_time: f64,
-}
-
-/// Renders the exposition of `health`.
-pub fn render(health: &Health, facts: &Facts<'_>) -> String {
+/// Renders the exposition of `series` (each with `__name__`), grouped by family in
+/// catalog order, with `# HELP` and `# TYPE`.
+pub fn render(series: &[(Labels, f64)]) -> String {
     let mut families: Vec<Vec<String>> = vec![Vec::new(); CATALOG.len()];
-    let mut add = |name: &str, labels: &[(&str, &str)], value: f64| {
+    for (labels, value) in series {
+        let name = labels.name();
         let Some(i) = CATALOG.iter().position(|d| d.name == name) else {
             debug_assert!(false, "metric {name} is not in the catalog");
-            return;
+            continue;
         };
         let mut line = name.to_string();
-        if !labels.is_empty() {
-            line.push('{');
-            for (n, (k, v)) in labels.iter().enumerate() {
-                if n > 0 {
-                    line.push(',');
-                }
-                let _ = write!(line, "{k}=\"{}\"", escape(v));
-            }
+        let mut first = true;
+        for (k, v) in labels.iter().filter(|(k, _)| *k != NAME) {
+            line.push(if first { '{' } else { ',' });
+            first = false;
+            let _ = write!(line, "{k}=\"{}\"", escape(v));
+        }
+        if !first {
             line.push('}');
         }
-        let _ = write!(line, " {}", number(value));
+        let _ = write!(line, " {}", number(*value));
         families[i].push(line);
-    };
-    add("vigil_build_info", &[("version", facts.version)], 1.0);
-    add("vigil_start_time_seconds", &[], facts.start_time);
-    let verdict = match health.overall() {
-        Overall::Ok => 0.0,
-        Overall::Degraded => 1.0,
-        Overall::Down => 2.0,
-    };
-    add("vigil_status", &[], verdict);
-    for c in &health.components {
-        let probe = c.name.as_str();
-        add(
-            "vigil_probe_checks_total",
-            &[("probe", probe)],
-            c.checks_total as f64,
-        );
-        add(
-            "vigil_probe_failures_total",
-            &[("probe", probe)],
-            c.failures_total as f64,
-        );
-        if c.status == ComponentStatus::Unknown {
-            continue;
-        }
-        let pt = [("probe", probe), ("target", c.target.as_str())];
-        add(
-            "vigil_probe_success",
-            &pt,
-            if c.status == ComponentStatus::Ok {
-                1.0
-            } else {
-                0.0
-            },
-        );
-        // Rounded to the microsecond: the float division would print 0.0024196939999999996.
-        add(
-            "vigil_probe_duration_seconds",
-            &pt,
-            (c.latency_ms.unwrap_or(0.0) * 1000.0).round() / 1e6,
-        );
-        add(
-            "vigil_probe_consecutive_failures",
-            &[("probe", probe)],
-            c.consecutive_failures as f64,
-        );
-        for s in &c.samples {
-            let mut labels: Vec<(&str, &str)> = vec![("probe", probe)];
-            labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            add(&s.name, &labels, s.value);
-        }
     }
     let mut out = String::with_capacity(4096);
     for (d, lines) in CATALOG.iter().zip(families) {
@@ -305,7 +290,7 @@ pub fn render(health: &Health, facts: &Facts<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::Component;
+    use crate::health::{Component, ComponentStatus, Health};
     use crate::probe::Sample;
     use std::time::Duration;
 
@@ -318,23 +303,28 @@ mod tests {
         c.checks_total = 4;
         c.samples = vec![Sample::labelled("vigil_disk_used_ratio", "mount", "/", 0.5)];
         let unknown = Component::new("later", "tcp", "h:1".into(), true, d, d);
-        let text = render(
-            &Health::new(vec![c, unknown]),
-            &Facts {
-                version: "1.2.3",
-                start_time: 100.0,
-            },
-        );
+        let mut series = vec![(
+            Labels::from_pairs("vigil_build_info", &[("version", "1.2.3")]),
+            1.0,
+        )];
+        series.extend(Health::new(vec![c, unknown]).series());
+        let text = render(&series);
         assert!(text.starts_with("# HELP vigil_build_info"), "{text}");
         assert!(text.contains("vigil_build_info{version=\"1.2.3\"} 1\n"));
-        assert!(text.contains("# TYPE vigil_probe_checks_total counter\nvigil_probe_checks_total{probe=\"disk\"} 4\nvigil_probe_checks_total{probe=\"later\"} 0\n"));
-        assert!(text.contains("vigil_probe_success{probe=\"disk\",target=\"/a\\\"b\"} 1\n"));
+        assert!(text.contains("# TYPE vigil_probe_checks_total counter\nvigil_probe_checks_total{probe=\"disk\"} 4\nvigil_probe_checks_total{probe=\"later\"} 0\n"), "{text}");
+        assert!(
+            text.contains("vigil_probe_success{probe=\"disk\",target=\"/a\\\"b\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "vigil_probe_duration_seconds{probe=\"disk\",target=\"/a\\\"b\"} 0.0025\n"
             )
         );
-        assert!(text.contains("vigil_disk_used_ratio{probe=\"disk\",mount=\"/\"} 0.5\n"));
+        assert!(
+            text.contains("vigil_disk_used_ratio{mount=\"/\",probe=\"disk\"} 0.5\n"),
+            "{text}"
+        );
         assert!(
             !text.contains("vigil_probe_success{probe=\"later\""),
             "an unchecked probe has no success value"

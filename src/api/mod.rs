@@ -18,6 +18,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::health::{Health, Overall};
+use crate::rules::manager::EngineView;
+use crate::store::Labels;
 use status::StatusReport;
 
 /// What the API knows besides the health state.
@@ -41,6 +43,8 @@ pub struct Info {
 pub struct ApiState {
     /// The health stage's published state.
     pub health: watch::Receiver<Health>,
+    /// The rule manager's published state: alerts, store figures.
+    pub engine: watch::Receiver<EngineView>,
     /// Facts about the daemon.
     pub info: Arc<Info>,
 }
@@ -51,6 +55,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/status", get(status))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
+        .route("/api/alerts", get(alerts))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -99,7 +104,14 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
         config_hash: state.info.config_hash.clone(),
         generated_at: now,
         components: health.components.clone(),
+        engine: state.engine.borrow().clone(),
     }
+}
+
+/// `GET /api/alerts`: pending and firing alerts, firing first.
+async fn alerts(State(state): State<ApiState>) -> Response {
+    let alerts = state.engine.borrow().alerts.clone();
+    Json(json!({ "alerts": alerts })).into_response()
 }
 
 /// `?format=` of `/status`.
@@ -185,11 +197,59 @@ async fn healthz(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics_page(State(state): State<ApiState>) -> Response {
-    let facts = metrics::Facts {
-        version: state.info.version,
-        start_time: state.info.started_at.timestamp_millis() as f64 / 1000.0,
-    };
-    let body = metrics::render(&state.health.borrow(), &facts);
+    let start_time = state.info.started_at.timestamp_millis() as f64 / 1000.0;
+    let mut series = vec![
+        (
+            Labels::from_pairs("vigil_build_info", &[("version", state.info.version)]),
+            1.0,
+        ),
+        (
+            Labels::from_pairs("vigil_start_time_seconds", &[]),
+            start_time,
+        ),
+    ];
+    series.extend(state.health.borrow().series());
+    let e = state.engine.borrow().clone();
+    let firing = e
+        .alerts
+        .iter()
+        .filter(|a| a.state == crate::rules::alerting::State::Firing)
+        .count();
+    series.extend([
+        (
+            Labels::from_pairs("vigil_store_series", &[]),
+            e.series as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_store_samples", &[]),
+            e.samples as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_store_series_dropped_total", &[]),
+            e.dropped_series as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_rule_evaluations_total", &[]),
+            e.evaluations_total as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_rule_evaluation_duration_seconds", &[]),
+            e.evaluation_seconds,
+        ),
+        (
+            Labels::from_pairs("vigil_rule_evaluation_failures", &[]),
+            e.rule_errors.len() as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_alerts", &[("state", "firing")]),
+            firing as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_alerts", &[("state", "pending")]),
+            (e.alerts.len() - firing) as f64,
+        ),
+    ]);
+    let body = metrics::render(&series);
     (
         [(
             header::CONTENT_TYPE,

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::health::{Component, ComponentStatus, Overall};
+use crate::rules::alerting::State;
+use crate::rules::manager::AlertView;
 
 /// The `/status` document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +29,9 @@ pub struct StatusReport {
     pub generated_at: DateTime<Utc>,
     /// Every component, in config order.
     pub components: Vec<Component>,
+    /// Alerts, the series store and the rules.
+    #[serde(default)]
+    pub engine: crate::rules::manager::EngineView,
 }
 
 /// "3s ago", "5m12s ago", "never": how long before `now` a time was.
@@ -143,6 +148,78 @@ pub fn render_text(r: &StatusReport) -> String {
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
+    out.push('\n');
+    out.push_str(&render_alerts_text(r));
+    out
+}
+
+fn alert_state_word(a: &AlertView) -> &'static str {
+    match a.state {
+        State::Firing => "FIRING",
+        State::Pending => "pending",
+        State::Inactive => "resolved",
+    }
+}
+
+/// The alerts and store part of the text page.
+fn render_alerts_text(r: &StatusReport) -> String {
+    let e = &r.engine;
+    let mut out = String::new();
+    if e.alerts.is_empty() {
+        out.push_str("No alerts firing or pending.\n");
+    } else {
+        let firing = e.alerts.iter().filter(|a| a.state == State::Firing).count();
+        let _ = writeln!(
+            out,
+            "ALERTS: {firing} firing, {} pending",
+            e.alerts.len() - firing
+        );
+        for a in &e.alerts {
+            let since = ago(Some(a.fired_at.unwrap_or(a.active_at)), r.generated_at);
+            let summary = a
+                .annotations
+                .get("summary")
+                .map(String::as_str)
+                .unwrap_or("");
+            let _ = writeln!(
+                out,
+                "  {:<8} {} since {since}: {summary}",
+                alert_state_word(a),
+                a.name
+            );
+            let labels: Vec<String> = a
+                .labels
+                .iter()
+                .filter(|(k, _)| k.as_str() != "alertname")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "           {}  value {}",
+                labels.join(" "),
+                crate::rules::template::go_float(a.value)
+            );
+            if let Some(url) = a.annotations.get("runbook_url") {
+                let _ = writeln!(out, "           runbook: {url}");
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "\nstore: {} series (max {}), {} samples; {} rules in {} groups",
+        e.series, e.max_series, e.samples, e.rules, e.groups
+    );
+    if e.dropped_series > 0 {
+        let _ = write!(
+            out,
+            "; {} NEW SERIES DROPPED (store full)",
+            e.dropped_series
+        );
+    }
+    out.push('\n');
+    for (rule, err) in &e.rule_errors {
+        let _ = writeln!(out, "rule {rule} failed: {err}");
+    }
     out
 }
 
@@ -212,7 +289,55 @@ small{{color:#59636e}}
             fails = c.consecutive_failures,
         );
     }
-    out.push_str("</tbody></table>\n</body></html>\n");
+    out.push_str("</tbody></table>\n");
+    let e = &r.engine;
+    if e.alerts.is_empty() {
+        out.push_str("<p>No alerts firing or pending.</p>\n");
+    } else {
+        out.push_str("<h2>Alerts</h2>\n<table><thead><tr><th>Alert</th><th>State</th><th>Since</th><th>Summary</th></tr></thead><tbody>\n");
+        for a in &e.alerts {
+            let word = alert_state_word(a);
+            let since = ago(Some(a.fired_at.unwrap_or(a.active_at)), r.generated_at);
+            let summary = html_escape(
+                a.annotations
+                    .get("summary")
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            );
+            let link = a
+                .annotations
+                .get("runbook_url")
+                .map(|u| format!(r#" <a href="{}">runbook</a>"#, html_escape(u)))
+                .unwrap_or_default();
+            let col = if a.state == State::Firing {
+                "#cf222e"
+            } else {
+                "#9a6700"
+            };
+            let _ = writeln!(
+                out,
+                r#"<tr><td><b>{}</b></td><td><span class="badge" style="background:{col}">{word}</span></td><td>{since}</td><td>{summary}{link}</td></tr>"#,
+                html_escape(&a.name)
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    let _ = writeln!(
+        out,
+        "<p><small>store: {} series (max {}), {} samples{}</small></p>",
+        e.series,
+        e.max_series,
+        e.samples,
+        if e.dropped_series > 0 {
+            format!(
+                "; <b>{} new series dropped (store full)</b>",
+                e.dropped_series
+            )
+        } else {
+            String::new()
+        }
+    );
+    out.push_str("</body></html>\n");
     out
 }
 
@@ -259,6 +384,36 @@ mod tests {
             config_hash: "0123456789ab".into(),
             generated_at: t(0),
             components: vec![app, cache, disk],
+            engine: crate::rules::manager::EngineView {
+                alerts: vec![AlertView {
+                    name: "CacheDown".into(),
+                    state: State::Firing,
+                    labels: [
+                        ("alertname", "CacheDown"),
+                        ("probe", "cache"),
+                        ("severity", "critical"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                    annotations: [
+                        ("summary", "Redis does not answer"),
+                        ("runbook_url", "https://x/CacheDown.md"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                    value: 0.0,
+                    active_at: t(-75),
+                    fired_at: Some(t(-15)),
+                }],
+                series: 120,
+                samples: 4000,
+                max_series: 50_000,
+                rules: 12,
+                groups: 2,
+                ..Default::default()
+            },
         }
     }
 
@@ -271,6 +426,13 @@ COMPONENT            KIND   STATUS   LATENCY  LAST SUCCESS  FAILS  TARGET / LAST
 app                  http   ok        2.1 ms  1s ago            0  http://127.0.0.1:3000/api/health
 cache                redis  DOWN      0.4 ms  1m15s ago         3  cannot connect to redis://127.0.0.1:6379/0: Connection refused <b>
 disk (non-critical)  disk   unknown        -  never             0  /
+
+ALERTS: 1 firing, 0 pending
+  FIRING   CacheDown since 15s ago: Redis does not answer
+           probe=cache severity=critical  value 0
+           runbook: https://x/CacheDown.md
+
+store: 120 series (max 50000), 4000 samples; 12 rules in 2 groups
 ";
         assert_eq!(render_text(&report()), expected);
     }

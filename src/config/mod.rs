@@ -36,6 +36,14 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/vigil";
 /// Probe interval when neither the probe nor `defaults` set one.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Rule evaluation interval when the file does not say.
+pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
+/// Series store retention when the file does not say.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+/// Series store size when the file does not say.
+pub const DEFAULT_MAX_SERIES: usize = 50_000;
+/// Scrape interval when a scrape does not say.
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(10);
 /// Probe timeout when neither the probe nor `defaults` set one (and never above the
 /// interval).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,6 +62,18 @@ pub struct Config {
     pub environment: String,
     /// The probes, in file order.
     pub probes: Vec<ProbeConfig>,
+    /// Rule files (Prometheus format), relative to the config file's directory.
+    pub rule_files: Vec<PathBuf>,
+    /// The rule groups read from `rule_files` (filled by [`load`]).
+    pub rules: Vec<crate::rules::Group>,
+    /// How often rule groups without their own `interval` are evaluated.
+    pub evaluation_interval: Duration,
+    /// Retention of the series store.
+    pub retention: Duration,
+    /// Most series the store holds; past it new series are dropped and counted.
+    pub max_series: usize,
+    /// `/metrics` pages to scrape into the store (the app's).
+    pub scrapes: Vec<crate::scrape::ScrapeConfig>,
     /// First 12 hex digits of the SHA-256 of the file as written, shown in `/status`
     /// so that on-call can tell which config a daemon runs.
     pub hash: String,
@@ -89,6 +109,34 @@ struct RawConfig<P> {
     defaults: Option<RawDefaults>,
     #[serde(default)]
     probes: Option<Vec<P>>,
+    #[serde(default)]
+    rule_files: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    evaluation_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    store: Option<RawStore>,
+    #[serde(default)]
+    scrape: Option<Vec<RawScrape>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default)]
+    retention: Option<Spanned<String>>,
+    #[serde(default)]
+    max_series: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScrape {
+    job: Spanned<String>,
+    url: Spanned<String>,
+    #[serde(default)]
+    interval: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,13 +201,35 @@ impl RawProbe {
 pub fn load(path: &Path) -> Result<Config, Problems> {
     let env: HashMap<String, String> = std::env::vars().collect();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(path, &text, &env),
+        Ok(text) => {
+            let mut config = parse(path, &text, &env)?;
+            load_rules(&mut config)?;
+            Ok(config)
+        }
         Err(e) => {
             let mut c = Collector::new(path);
             c.at_line_col(0, 0, format!("cannot read the config file: {e}"));
             Err(c.finish().expect_err("a problem was recorded"))
         }
     }
+}
+
+/// Reads every rule file of `config` into `config.rules`; problems name the rule
+/// file and position.
+pub fn load_rules(config: &mut Config) -> Result<(), Problems> {
+    let mut all = Vec::new();
+    let mut groups = Vec::new();
+    for f in &config.rule_files {
+        match crate::rules::load(f) {
+            Ok(g) => groups.extend(g),
+            Err(p) => all.extend(p.list),
+        }
+    }
+    if !all.is_empty() {
+        return Err(Problems { list: all });
+    }
+    config.rules = groups;
+    Ok(())
 }
 
 /// Validates config `text` (named `path` in messages), with `${VAR}` taken from `env`.
@@ -425,6 +495,61 @@ fn validate(
             ),
         }
     }
+    let rule_files = raw
+        .rule_files
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            let p = base.join(&f.value);
+            if !p.exists() {
+                c.at(
+                    f.referenced,
+                    format!("rule file {} does not exist", p.display()),
+                );
+            }
+            p
+        })
+        .collect();
+    let evaluation_interval =
+        duration_at(&raw.evaluation_interval, c).unwrap_or(DEFAULT_EVALUATION_INTERVAL);
+    let retention = raw
+        .store
+        .as_ref()
+        .and_then(|s| duration_at(&s.retention, c))
+        .unwrap_or(DEFAULT_RETENTION);
+    let max_series = match raw.store.as_ref().and_then(|s| s.max_series.as_ref()) {
+        None => DEFAULT_MAX_SERIES,
+        Some(m) if m.value == 0 => {
+            c.at(m.referenced, "max_series must be above zero");
+            DEFAULT_MAX_SERIES
+        }
+        Some(m) => m.value as usize,
+    };
+    let mut scrapes = Vec::new();
+    for s in raw.scrape.unwrap_or_default() {
+        let interval = duration_at(&s.interval, c).unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+        let timeout = duration_at(&s.timeout, c).unwrap_or(interval.min(Duration::from_secs(5)));
+        if !valid_name(&s.job.value) {
+            c.at(
+                s.job.referenced,
+                format!("invalid job name {:?}", s.job.value),
+            );
+        }
+        match secret::SecretUrl::parse(&s.url.value) {
+            Ok(u)
+                if u.redacted().starts_with("http://") || u.redacted().starts_with("https://") =>
+            {
+                scrapes.push(crate::scrape::ScrapeConfig {
+                    job: s.job.value.clone(),
+                    url: u,
+                    interval,
+                    timeout,
+                })
+            }
+            Ok(_) => c.at(s.url.referenced, "url must start with http:// or https://"),
+            Err(e) => c.at(s.url.referenced, format!("invalid url: {e}")),
+        }
+    }
     let hash = Sha256::digest(text.as_bytes());
     let hash: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
     Some(Config {
@@ -433,6 +558,12 @@ fn validate(
         state_dir,
         environment,
         probes,
+        rule_files,
+        rules: Vec::new(),
+        evaluation_interval,
+        retention,
+        max_series,
+        scrapes,
         hash,
     })
 }

@@ -10,6 +10,7 @@
 //! - [`unittest`] runs rule unit tests in promtool's format (`vigil test rules`).
 
 pub mod alerting;
+pub mod manager;
 pub mod template;
 pub mod unittest;
 

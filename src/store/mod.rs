@@ -110,6 +110,11 @@ impl Store {
         self.by_labels.is_empty()
     }
 
+    /// Most series the store holds.
+    pub fn max_series(&self) -> usize {
+        self.max_series
+    }
+
     /// New series refused since the start because the store was full.
     pub fn dropped_series(&self) -> u64 {
         self.dropped

@@ -1,0 +1,441 @@
+//! The rule manager: owns the series store and the rule groups.
+//!
+//! It takes samples from the probes (through the health stage) and from scrapes,
+//! marks stale what a source stopped reporting, evaluates each group on its interval
+//! — and every group at once when a probe's result changes, so an outage is seen
+//! without waiting for the next tick — persists alert state in the state directory,
+//! and publishes what the API shows ([`EngineView`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use super::alerting::{Alert, State};
+use super::{Group, Rule};
+use crate::store::{Labels, Store};
+
+/// What the manager is sent.
+#[derive(Debug)]
+pub enum Input {
+    /// A batch of samples from one source (a probe, a scrape). Series the source
+    /// reported last time and not now are marked stale.
+    Samples {
+        /// Names the source, e.g. `probe/cache`, `scrape/0`.
+        source: String,
+        /// The batch's time, ms since the epoch.
+        t: i64,
+        /// The samples.
+        samples: Vec<(Labels, f64)>,
+        /// Whether a probe's verdict changed: evaluate every group now.
+        changed: bool,
+    },
+    /// New rule groups (a reload); alert state carries over by group and alert name.
+    Rules(Vec<Group>),
+}
+
+/// An alert as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    /// `alertname`.
+    pub name: String,
+    /// `pending` or `firing`.
+    pub state: State,
+    /// All labels.
+    pub labels: BTreeMap<String, String>,
+    /// Expanded annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The expression's last value.
+    pub value: f64,
+    /// Active since.
+    pub active_at: DateTime<Utc>,
+    /// Firing since.
+    pub fired_at: Option<DateTime<Utc>>,
+}
+
+/// The store and the rules, as the API shows them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineView {
+    /// Pending and firing alerts, firing first, then by name.
+    pub alerts: Vec<AlertView>,
+    /// Series in the store.
+    pub series: usize,
+    /// Samples in the store.
+    pub samples: usize,
+    /// New series refused because the store was full, since the start.
+    pub dropped_series: u64,
+    /// Most series the store holds.
+    pub max_series: usize,
+    /// Rule groups loaded.
+    pub groups: usize,
+    /// Rules loaded.
+    pub rules: usize,
+    /// When the rules were last evaluated.
+    pub last_evaluation: Option<DateTime<Utc>>,
+    /// How long that evaluation took, in seconds.
+    pub evaluation_seconds: f64,
+    /// Evaluations since the start.
+    pub evaluations_total: u64,
+    /// Rules whose last evaluation failed, with the error.
+    pub rule_errors: BTreeMap<String, String>,
+}
+
+/// The persisted alert state: per group and alert name, its alerts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    /// Format version.
+    version: u32,
+    /// `"group/alert"` → alerts.
+    alerts: BTreeMap<String, Vec<Alert>>,
+}
+
+/// The manager.
+pub struct Manager {
+    /// The series store.
+    store: Store,
+    /// Rule groups and when each is next due (ms).
+    groups: Vec<(Group, i64)>,
+    /// Interval of groups that set none.
+    default_interval: Duration,
+    /// Series each source sent last time.
+    previous: HashMap<String, HashSet<Labels>>,
+    /// Where alert state is persisted.
+    state_file: PathBuf,
+    /// What was last written there, to write only on change.
+    last_written: String,
+    /// What the API reads.
+    view: watch::Sender<EngineView>,
+    /// Counters for the view.
+    evaluations: u64,
+}
+
+fn key(group: &str, alert: &str) -> String {
+    format!("{group}/{alert}")
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl Manager {
+    /// A manager with an empty store; alert state is restored from `state_dir`.
+    pub fn new(
+        groups: Vec<Group>,
+        default_interval: Duration,
+        max_series: usize,
+        retention: Duration,
+        state_dir: &Path,
+        view: watch::Sender<EngineView>,
+    ) -> Manager {
+        let state_file = state_dir.join("alerts.json");
+        let mut m = Manager {
+            store: Store::new(max_series, retention.as_millis() as i64),
+            groups: Vec::new(),
+            default_interval,
+            previous: HashMap::new(),
+            state_file,
+            last_written: String::new(),
+            view,
+            evaluations: 0,
+        };
+        let restored = m.read_state();
+        m.set_groups(groups, restored);
+        m
+    }
+
+    fn read_state(&self) -> HashMap<String, Vec<Alert>> {
+        let Ok(text) = std::fs::read_to_string(&self.state_file) else {
+            return HashMap::new();
+        };
+        match serde_json::from_str::<Persisted>(&text) {
+            Ok(p) => {
+                let n: usize = p.alerts.values().map(Vec::len).sum();
+                tracing::info!(message = "Restored alert state.", alerts = n, file = %self.state_file.display());
+                p.alerts.into_iter().collect()
+            }
+            Err(e) => {
+                tracing::warn!(message = "Ignoring an unreadable alert state file.", file = %self.state_file.display(), error = %e);
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Installs `groups`, giving each alerting rule the alerts kept under its name.
+    fn set_groups(&mut self, groups: Vec<Group>, mut carried: HashMap<String, Vec<Alert>>) {
+        let now = Utc::now().timestamp_millis();
+        self.groups = groups
+            .into_iter()
+            .map(|mut g| {
+                for r in &mut g.rules {
+                    if let Rule::Alerting(a) = r
+                        && let Some(alerts) = carried.remove(&key(&g.name, &a.name))
+                    {
+                        a.active = alerts.into_iter().map(|x| (x.labels.clone(), x)).collect();
+                    }
+                }
+                (g, now)
+            })
+            .collect();
+    }
+
+    /// The alert state of every rule, keyed like the state file.
+    fn current_state(&self) -> HashMap<String, Vec<Alert>> {
+        let mut out = HashMap::new();
+        for (g, _) in &self.groups {
+            for r in &g.rules {
+                if let Rule::Alerting(a) = r {
+                    out.insert(key(&g.name, &a.name), a.active.values().cloned().collect());
+                }
+            }
+        }
+        out
+    }
+
+    /// Stores a batch, marking stale what the source no longer reports.
+    pub fn ingest(&mut self, source: String, t: i64, samples: Vec<(Labels, f64)>) {
+        let mut now: HashSet<Labels> = HashSet::with_capacity(samples.len());
+        for (labels, v) in samples {
+            if self.store.append(&labels, t, v).is_ok() {
+                now.insert(labels);
+            }
+        }
+        if let Some(before) = self.previous.get(&source) {
+            for gone in before.difference(&now) {
+                self.store.mark_stale(gone, t);
+            }
+        }
+        self.previous.insert(source, now);
+    }
+
+    /// Evaluates the groups that are due at `now` (all of them with `all`), then
+    /// trims the store, persists changed alert state and publishes the view.
+    pub fn evaluate(&mut self, now: i64, all: bool) {
+        let start = Instant::now();
+        let mut errors = BTreeMap::new();
+        let mut ran = false;
+        for (g, due) in &mut self.groups {
+            if !all && *due > now {
+                continue;
+            }
+            ran = true;
+            let interval = g.interval.unwrap_or(self.default_interval).as_millis() as i64;
+            if *due <= now {
+                *due = now + interval;
+            }
+            for outcome in g.eval(&mut self.store, now) {
+                if let Some(e) = outcome.error {
+                    tracing::warn!(message = "Rule evaluation failed.", group = %g.name, rule = %outcome.rule, error = %e);
+                    errors.insert(format!("{}/{}", g.name, outcome.rule), e);
+                }
+            }
+        }
+        if !ran {
+            return;
+        }
+        self.evaluations += 1;
+        self.store.trim(now);
+        self.persist();
+        self.publish(now, start.elapsed(), errors);
+    }
+
+    fn persist(&mut self) {
+        let state = Persisted {
+            version: 1,
+            alerts: self.current_state().into_iter().collect(),
+        };
+        let Ok(text) = serde_json::to_string(&state) else {
+            return;
+        };
+        if text == self.last_written {
+            return;
+        }
+        match write_atomically(&self.state_file, text.as_bytes()) {
+            Ok(()) => self.last_written = text,
+            Err(e) => {
+                tracing::warn!(message = "Cannot persist alert state.", file = %self.state_file.display(), error = %e)
+            }
+        }
+    }
+
+    fn publish(&self, now: i64, took: Duration, rule_errors: BTreeMap<String, String>) {
+        let mut alerts: Vec<AlertView> = Vec::new();
+        let mut rules = 0;
+        for (g, _) in &self.groups {
+            rules += g.rules.len();
+            for r in &g.rules {
+                if let Rule::Alerting(a) = r {
+                    for x in a.alerts() {
+                        alerts.push(AlertView {
+                            name: a.name.clone(),
+                            state: x.state,
+                            labels: x
+                                .labels
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect(),
+                            annotations: x.annotations.iter().cloned().collect(),
+                            value: x.value,
+                            active_at: time(x.active_at),
+                            fired_at: x.fired_at.map(time),
+                        });
+                    }
+                }
+            }
+        }
+        alerts.sort_by(|a, b| {
+            (b.state == State::Firing, &a.name, &a.labels).cmp(&(
+                a.state == State::Firing,
+                &b.name,
+                &b.labels,
+            ))
+        });
+        self.view.send_replace(EngineView {
+            alerts,
+            series: self.store.len(),
+            samples: self.store.samples(),
+            dropped_series: self.store.dropped_series(),
+            max_series: self.store.max_series(),
+            groups: self.groups.len(),
+            rules,
+            last_evaluation: Some(time(now)),
+            evaluation_seconds: took.as_secs_f64(),
+            evaluations_total: self.evaluations,
+            rule_errors,
+        });
+    }
+
+    /// The shortest group interval: how often to look for due groups.
+    fn tick(&self) -> Duration {
+        self.groups
+            .iter()
+            .map(|(g, _)| g.interval.unwrap_or(self.default_interval))
+            .min()
+            .unwrap_or(self.default_interval)
+            .max(Duration::from_millis(100))
+    }
+
+    /// Runs until every sender of `inputs` is gone.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let mut ticks = tokio::time::interval(self.tick());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.evaluate(Utc::now().timestamp_millis(), false),
+                input = inputs.recv() => match input {
+                    None => return,
+                    Some(Input::Samples { source, t, samples, changed }) => {
+                        self.ingest(source, t, samples);
+                        if changed {
+                            self.evaluate(Utc::now().timestamp_millis().max(t), true);
+                        }
+                    }
+                    Some(Input::Rules(groups)) => {
+                        let carried = self.current_state();
+                        self.set_groups(groups, carried);
+                        ticks = tokio::time::interval(self.tick());
+                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        self.evaluate(Utc::now().timestamp_millis(), true);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file, synced before the rename, so a
+/// crash leaves the old file or the new one, never half of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Collector;
+
+    fn groups() -> Vec<Group> {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: vigil_probe_success == 0\n        for: 1m\n";
+        let mut c = Collector::new(Path::new("r.yaml"));
+        let g = super::super::parse(text, &mut c);
+        c.finish().unwrap();
+        g
+    }
+
+    fn down(m: &mut Manager, t: i64, v: f64) {
+        let l = Labels::from_pairs("vigil_probe_success", &[("probe", "cache")]);
+        m.ingest("probe/cache".into(), t, vec![(l, v)]);
+        m.evaluate(t, true);
+    }
+
+    #[test]
+    fn alert_state_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(EngineView::default());
+        let mut m = Manager::new(
+            groups(),
+            Duration::from_secs(10),
+            100,
+            Duration::from_secs(3600),
+            dir.path(),
+            tx,
+        );
+        down(&mut m, 1_000_000, 0.0);
+        assert_eq!(rx.borrow().alerts[0].state, State::Pending);
+        drop(m);
+        // A new manager (a restarted daemon) keeps the pending alert and its start.
+        let (tx, rx) = watch::channel(EngineView::default());
+        let mut m = Manager::new(
+            groups(),
+            Duration::from_secs(10),
+            100,
+            Duration::from_secs(3600),
+            dir.path(),
+            tx,
+        );
+        down(&mut m, 1_060_000, 0.0);
+        let view = rx.borrow();
+        assert_eq!(view.alerts.len(), 1);
+        assert_eq!(
+            view.alerts[0].state,
+            State::Firing,
+            "for: 1m counted across the restart"
+        );
+        assert_eq!(view.alerts[0].active_at, time(1_000_000));
+    }
+
+    #[test]
+    fn a_source_that_stops_reporting_a_series_makes_it_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(EngineView::default());
+        let mut m = Manager::new(
+            Vec::new(),
+            Duration::from_secs(10),
+            100,
+            Duration::from_secs(3600),
+            dir.path(),
+            tx,
+        );
+        let a = Labels::from_pairs("x", &[("k", "a")]);
+        let b = Labels::from_pairs("x", &[("k", "b")]);
+        m.ingest("s".into(), 0, vec![(a.clone(), 1.0), (b.clone(), 1.0)]);
+        m.ingest("s".into(), 1000, vec![(a.clone(), 2.0)]);
+        assert!(m.store.is_live(&a));
+        assert!(!m.store.is_live(&b));
+    }
+}
