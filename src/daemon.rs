@@ -51,6 +51,21 @@ pub enum DaemonError {
     Serve(std::io::Error),
 }
 
+/// How long after a start the rules wait for data: every probe's first check (its
+/// start is jittered by up to a second) and two scrapes of every target (a `rate()`
+/// needs two samples), plus a second of margin.
+pub fn warmup(config: &Config) -> Duration {
+    let probes = config
+        .probes
+        .iter()
+        .map(|p| p.interval.min(Duration::from_secs(1)) + p.timeout);
+    let scrapes = config
+        .scrapes
+        .iter()
+        .map(|s| s.interval.min(Duration::from_secs(1)) + s.interval + s.timeout);
+    probes.chain(scrapes).max().unwrap_or_default() + Duration::from_secs(1)
+}
+
 /// A daemon ready to run: the port is bound and the probes are built.
 pub struct Daemon {
     /// The validated config.
@@ -139,6 +154,7 @@ impl Daemon {
             self.config.retention,
             &self.config.state_dir,
             view_tx,
+            warmup(&self.config),
         );
         let manager_task = tokio::spawn(manager.run(engine_rx));
         let health_task = tokio::spawn(health::run(report_rx, state_tx, Some(engine_tx.clone())));

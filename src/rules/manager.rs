@@ -110,6 +110,13 @@ pub struct Manager {
     view: watch::Sender<EngineView>,
     /// Counters for the view.
     evaluations: u64,
+    /// How long after the first evaluation request rules really run: after a start
+    /// the store is empty, and judging restored alerts on no data would resolve them
+    /// all and page again once the data is back. Every source reports (scrapes twice)
+    /// before rules run.
+    warmup: Duration,
+    /// When the warm-up ends (ms), set by the first evaluation request.
+    warm_from: Option<i64>,
 }
 
 fn key(group: &str, alert: &str) -> String {
@@ -121,7 +128,8 @@ fn time(ms: i64) -> DateTime<Utc> {
 }
 
 impl Manager {
-    /// A manager with an empty store; alert state is restored from `state_dir`.
+    /// A manager with an empty store; alert state is restored from `state_dir`. Rules
+    /// are first evaluated `warmup` after the first evaluation request.
     pub fn new(
         groups: Vec<Group>,
         default_interval: Duration,
@@ -129,6 +137,7 @@ impl Manager {
         retention: Duration,
         state_dir: &Path,
         view: watch::Sender<EngineView>,
+        warmup: Duration,
     ) -> Manager {
         let state_file = state_dir.join("alerts.json");
         let mut m = Manager {
@@ -140,6 +149,8 @@ impl Manager {
             last_written: String::new(),
             view,
             evaluations: 0,
+            warmup,
+            warm_from: None,
         };
         let restored = m.read_state();
         m.set_groups(groups, restored);
@@ -213,6 +224,12 @@ impl Manager {
     /// Evaluates the groups that are due at `now` (all of them with `all`), then
     /// trims the store, persists changed alert state and publishes the view.
     pub fn evaluate(&mut self, now: i64, all: bool) {
+        let warm_from = *self
+            .warm_from
+            .get_or_insert(now + self.warmup.as_millis() as i64);
+        if now < warm_from {
+            return;
+        }
         let start = Instant::now();
         let mut errors = BTreeMap::new();
         let mut ran = false;
@@ -394,6 +411,7 @@ mod tests {
             Duration::from_secs(3600),
             dir.path(),
             tx,
+            Duration::ZERO,
         );
         down(&mut m, 1_000_000, 0.0);
         assert_eq!(rx.borrow().alerts[0].state, State::Pending);
@@ -407,6 +425,7 @@ mod tests {
             Duration::from_secs(3600),
             dir.path(),
             tx,
+            Duration::ZERO,
         );
         down(&mut m, 1_060_000, 0.0);
         let view = rx.borrow();
@@ -430,6 +449,7 @@ mod tests {
             Duration::from_secs(3600),
             dir.path(),
             tx,
+            Duration::ZERO,
         );
         let a = Labels::from_pairs("x", &[("k", "a")]);
         let b = Labels::from_pairs("x", &[("k", "b")]);

@@ -25,6 +25,8 @@ pub async fn start_app(database_url: &str, redis_url: &str) -> watch_together::R
         "LOG_FORMAT" => Some("json".into()),
         "DATABASE_URL" => Some(db.clone()),
         "REDIS_URL" => Some(cache.clone()),
+        "DB_TIMEOUT_MS" => Some("500".into()),
+        "CACHE_TIMEOUT_MS" => Some("500".into()),
         _ => None,
     })
     .unwrap();
@@ -49,15 +51,24 @@ pub struct Vigil {
 impl Vigil {
     /// Writes `probes_yaml` (the `probes:` list) into a config and starts the daemon.
     pub fn start(probes_yaml: &str) -> Vigil {
-        let dir = tempfile::tempdir().unwrap();
+        Vigil::start_in(
+            tempfile::tempdir().unwrap(),
+            &format!("probes:\n{probes_yaml}"),
+        )
+    }
+
+    /// Starts the daemon in `dir` (its state directory is `dir/state`) with `body`
+    /// after the listen address; files the config names are relative to `dir`.
+    pub fn start_in(dir: tempfile::TempDir, body: &str) -> Vigil {
         let config = dir.path().join("vigil.yaml");
         let mut f = std::fs::File::create(&config).unwrap();
         write!(
             f,
-            "listen: 127.0.0.1:0\nstate_dir: state\nenvironment: test\nprobes:\n{probes_yaml}"
+            "listen: 127.0.0.1:0\nstate_dir: state\nenvironment: test\n{body}"
         )
         .unwrap();
         let log = dir.path().join("vigil.log");
+        let _ = std::fs::remove_file(&log);
         let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config)
@@ -132,6 +143,47 @@ impl Vigil {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// `/api/alerts` as JSON.
+    pub async fn alerts(&self) -> Value {
+        let (_, body) = self.get("/api/alerts").await;
+        serde_json::from_str(&body).expect("alerts are JSON")
+    }
+
+    /// Polls `/api/alerts` until `condition` holds for the list.
+    pub async fn wait_for_alerts(
+        &self,
+        what: &str,
+        condition: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let v = self.alerts().await;
+            let list = v["alerts"].as_array().cloned().unwrap_or_default();
+            if condition(&list) {
+                return list;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "gave up waiting for {what}; alerts: {v:#}\nlog:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it; returns the directory for a
+    /// restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let pid = self.child.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while self.child.0.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < DEADLINE, "vigil did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.dir
     }
 
     /// The log so far.
