@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 
-use crate::api::{self, ApiState, Info};
-use crate::config::Config;
+use crate::api::{self, ApiState, Info, ReloadOutcome, RunInfo};
+use crate::config::{self, Config};
 use crate::health::{self, Component, Health};
 use crate::probe::Probe;
 use crate::probe::scheduler::{self, Scheduled};
-use crate::rules::manager::{EngineView, Manager};
+use crate::rules::manager::{EngineView, Input, Manager};
 
 /// After a stop is asked for, in-flight API requests get this long to finish.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -76,6 +77,48 @@ pub struct Daemon {
     probes: Vec<(Component, Scheduled)>,
 }
 
+/// Builds every probe of `config`.
+fn build_probes(config: &Config) -> Result<Vec<(Component, Scheduled)>, DaemonError> {
+    let mut probes = Vec::with_capacity(config.probes.len());
+    for p in &config.probes {
+        let probe = p
+            .spec
+            .build(p.timeout)
+            .map_err(|reason| DaemonError::Probe {
+                name: p.name.clone(),
+                reason,
+            })?;
+        let component = Component::new(
+            &p.name,
+            p.spec.kind(),
+            probe.target(),
+            p.critical,
+            p.interval,
+            p.timeout,
+        );
+        probes.push((
+            component,
+            Scheduled {
+                probe: Arc::new(probe),
+                interval: p.interval,
+                timeout: p.timeout,
+            },
+        ));
+    }
+    Ok(probes)
+}
+
+/// `/healthz` fails when no probe has reported for this long.
+fn stale_after(config: &Config) -> Duration {
+    let slowest = config
+        .probes
+        .iter()
+        .map(|p| p.interval + p.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(10));
+    (slowest * 3).max(Duration::from_secs(10))
+}
+
 impl Daemon {
     /// Binds the port, creates the state directory and builds the probes.
     pub async fn build(config: Config) -> Result<Daemon, DaemonError> {
@@ -83,32 +126,7 @@ impl Daemon {
             dir: config.state_dir.display().to_string(),
             source,
         })?;
-        let mut probes = Vec::with_capacity(config.probes.len());
-        for p in &config.probes {
-            let probe = p
-                .spec
-                .build(p.timeout)
-                .map_err(|reason| DaemonError::Probe {
-                    name: p.name.clone(),
-                    reason,
-                })?;
-            let component = Component::new(
-                &p.name,
-                p.spec.kind(),
-                probe.target(),
-                p.critical,
-                p.interval,
-                p.timeout,
-            );
-            probes.push((
-                component,
-                Scheduled {
-                    probe: Arc::new(probe),
-                    interval: p.interval,
-                    timeout: p.timeout,
-                },
-            ));
-        }
+        let probes = build_probes(&config)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -131,17 +149,12 @@ impl Daemon {
     }
 
     /// Runs until `shutdown` completes, then stops the probes and gives in-flight
-    /// API requests [`SHUTDOWN_DEADLINE`] to finish.
+    /// API requests [`SHUTDOWN_DEADLINE`] to finish. SIGHUP and `POST /-/reload`
+    /// reload the config and the rules.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
-        let slowest = self
-            .probes
-            .iter()
-            .map(|(_, s)| s.interval + s.timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(10));
         let (components, scheduled): (Vec<_>, Vec<_>) = self.probes.into_iter().unzip();
         let (state_tx, state_rx) = watch::channel(Health::new(components));
         let (report_tx, report_rx) = mpsc::channel(256);
@@ -157,23 +170,31 @@ impl Daemon {
             warmup(&self.config),
         );
         let manager_task = tokio::spawn(manager.run(engine_rx));
-        let health_task = tokio::spawn(health::run(report_rx, state_tx, Some(engine_tx.clone())));
-        let mut probe_tasks = scheduler::start(scheduled, report_tx);
+        let health_task = tokio::spawn(health::run(
+            report_rx,
+            state_tx.clone(),
+            Some(engine_tx.clone()),
+        ));
+        let mut probe_tasks = scheduler::start(scheduled, report_tx.clone(), 0);
         for (i, s) in self.config.scrapes.iter().enumerate() {
             probe_tasks.spawn(crate::scrape::run(i, s.clone(), engine_tx.clone()));
         }
-        drop(engine_tx);
-
-        let info = Info {
-            version: env!("CARGO_PKG_VERSION"),
+        let (run_tx, run_rx) = watch::channel(RunInfo {
             environment: self.config.environment.clone(),
             config_hash: self.config.hash.clone(),
+            stale_after_seconds: stale_after(&self.config).as_secs_f64(),
+            last_reload: None,
+        });
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let info = Info {
+            version: env!("CARGO_PKG_VERSION"),
             started_at: Utc::now(),
-            stale_after: (slowest * 3).max(Duration::from_secs(10)),
         };
         let router = api::router(ApiState {
             health: state_rx,
             engine: view_rx,
+            run: run_rx,
+            reload: reload_tx,
             info: Arc::new(info),
         });
         tracing::info!(
@@ -186,6 +207,17 @@ impl Daemon {
             scrapes = self.config.scrapes.len(),
         );
         tracing::info!(message = "Listening.", addr = %self.listener.local_addr().map_err(DaemonError::Serve)?);
+
+        let control = Control {
+            config: self.config,
+            state: state_tx,
+            reports: report_tx,
+            engine: engine_tx,
+            tasks: probe_tasks,
+            generation: 0,
+            run: run_tx,
+        };
+        let control_task = tokio::spawn(control.run(reload_rx));
 
         let (stopping_tx, mut stopping_rx) = watch::channel(false);
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
@@ -207,10 +239,128 @@ impl Daemon {
                 Ok(())
             }
         };
-        probe_tasks.abort_all();
+        // Dropping the control task drops the probe and scrape tasks it owns.
+        control_task.abort();
+        let _ = control_task.await;
         health_task.abort();
         manager_task.abort();
         tracing::info!(message = "Vigil stopped.");
         result
+    }
+}
+
+/// A reload asked through the API; the answer is the new config hash or the problems.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// Owns what a reload replaces: the probe and scrape tasks and the config.
+struct Control {
+    /// The running config.
+    config: Config,
+    /// The health state, replaced with new components on reload.
+    state: watch::Sender<Health>,
+    /// Where probes report.
+    reports: mpsc::Sender<crate::probe::scheduler::Report>,
+    /// Where scrapes and new rules go.
+    engine: mpsc::Sender<Input>,
+    /// The probe and scrape tasks.
+    tasks: JoinSet<()>,
+    /// Reload count; reports of older probes are ignored.
+    generation: u64,
+    /// What the API shows of the running config and the last reload.
+    run: watch::Sender<RunInfo>,
+}
+
+impl Control {
+    async fn run(mut self, mut requests: mpsc::Receiver<ReloadRequest>) {
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(message = "Cannot listen for SIGHUP; reload through POST /-/reload.", error = %e);
+                None
+            }
+        };
+        loop {
+            let reply = tokio::select! {
+                r = requests.recv() => match r {
+                    Some(reply) => Some(reply),
+                    None => return,
+                },
+                Some(()) = async {
+                    match hangups.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => None,
+            };
+            let result = self.reload().await;
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> Result<String, String> {
+        let file = self.config.file.clone();
+        let outcome = match config::load(&file) {
+            Err(problems) => Err(problems.to_string()),
+            Ok(new) => match build_probes(&new) {
+                Err(e) => Err(e.to_string()),
+                Ok(probes) => {
+                    self.apply(new, probes).await;
+                    Ok(self.config.hash.clone())
+                }
+            },
+        };
+        let at = Utc::now();
+        match &outcome {
+            Ok(hash) => {
+                tracing::info!(message = "Reloaded the configuration.", config_hash = %hash)
+            }
+            Err(e) => {
+                tracing::error!(message = "Reload failed; the previous configuration keeps running.", problems = %e)
+            }
+        }
+        self.run.send_modify(|r| {
+            r.last_reload = Some(ReloadOutcome {
+                at,
+                ok: outcome.is_ok(),
+                error: outcome.as_ref().err().cloned(),
+            });
+        });
+        outcome
+    }
+
+    async fn apply(&mut self, new: Config, probes: Vec<(Component, Scheduled)>) {
+        if new.listen != self.config.listen || new.state_dir != self.config.state_dir {
+            tracing::warn!(message = "listen and state_dir take effect at the next restart.");
+        }
+        self.tasks.abort_all();
+        self.tasks = JoinSet::new();
+        self.generation += 1;
+        let (components, scheduled): (Vec<_>, Vec<_>) = probes.into_iter().unzip();
+        let mut health = Health::with_generation(components, self.generation);
+        // The reload counts as activity for /healthz until the new probes report.
+        health.last_report = Some(Utc::now());
+        self.state.send_replace(health);
+        self.tasks = scheduler::start(scheduled, self.reports.clone(), self.generation);
+        for (i, s) in new.scrapes.iter().enumerate() {
+            self.tasks
+                .spawn(crate::scrape::run(i, s.clone(), self.engine.clone()));
+        }
+        let _ = self
+            .engine
+            .send(Input::Rules {
+                groups: new.rules.clone(),
+                default_interval: new.evaluation_interval,
+            })
+            .await;
+        self.run.send_modify(|r| {
+            r.environment = new.environment.clone();
+            r.config_hash = new.hash.clone();
+            r.stale_after_seconds = stale_after(&new).as_secs_f64();
+        });
+        self.config = new;
     }
 }

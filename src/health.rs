@@ -167,20 +167,32 @@ pub struct Health {
     pub components: Vec<Component>,
     /// When the last report arrived, to tell a stuck scheduler from a quiet one.
     pub last_report: Option<DateTime<Utc>>,
+    /// The configuration generation these components belong to; reports from older
+    /// probes (still in flight during a reload) are ignored.
+    pub generation: u64,
 }
 
 impl Health {
     /// A state where nothing has been checked.
     pub fn new(components: Vec<Component>) -> Health {
+        Health::with_generation(components, 0)
+    }
+
+    /// A state where nothing has been checked, for a configuration generation.
+    pub fn with_generation(components: Vec<Component>, generation: u64) -> Health {
         Health {
             components,
             last_report: None,
+            generation,
         }
     }
 
     /// Applies one report that arrived at `now`.
     pub fn record(&mut self, report: Report, now: DateTime<Utc>) {
         self.last_report = Some(now);
+        if report.generation != self.generation {
+            return;
+        }
         let Some(c) = self.components.get_mut(report.probe) else {
             return;
         };
@@ -249,6 +261,9 @@ pub async fn run(
         let mut changed_to = None;
         let mut series = None;
         state.send_modify(|h| {
+            if report.generation != h.generation {
+                return;
+            }
             let before = h.components.get(probe).map(|c| c.status);
             h.record(report, Utc::now());
             if let Some(c) = h.components.get(probe) {
@@ -297,6 +312,7 @@ mod tests {
 
     fn report(probe: usize, result: Result<(), String>) -> Report {
         Report {
+            generation: 0,
             probe,
             started: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             duration: Duration::from_millis(3),

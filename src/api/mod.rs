@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -22,20 +22,38 @@ use crate::rules::manager::EngineView;
 use crate::store::Labels;
 use status::StatusReport;
 
-/// What the API knows besides the health state.
+/// What the API knows of the daemon that never changes.
 #[derive(Debug, Clone)]
 pub struct Info {
     /// Vigil's version.
     pub version: &'static str,
+    /// When the daemon started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// The running configuration as the API shows it; replaced by reloads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
     /// The environment from the config.
     pub environment: String,
     /// The config's hash.
     pub config_hash: String,
-    /// When the daemon started.
-    pub started_at: DateTime<Utc>,
     /// `/healthz` fails when no probe has reported for this long: the scheduler or
     /// the health stage is stuck.
-    pub stale_after: Duration,
+    pub stale_after_seconds: f64,
+    /// The last reload, if any.
+    pub last_reload: Option<ReloadOutcome>,
+}
+
+/// How a reload went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadOutcome {
+    /// When it was asked for.
+    pub at: DateTime<Utc>,
+    /// Whether the new configuration runs.
+    pub ok: bool,
+    /// Why not, every problem as file:line:col.
+    pub error: Option<String>,
 }
 
 /// The API's shared state.
@@ -45,6 +63,10 @@ pub struct ApiState {
     pub health: watch::Receiver<Health>,
     /// The rule manager's published state: alerts, store figures.
     pub engine: watch::Receiver<EngineView>,
+    /// The running configuration and the last reload.
+    pub run: watch::Receiver<RunInfo>,
+    /// Asks the daemon to reload.
+    pub reload: tokio::sync::mpsc::Sender<crate::daemon::ReloadRequest>,
     /// Facts about the daemon.
     pub info: Arc<Info>,
 }
@@ -56,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .route("/api/alerts", get(alerts))
+        .route("/-/reload", axum::routing::post(reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -95,16 +118,44 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 /// Builds the `/status` document from the current state.
 pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
     let health = state.health.borrow();
+    let run = state.run.borrow().clone();
     StatusReport {
         status: health.overall(),
         version: state.info.version.to_string(),
-        environment: state.info.environment.clone(),
+        environment: run.environment.clone(),
         started_at: state.info.started_at,
         uptime_seconds: (now - state.info.started_at).num_seconds().max(0) as u64,
-        config_hash: state.info.config_hash.clone(),
+        config_hash: run.config_hash.clone(),
+        last_reload: run.last_reload.clone(),
         generated_at: now,
         components: health.components.clone(),
         engine: state.engine.borrow().clone(),
+    }
+}
+
+/// `POST /-/reload`: reloads the config and the rules. 200 with the new config hash;
+/// 400 with every problem when the new files are invalid (the old ones keep running).
+async fn reload(State(state): State<ApiState>) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if state.reload.send(tx).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the daemon is stopping",
+        );
+    }
+    match rx.await {
+        Ok(Ok(hash)) => Json(json!({ "status": "reloaded", "config_hash": hash })).into_response(),
+        Ok(Err(problems)) => error(
+            StatusCode::BAD_REQUEST,
+            "reload_failed",
+            format!("the previous configuration keeps running: {problems}"),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the daemon is stopping",
+        ),
     }
 }
 
@@ -179,6 +230,7 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         .last_report
         .unwrap_or(state.info.started_at);
     let quiet = (now - since).to_std().unwrap_or_default();
+    let stale_after = Duration::from_secs_f64(state.run.borrow().stale_after_seconds);
     if state.health.has_changed().is_err() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -186,7 +238,7 @@ async fn healthz(State(state): State<ApiState>) -> Response {
             "the health stage has stopped",
         );
     }
-    if quiet > state.info.stale_after {
+    if quiet > stale_after {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "stuck",

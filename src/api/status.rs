@@ -25,6 +25,9 @@ pub struct StatusReport {
     pub uptime_seconds: u64,
     /// Which config runs (see `Config::hash`).
     pub config_hash: String,
+    /// The last reload, if any: when, and why it failed.
+    #[serde(default)]
+    pub last_reload: Option<crate::api::ReloadOutcome>,
     /// When this document was made.
     pub generated_at: DateTime<Utc>,
     /// Every component, in config order.
@@ -91,6 +94,16 @@ pub fn render_text(r: &StatusReport) -> String {
         r.config_hash,
         r.generated_at.format("%Y-%m-%dT%H:%M:%SZ")
     );
+    if let Some(reload) = &r.last_reload
+        && !reload.ok
+    {
+        let _ = writeln!(
+            out,
+            "RELOAD FAILED at {}; the previous configuration keeps running:\n{}",
+            reload.at.format("%Y-%m-%dT%H:%M:%SZ"),
+            reload.error.as_deref().unwrap_or("")
+        );
+    }
     out.push('\n');
     let rows: Vec<[String; 7]> = r
         .components
@@ -382,6 +395,7 @@ mod tests {
             started_at: t(-3723),
             uptime_seconds: 3723,
             config_hash: "0123456789ab".into(),
+            last_reload: None,
             generated_at: t(0),
             components: vec![app, cache, disk],
             engine: crate::rules::manager::EngineView {

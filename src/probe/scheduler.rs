@@ -19,6 +19,8 @@ use super::{AnyProbe, Observation, Probe};
 /// One finished check, sent to the health stage.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// Which configuration the probe belongs to (bumped by each reload).
+    pub generation: u64,
     /// Index of the probe in the config.
     pub probe: usize,
     /// When the check started (wall clock, for `/status`).
@@ -41,10 +43,14 @@ pub struct Scheduled {
 
 /// Starts one task per probe; they run until the returned set is dropped or aborted,
 /// or until the receiving side of `reports` is gone.
-pub fn start(probes: Vec<Scheduled>, reports: mpsc::Sender<Report>) -> JoinSet<()> {
+pub fn start(
+    probes: Vec<Scheduled>,
+    reports: mpsc::Sender<Report>,
+    generation: u64,
+) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for (index, s) in probes.into_iter().enumerate() {
-        tasks.spawn(run(index, s, reports.clone()));
+        tasks.spawn(run(generation, index, s, reports.clone()));
     }
     tasks
 }
@@ -63,7 +69,7 @@ pub async fn check_once(probe: &AnyProbe, timeout: Duration) -> (Duration, Obser
     (start.elapsed(), observation)
 }
 
-async fn run(index: usize, s: Scheduled, reports: mpsc::Sender<Report>) {
+async fn run(generation: u64, index: usize, s: Scheduled, reports: mpsc::Sender<Report>) {
     let spread = s.interval.min(Duration::from_secs(1)).as_millis() as u64;
     let first = Instant::now() + Duration::from_millis(fastrand::u64(0..spread.max(1)));
     let mut ticks = tokio::time::interval_at(first, s.interval);
@@ -73,6 +79,7 @@ async fn run(index: usize, s: Scheduled, reports: mpsc::Sender<Report>) {
         let started = Utc::now();
         let (duration, observation) = check_once(&s.probe, s.timeout).await;
         let report = Report {
+            generation,
             probe: index,
             started,
             duration,

@@ -34,7 +34,12 @@ pub enum Input {
         changed: bool,
     },
     /// New rule groups (a reload); alert state carries over by group and alert name.
-    Rules(Vec<Group>),
+    Rules {
+        /// The groups.
+        groups: Vec<Group>,
+        /// The interval of groups that set none.
+        default_interval: Duration,
+    },
 }
 
 /// An alert as the API shows it.
@@ -255,7 +260,7 @@ impl Manager {
         self.evaluations += 1;
         self.store.trim(now);
         self.persist();
-        self.publish(now, start.elapsed(), errors);
+        self.publish(Some(now), start.elapsed(), errors);
     }
 
     fn persist(&mut self) {
@@ -277,7 +282,12 @@ impl Manager {
         }
     }
 
-    fn publish(&self, now: i64, took: Duration, rule_errors: BTreeMap<String, String>) {
+    fn publish(
+        &self,
+        evaluated_at: Option<i64>,
+        took: Duration,
+        rule_errors: BTreeMap<String, String>,
+    ) {
         let mut alerts: Vec<AlertView> = Vec::new();
         let mut rules = 0;
         for (g, _) in &self.groups {
@@ -317,21 +327,22 @@ impl Manager {
             max_series: self.store.max_series(),
             groups: self.groups.len(),
             rules,
-            last_evaluation: Some(time(now)),
+            last_evaluation: evaluated_at.map(time),
             evaluation_seconds: took.as_secs_f64(),
             evaluations_total: self.evaluations,
             rule_errors,
         });
     }
 
-    /// The shortest group interval: how often to look for due groups.
+    /// How often to look for due groups: the shortest group interval, and at least
+    /// every second so that the end of the warm-up is not missed by long.
     fn tick(&self) -> Duration {
         self.groups
             .iter()
             .map(|(g, _)| g.interval.unwrap_or(self.default_interval))
             .min()
             .unwrap_or(self.default_interval)
-            .max(Duration::from_millis(100))
+            .clamp(Duration::from_millis(100), Duration::from_secs(1))
     }
 
     /// Runs until every sender of `inputs` is gone.
@@ -349,7 +360,8 @@ impl Manager {
                             self.evaluate(Utc::now().timestamp_millis().max(t), true);
                         }
                     }
-                    Some(Input::Rules(groups)) => {
+                    Some(Input::Rules { groups, default_interval }) => {
+                        self.default_interval = default_interval;
                         let carried = self.current_state();
                         self.set_groups(groups, carried);
                         ticks = tokio::time::interval(self.tick());
