@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Vigil's footprint at 1 s probing: runs the release daemon for DURATION seconds
-# (default 60) probing the app, PostgreSQL, Redis and a disk every second, and prints
-# peak and steady resident memory and CPU time. Starts its own PostgreSQL, Redis and
-# app on free ports; stops them when done.
+# (default 60) probing the app, PostgreSQL, Redis and a disk every second, scraping the
+# app's /metrics every second and evaluating the shipped rules (rules/*.yaml) every
+# second, and prints peak and steady resident memory and CPU time. Starts its own
+# PostgreSQL, Redis and app on free ports; stops them when done.
 #
 #   bench/footprint.sh            # 60 s
 #   DURATION=20 bench/footprint.sh
@@ -44,6 +45,12 @@ state_dir: state
 defaults:
   interval: 1s
   timeout: 900ms
+rule_files: [$(pwd)/rules/critical.yaml, $(pwd)/rules/warning.yaml]
+evaluation_interval: 1s
+scrape:
+  - job: app
+    url: http://$app/metrics
+    interval: 1s
 probes:
   - name: app
     http:
@@ -84,7 +91,7 @@ steady=$(printf '%s\n' "${samples[@]:$((DURATION / 2))}" | sort -n | awk '{a[NR]
 awk -v peak="$peak" -v steady="$steady" -v t0="$start_ticks" -v t1="$end_ticks" \
     -v clk="$clk" -v dur="$DURATION" -v checks="$checks" 'BEGIN {
     cpu = (t1 - t0) / clk
-    printf "duration          %d s, 4 probes every 1 s\n", dur
+    printf "duration          %d s, 4 probes, 1 scrape and 12 rules every 1 s\n", dur
     printf "checks run        %s\n", checks
     printf "peak RSS          %.1f MiB\n", peak / 1024
     printf "steady RSS        %.1f MiB (median of the second half)\n", steady / 1024

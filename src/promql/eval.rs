@@ -70,14 +70,10 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
-/// Whether a series' labels satisfy the selector.
+/// Whether a series' labels satisfy the selector's matchers other than the
+/// equalities the store's index already enforced (see [`equalities`]).
 fn selects(v: &VectorSelector, labels: &Labels) -> bool {
-    if let Some(name) = &v.name
-        && labels.name() != name
-    {
-        return false;
-    }
-    v.matchers.matchers.iter().all(|m| {
+    v.matchers.matchers.iter().filter(|m| !indexed(m)).all(|m| {
         let value = labels.get(&m.name);
         match &m.op {
             MatchOp::Equal => value == m.value,
@@ -88,14 +84,25 @@ fn selects(v: &VectorSelector, labels: &Labels) -> bool {
     })
 }
 
-fn selector_name(v: &VectorSelector) -> Option<&str> {
-    v.name.as_deref().or_else(|| {
-        v.matchers
-            .matchers
-            .iter()
-            .find(|m| m.name == NAME && matches!(m.op, MatchOp::Equal))
-            .map(|m| m.value.as_str())
-    })
+/// Whether the store's index enforces this matcher: an equality with a non-empty
+/// value (an empty value matches series without the label, which no posting holds).
+fn indexed(m: &promql_parser::label::Matcher) -> bool {
+    matches!(m.op, MatchOp::Equal) && !m.value.is_empty()
+}
+
+/// The selector's indexed matchers (its name among them), for the store.
+fn equalities(v: &VectorSelector) -> Vec<(&str, &str)> {
+    let mut out: Vec<(&str, &str)> = v
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| indexed(m))
+        .map(|m| (m.name.as_str(), m.value.as_str()))
+        .collect();
+    if let Some(n) = &v.name {
+        out.push((NAME, n.as_str()));
+    }
+    out
 }
 
 impl Ctx<'_> {
@@ -153,7 +160,7 @@ impl Ctx<'_> {
     pub fn instant(&self, v: &VectorSelector) -> Vec<Sample> {
         let at = self.ts - offset_ms(&v.offset);
         self.store
-            .select(selector_name(v), |l| selects(v, l))
+            .select(&equalities(v), |l| selects(v, l))
             .into_iter()
             .filter_map(|s| {
                 let (t, value) = s.latest(at)?;
@@ -169,13 +176,12 @@ impl Ctx<'_> {
     pub fn range(&self, v: &VectorSelector, range_ms: i64) -> Vec<Range> {
         let at = self.ts - offset_ms(&v.offset);
         self.store
-            .select(selector_name(v), |l| selects(v, l))
+            .select(&equalities(v), |l| selects(v, l))
             .into_iter()
             .filter_map(|s| {
-                let points: Vec<(i64, f64)> = s
-                    .range(at - range_ms, at)
-                    .filter(|(_, v)| !is_stale(*v))
-                    .collect();
+                let window = s.range(at - range_ms, at);
+                let mut points = Vec::with_capacity(window.len());
+                points.extend(window.filter(|(_, v)| !is_stale(*v)));
                 (!points.is_empty()).then(|| Range {
                     labels: s.labels.clone(),
                     points,

@@ -522,8 +522,11 @@ pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
                         .instant(vs)
                         .into_iter()
                         .filter_map(|s| {
-                            let series =
-                                ctx.store.select(Some(s.labels.name()), |l| *l == s.labels);
+                            let series = ctx
+                                .store
+                                .select(&[(crate::store::labels::NAME, s.labels.name())], |l| {
+                                    *l == s.labels
+                                });
                             let offset = match &vs.offset {
                                 None => 0,
                                 Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,

@@ -6,15 +6,30 @@ use std::sync::Arc;
 /// The label holding the metric name.
 pub const NAME: &str = "__name__";
 
-/// A sorted set of labels. Cloning is cheap (shared).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Labels(Arc<[(Box<str>, Box<str>)]>);
+/// A sorted set of labels. Cloning is cheap (shared), and so is deriving one label
+/// set from another: names and values are shared strings, never copied.
+#[derive(Clone, Eq, PartialOrd, Ord, Default)]
+pub struct Labels(Arc<[(Arc<str>, Arc<str>)]>);
+
+impl std::hash::Hash for Labels {
+    /// The hash of the pairs, consistent with `eq` (which only adds a shortcut).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        // Clones of one label set share their slice: no string to compare.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl Labels {
     /// Builds a label set from pairs in any order; empty values are dropped (an
     /// empty label is the same as no label in Prometheus).
     pub fn new<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Labels {
-        let mut v: Vec<(Box<str>, Box<str>)> = pairs
+        let mut v: Vec<(Arc<str>, Arc<str>)> = pairs
             .into_iter()
             .filter(|(_, v)| !v.as_ref().is_empty())
             .map(|(k, v)| (k.as_ref().into(), v.as_ref().into()))

@@ -41,15 +41,26 @@ pub struct Series {
 impl Series {
     /// The samples with `mint <= t <= maxt` (both ends included, as Prometheus 2.x),
     /// as at most two slices of the ring buffer.
-    pub fn range(&self, mint: i64, maxt: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
-        let start = self.samples.partition_point(|&(t, _)| t < mint);
-        let end = self.samples.partition_point(|&(t, _)| t <= maxt);
+    pub fn range(&self, mint: i64, maxt: i64) -> impl ExactSizeIterator<Item = (i64, f64)> + '_ {
+        let start = self.position(|t| t < mint);
+        let end = self.position(|t| t <= maxt);
         self.samples.range(start..end).copied()
+    }
+
+    /// The index of the first sample whose time fails `before`, searching the ring
+    /// buffer's two halves as slices (faster than indexing through the wrap).
+    fn position(&self, before: impl Fn(i64) -> bool) -> usize {
+        let (a, b) = self.samples.as_slices();
+        if a.last().is_some_and(|&(t, _)| before(t)) {
+            a.len() + b.partition_point(|&(t, _)| before(t))
+        } else {
+            a.partition_point(|&(t, _)| before(t))
+        }
     }
 
     /// The newest sample with `t <= at`.
     pub fn latest(&self, at: i64) -> Option<(i64, f64)> {
-        let end = self.samples.partition_point(|&(t, _)| t <= at);
+        let end = self.position(|t| t <= at);
         end.checked_sub(1)
             .and_then(|i| self.samples.get(i))
             .copied()
@@ -74,8 +85,11 @@ pub struct Store {
     series: Vec<Option<Series>>,
     /// Position of each label set.
     by_labels: HashMap<Labels, usize>,
-    /// Positions of the series of each metric name, for selectors.
-    by_name: HashMap<String, Vec<usize>>,
+    /// Postings: the positions of the series holding each label pair (the metric
+    /// name included), so a selector's equality matchers pick their candidates
+    /// without scanning every series of the name.
+    /// Each list is sorted by position, so lists intersect by binary search.
+    postings: HashMap<Box<str>, HashMap<Box<str>, Vec<usize>>>,
     /// Free positions.
     free: Vec<usize>,
     /// Most series held at once.
@@ -92,7 +106,7 @@ impl Store {
         Store {
             series: Vec::new(),
             by_labels: HashMap::new(),
-            by_name: HashMap::new(),
+            postings: HashMap::new(),
             free: Vec::new(),
             max_series,
             retention_ms,
@@ -145,10 +159,16 @@ impl Store {
                     }
                 };
                 self.by_labels.insert(labels.clone(), i);
-                self.by_name
-                    .entry(labels.name().to_string())
-                    .or_default()
-                    .push(i);
+                for (k, v) in labels.iter() {
+                    let list = self
+                        .postings
+                        .entry(k.into())
+                        .or_default()
+                        .entry(v.into())
+                        .or_default();
+                    let at = list.partition_point(|&j| j < i);
+                    list.insert(at, i);
+                }
                 i
             }
         };
@@ -200,10 +220,17 @@ impl Store {
         for i in emptied {
             if let Some(s) = self.series[i].take() {
                 self.by_labels.remove(&s.labels);
-                if let Some(v) = self.by_name.get_mut(s.labels.name()) {
-                    v.retain(|&j| j != i);
-                    if v.is_empty() {
-                        self.by_name.remove(s.labels.name());
+                for (k, v) in s.labels.iter() {
+                    if let Some(values) = self.postings.get_mut(k) {
+                        if let Some(list) = values.get_mut(v) {
+                            list.retain(|&j| j != i);
+                            if list.is_empty() {
+                                values.remove(v);
+                            }
+                        }
+                        if values.is_empty() {
+                            self.postings.remove(k);
+                        }
                     }
                 }
                 self.free.push(i);
@@ -211,24 +238,37 @@ impl Store {
         }
     }
 
-    /// Series whose name is `name` (all series when `None`) and which `keep` accepts,
-    /// sorted by labels.
+    /// Series holding every label pair of `equal` (the metric name among them, as
+    /// `__name__`) and accepted by `keep`, sorted by labels. The candidates are the
+    /// intersection of the posting lists of `equal`, shortest first, so `keep` only
+    /// has to check the other matchers; with no pairs every series is a candidate.
     pub fn select<'a>(
         &'a self,
-        name: Option<&str>,
+        equal: &[(&str, &str)],
         mut keep: impl FnMut(&Labels) -> bool + 'a,
     ) -> Vec<&'a Series> {
-        let candidates: Box<dyn Iterator<Item = &'a Series> + 'a> = match name {
-            Some(n) => Box::new(
-                self.by_name
-                    .get(n)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|&i| self.series[i].as_ref()),
-            ),
-            None => Box::new(self.series.iter().flatten()),
+        let mut lists: Vec<&Vec<usize>> = Vec::with_capacity(equal.len());
+        for (k, v) in equal {
+            match self.postings.get(*k).and_then(|values| values.get(*v)) {
+                None => return Vec::new(),
+                Some(list) => lists.push(list),
+            }
+        }
+        lists.sort_by_key(|l| l.len());
+        let mut out: Vec<&Series> = match lists.split_first() {
+            Some((shortest, rest)) => shortest
+                .iter()
+                .filter(|i| rest.iter().all(|l| l.binary_search(i).is_ok()))
+                .filter_map(|&i| self.series[i].as_ref())
+                .filter(|s| keep(&s.labels))
+                .collect(),
+            None => self
+                .series
+                .iter()
+                .flatten()
+                .filter(|s| keep(&s.labels))
+                .collect(),
         };
-        let mut out: Vec<&Series> = candidates.filter(|s| keep(&s.labels)).collect();
         // Sorted by labels, as Prometheus's storage returns series: aggregations then
         // add in the same order and agree with Prometheus to the last bit.
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
@@ -257,13 +297,77 @@ mod tests {
             s.append(&a, t * 1000, t as f64).unwrap();
         }
         assert_eq!(s.append(&a, 1000, 9.0), Err(AppendError::OutOfOrder(1000)));
-        let got = s.select(Some("up"), |_| true);
+        let got = s.select(&[("__name__", "up")], |_| true);
         assert_eq!(got.len(), 1);
         let r: Vec<_> = got[0].range(1000, 3000).collect();
         assert_eq!(r, vec![(1000, 1.0), (2000, 2.0), (3000, 3.0)]);
         assert_eq!(got[0].latest(2500), Some((2000, 2.0)));
         assert_eq!(got[0].latest(-1), None);
-        assert!(s.select(Some("down"), |_| true).is_empty());
+        assert!(s.select(&[("__name__", "down")], |_| true).is_empty());
+        assert_eq!(s.select(&[("job", "app")], |_| true).len(), 1);
+        assert!(
+            s.select(&[("__name__", "up"), ("job", "web")], |_| true)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn ranges_are_right_when_the_ring_buffer_wraps() {
+        let mut s = Store::new(10, 50_000);
+        let a = l("x", &[]);
+        // Appending while trimming makes the buffer wrap around its end.
+        let mut wrapped = false;
+        for t in 0..200i64 {
+            s.append(&a, t * 1000, t as f64).unwrap();
+            s.trim(t * 1000);
+            let series = s.select(&[("__name__", "x")], |_| true)[0];
+            if series.samples.as_slices().1.is_empty() {
+                continue;
+            }
+            wrapped = true;
+            let now = t * 1000;
+            for (mint, maxt) in [
+                (now - 30_000, now - 10_000),
+                (now - 49_500, now),
+                (0, now - 20_000),
+            ] {
+                let naive: Vec<_> = series
+                    .samples
+                    .iter()
+                    .copied()
+                    .filter(|&(t, _)| t >= mint && t <= maxt)
+                    .collect();
+                assert_eq!(
+                    series.range(mint, maxt).collect::<Vec<_>>(),
+                    naive,
+                    "{mint}..{maxt}"
+                );
+                let newest = naive.last().copied();
+                assert_eq!(series.latest(maxt), newest);
+            }
+        }
+        assert!(wrapped, "the test never made the buffer wrap");
+        let series = s.select(&[("__name__", "x")], |_| true)[0];
+        for (mint, maxt) in [
+            (150_000, 160_000),
+            (150_500, 199_000),
+            (0, 151_000),
+            (199_000, 300_000),
+        ] {
+            let naive: Vec<_> = series
+                .samples
+                .iter()
+                .copied()
+                .filter(|&(t, _)| t >= mint && t <= maxt)
+                .collect();
+            assert_eq!(
+                series.range(mint, maxt).collect::<Vec<_>>(),
+                naive,
+                "{mint}..{maxt}"
+            );
+        }
+        assert_eq!(series.latest(170_500), Some((170_000, 170.0)));
+        assert_eq!(series.latest(1_000), None, "trimmed away");
     }
 
     #[test]
@@ -293,7 +397,7 @@ mod tests {
         s.mark_stale(&a, 1000);
         s.mark_stale(&a, 2000);
         assert!(!s.is_live(&a));
-        let series = s.select(Some("up"), |_| true);
+        let series = s.select(&[("__name__", "up")], |_| true);
         assert_eq!(series[0].samples.len(), 2, "one marker only");
         assert!(is_stale(series[0].samples[1].1));
         assert!(!is_stale(f64::NAN));
