@@ -1,6 +1,6 @@
 //! Evaluation of an expression at one instant, over the store.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
@@ -26,6 +26,8 @@ pub struct Sample {
 pub struct Range {
     /// Its labels.
     pub labels: Labels,
+    /// Its labels without `__name__` (shared with the store).
+    pub plain: Labels,
     /// Its samples in time order, stale markers removed.
     pub points: Vec<(i64, f64)>,
 }
@@ -184,6 +186,7 @@ impl Ctx<'_> {
                 points.extend(window.filter(|(_, v)| !is_stale(*v)));
                 (!points.is_empty()).then(|| Range {
                     labels: s.labels.clone(),
+                    plain: s.plain.clone(),
                     points,
                 })
             })
@@ -210,7 +213,7 @@ impl Ctx<'_> {
         };
         // Groups in first-seen order, as Prometheus's output order.
         let mut order: Vec<Labels> = Vec::new();
-        let mut groups: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        let mut groups: HashMap<Labels, Vec<Sample>> = HashMap::default();
         for s in input {
             let key = group_key(&s.labels);
             groups
@@ -331,7 +334,7 @@ impl Ctx<'_> {
                 let sig = |l: &Labels| signature(l, matching);
                 match op.as_str() {
                     "and" => {
-                        let keys: std::collections::HashSet<Labels> =
+                        let keys: rustc_hash::FxHashSet<Labels> =
                             r.iter().map(|s| sig(&s.labels)).collect();
                         Ok(Value::Vector(
                             l.into_iter()
@@ -340,7 +343,7 @@ impl Ctx<'_> {
                         ))
                     }
                     "unless" => {
-                        let keys: std::collections::HashSet<Labels> =
+                        let keys: rustc_hash::FxHashSet<Labels> =
                             r.iter().map(|s| sig(&s.labels)).collect();
                         Ok(Value::Vector(
                             l.into_iter()
@@ -349,7 +352,7 @@ impl Ctx<'_> {
                         ))
                     }
                     "or" => {
-                        let keys: std::collections::HashSet<Labels> =
+                        let keys: rustc_hash::FxHashSet<Labels> =
                             l.iter().map(|s| sig(&s.labels)).collect();
                         let mut out = l;
                         out.extend(r.into_iter().filter(|s| !keys.contains(&sig(&s.labels))));
@@ -457,7 +460,7 @@ fn vector_vector(
         VectorMatchCardinality::OneToMany(_) => (rhs, lhs, true),
         _ => (lhs, rhs, false),
     };
-    let mut index: HashMap<Labels, &Sample> = HashMap::new();
+    let mut index: HashMap<Labels, &Sample> = HashMap::default();
     for s in &one {
         if index.insert(signature(&s.labels, matching), s).is_some() {
             let side = if swapped { "left" } else { "right" };
@@ -472,8 +475,8 @@ fn vector_vector(
         _ => &[],
     };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-    let mut seen: HashMap<Labels, ()> = HashMap::new();
-    let mut grouped: HashMap<(Labels, Labels), ()> = HashMap::new();
+    let mut seen: HashMap<Labels, ()> = HashMap::default();
+    let mut grouped: HashMap<(Labels, Labels), ()> = HashMap::default();
     let mut out = Vec::new();
     for m in many {
         let sig = signature(&m.labels, matching);

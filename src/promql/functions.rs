@@ -110,11 +110,7 @@ fn over_time(
             .into_iter()
             .filter_map(|r| {
                 let value = f(&r.points)?;
-                let labels = if keep_name {
-                    r.labels
-                } else {
-                    r.labels.without_name()
-                };
+                let labels = if keep_name { r.labels } else { r.plain };
                 Some(Sample { labels, value })
             })
             .collect(),
@@ -173,7 +169,7 @@ fn extrapolated(ctx: &Ctx<'_>, c: &Call, counter: bool, rate: bool) -> Result<Va
         }
         result *= factor;
         out.push(Sample {
-            labels: r.labels.without_name(),
+            labels: r.plain,
             value: result,
         });
     }
@@ -295,7 +291,7 @@ fn histogram_quantile(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
     let input = ctx.vector(arg(c, 1)?)?;
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: std::collections::HashMap<Labels, Vec<Bucket>> =
-        std::collections::HashMap::new();
+        std::collections::HashMap::default();
     for s in input {
         let Ok(upper) = parse_le(s.labels.get("le")) else {
             continue;
@@ -430,7 +426,7 @@ pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
                     .into_iter()
                     .map(|r| Sample {
                         value: quantile(q, r.points.iter().map(|x| x.1).collect()),
-                        labels: r.labels.without_name(),
+                        labels: r.plain,
                     })
                     .collect(),
             ))

@@ -6,7 +6,7 @@
 //! `keep_firing_for` holds it firing a while longer. Resolved alerts are kept for 15
 //! minutes so that the resolve can still be delivered.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use promql_parser::parser::Expr;
 
@@ -109,7 +109,7 @@ impl AlertingRule {
             keep_firing_for_ms,
             labels,
             annotations,
-            active: HashMap::new(),
+            active: HashMap::default(),
         }
     }
 
@@ -123,7 +123,8 @@ impl AlertingRule {
             }],
             _ => return Err("an alerting rule must produce a vector".into()),
         };
-        let mut seen: HashSet<Labels> = HashSet::with_capacity(samples.len());
+        let mut seen: HashSet<Labels> =
+            HashSet::with_capacity_and_hasher(samples.len(), Default::default());
         for s in samples {
             let mut labels = s.labels.without_name();
             for (k, t) in &self.labels {

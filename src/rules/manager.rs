@@ -109,8 +109,10 @@ pub struct Manager {
     previous: HashMap<String, HashSet<Labels>>,
     /// Where alert state is persisted.
     state_file: PathBuf,
-    /// What was last written there, to write only on change.
+    /// A digest of the alert states last written there, to write only on change.
     last_written: String,
+    /// When the store was last trimmed (ms).
+    last_trim: i64,
     /// What the API reads.
     view: watch::Sender<EngineView>,
     /// Counters for the view.
@@ -123,6 +125,12 @@ pub struct Manager {
     /// When the warm-up ends (ms), set by the first evaluation request.
     warm_from: Option<i64>,
 }
+
+/// What of an alert is persisted on change: its state and the times of its moves.
+type StateTimes = (State, i64, Option<i64>, Option<i64>, Option<i64>);
+
+/// How often the store drops samples past its retention.
+const TRIM_EVERY_MS: i64 = 10_000;
 
 fn key(group: &str, alert: &str) -> String {
     format!("{group}/{alert}")
@@ -152,6 +160,7 @@ impl Manager {
             previous: HashMap::new(),
             state_file,
             last_written: String::new(),
+            last_trim: 0,
             view,
             evaluations: 0,
             warmup,
@@ -257,13 +266,44 @@ impl Manager {
         if !ran {
             return;
         }
+        // The evaluation's own time, as Prometheus's rule_group_last_duration_seconds
+        // counts it: trimming, persisting and publishing come after.
+        let took = start.elapsed();
         self.evaluations += 1;
-        self.store.trim(now);
+        if now - self.last_trim >= TRIM_EVERY_MS {
+            self.store.trim(now);
+            self.last_trim = now;
+        }
         self.persist();
-        self.publish(Some(now), start.elapsed(), errors);
+        self.publish(Some(now), took, errors);
     }
 
+    /// Writes the alert state when a state changed (a new, promoted, resolved or
+    /// dropped alert) — not when only a value moved, which would mean a synced write
+    /// at every evaluation.
     fn persist(&mut self) {
+        let mut signature: Vec<(String, &Labels, StateTimes)> = Vec::new();
+        for (g, _) in &self.groups {
+            for r in &g.rules {
+                if let Rule::Alerting(a) = r {
+                    for x in a.active.values() {
+                        let times = (
+                            x.state,
+                            x.active_at,
+                            x.fired_at,
+                            x.resolved_at,
+                            x.keep_firing_since,
+                        );
+                        signature.push((key(&g.name, &a.name), &x.labels, times));
+                    }
+                }
+            }
+        }
+        signature.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let digest = format!("{signature:?}");
+        if digest == self.last_written {
+            return;
+        }
         let state = Persisted {
             version: 1,
             alerts: self.current_state().into_iter().collect(),
@@ -271,11 +311,8 @@ impl Manager {
         let Ok(text) = serde_json::to_string(&state) else {
             return;
         };
-        if text == self.last_written {
-            return;
-        }
         match write_atomically(&self.state_file, text.as_bytes()) {
-            Ok(()) => self.last_written = text,
+            Ok(()) => self.last_written = digest,
             Err(e) => {
                 tracing::warn!(message = "Cannot persist alert state.", file = %self.state_file.display(), error = %e)
             }

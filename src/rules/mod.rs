@@ -14,7 +14,9 @@ pub mod manager;
 pub mod template;
 pub mod unittest;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet as HashSet;
 use std::path::Path;
 
 use promql_parser::parser::Expr;
@@ -179,7 +181,7 @@ pub fn parse(text: &str, c: &mut Collector) -> Vec<Group> {
             return Vec::new();
         }
     };
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     let mut groups = Vec::new();
     for g in raw.groups {
         if !names.insert(g.name.value.clone()) {
@@ -286,7 +288,7 @@ pub fn parse(text: &str, c: &mut Collector) -> Vec<Group> {
             interval,
             limit: g.limit.unwrap_or(0),
             rules,
-            previous: vec![HashSet::new(); n],
+            previous: vec![HashSet::default(); n],
         });
     }
     groups
@@ -314,14 +316,15 @@ impl Group {
             };
             let (written, error) = match result {
                 Ok(samples) => {
-                    let mut written = HashSet::with_capacity(samples.len());
+                    let mut written =
+                        HashSet::with_capacity_and_hasher(samples.len(), Default::default());
                     for (labels, v) in samples {
                         let _ = store.append(&labels, ts, v);
                         written.insert(labels);
                     }
                     (written, None)
                 }
-                Err(e) => (HashSet::new(), Some(e)),
+                Err(e) => (HashSet::default(), Some(e)),
             };
             for gone in self.previous[i].difference(&written) {
                 store.mark_stale(gone, ts);
@@ -350,7 +353,7 @@ fn eval_recording(
         Value::Scalar(v) => vec![(Labels::default(), v)],
         _ => return Err("a recording rule must produce a vector".into()),
     };
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut out = Vec::with_capacity(samples.len());
     for (labels, v) in samples {
         let mut l = labels.with(crate::store::labels::NAME, &r.name);

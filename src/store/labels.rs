@@ -46,6 +46,16 @@ impl Labels {
 
     /// The value of label `name`, or "" when absent.
     pub fn get(&self, name: &str) -> &str {
+        // Label sets are small: a scan that compares lengths first beats a binary
+        // search whose every step is a string comparison.
+        if self.0.len() <= 8 {
+            return self
+                .0
+                .iter()
+                .find(|(k, _)| k.len() == name.len() && **k == *name)
+                .map(|(_, v)| &**v)
+                .unwrap_or("");
+        }
         self.0
             .binary_search_by(|(k, _)| (**k).cmp(name))
             .map(|i| &*self.0[i].1)

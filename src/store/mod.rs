@@ -12,7 +12,9 @@
 
 pub mod labels;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 
 pub use labels::Labels;
 
@@ -34,6 +36,9 @@ pub fn is_stale(v: f64) -> bool {
 pub struct Series {
     /// Its labels, `__name__` included.
     pub labels: Labels,
+    /// Its labels without `__name__`, made once: most functions drop the name, and
+    /// sharing this copy spares an allocation per series and evaluation.
+    pub plain: Labels,
     /// Samples in time order.
     pub samples: VecDeque<(i64, f64)>,
 }
@@ -88,7 +93,8 @@ pub struct Store {
     /// Postings: the positions of the series holding each label pair (the metric
     /// name included), so a selector's equality matchers pick their candidates
     /// without scanning every series of the name.
-    /// Each list is sorted by position, so lists intersect by binary search.
+    /// Each list is kept in label order, so a selection comes out sorted as
+    /// Prometheus's storage returns series, with no sort per query.
     postings: HashMap<Box<str>, HashMap<Box<str>, Vec<usize>>>,
     /// Free positions.
     free: Vec<usize>,
@@ -105,8 +111,8 @@ impl Store {
     pub fn new(max_series: usize, retention_ms: i64) -> Store {
         Store {
             series: Vec::new(),
-            by_labels: HashMap::new(),
-            postings: HashMap::new(),
+            by_labels: HashMap::default(),
+            postings: HashMap::default(),
             free: Vec::new(),
             max_series,
             retention_ms,
@@ -146,6 +152,7 @@ impl Store {
                 }
                 let series = Series {
                     labels: labels.clone(),
+                    plain: labels.without_name(),
                     samples: VecDeque::new(),
                 };
                 let i = match self.free.pop() {
@@ -166,7 +173,9 @@ impl Store {
                         .or_default()
                         .entry(v.into())
                         .or_default();
-                    let at = list.partition_point(|&j| j < i);
+                    let at = list.partition_point(|&j| {
+                        self.series[j].as_ref().is_some_and(|s| s.labels < *labels)
+                    });
                     list.insert(at, i);
                 }
                 i
@@ -240,39 +249,50 @@ impl Store {
 
     /// Series holding every label pair of `equal` (the metric name among them, as
     /// `__name__`) and accepted by `keep`, sorted by labels. The candidates are the
-    /// intersection of the posting lists of `equal`, shortest first, so `keep` only
-    /// has to check the other matchers; with no pairs every series is a candidate.
+    /// shortest posting list of `equal`, checked against the other pairs, so `keep`
+    /// only has to check the other matchers; with no pairs every series is a
+    /// candidate.
     pub fn select<'a>(
         &'a self,
         equal: &[(&str, &str)],
         mut keep: impl FnMut(&Labels) -> bool + 'a,
     ) -> Vec<&'a Series> {
-        let mut lists: Vec<&Vec<usize>> = Vec::with_capacity(equal.len());
-        for (k, v) in equal {
+        let mut shortest: Option<(usize, &Vec<usize>)> = None;
+        for (n, (k, v)) in equal.iter().enumerate() {
             match self.postings.get(*k).and_then(|values| values.get(*v)) {
                 None => return Vec::new(),
-                Some(list) => lists.push(list),
+                Some(list) if shortest.is_none_or(|(_, s)| list.len() < s.len()) => {
+                    shortest = Some((n, list))
+                }
+                Some(_) => {}
             }
         }
-        lists.sort_by_key(|l| l.len());
-        let mut out: Vec<&Series> = match lists.split_first() {
-            Some((shortest, rest)) => shortest
+        match shortest {
+            // Posting lists are in label order: the result needs no sort.
+            Some((used, list)) => list
                 .iter()
-                .filter(|i| rest.iter().all(|l| l.binary_search(i).is_ok()))
                 .filter_map(|&i| self.series[i].as_ref())
+                .filter(|s| {
+                    equal
+                        .iter()
+                        .enumerate()
+                        .all(|(n, (k, v))| n == used || s.labels.get(k) == *v)
+                })
                 .filter(|s| keep(&s.labels))
                 .collect(),
-            None => self
-                .series
-                .iter()
-                .flatten()
-                .filter(|s| keep(&s.labels))
-                .collect(),
-        };
-        // Sorted by labels, as Prometheus's storage returns series: aggregations then
-        // add in the same order and agree with Prometheus to the last bit.
-        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        out
+            None => {
+                let mut out: Vec<&Series> = self
+                    .series
+                    .iter()
+                    .flatten()
+                    .filter(|s| keep(&s.labels))
+                    .collect();
+                // Sorted by labels, as Prometheus's storage returns series: sums then
+                // add in the same order and agree with Prometheus to the last bit.
+                out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+                out
+            }
+        }
     }
 
     /// Total samples held (for `/status` and benchmarks).
