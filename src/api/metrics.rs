@@ -8,6 +8,7 @@
 
 use std::fmt::Write;
 
+use crate::promql::format_value;
 use crate::store::Labels;
 use crate::store::labels::NAME;
 
@@ -236,19 +237,6 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Formats a sample value for the text format.
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 /// Renders the exposition of `series` (each with `__name__`), grouped by family in
 /// catalog order, with `# HELP` and `# TYPE`.
 pub fn render(series: &[(Labels, f64)]) -> String {
@@ -269,7 +257,7 @@ pub fn render(series: &[(Labels, f64)]) -> String {
         if !first {
             line.push('}');
         }
-        let _ = write!(line, " {}", number(*value));
+        let _ = write!(line, " {}", format_value(*value));
         families[i].push(line);
     }
     let mut out = String::with_capacity(4096);
@@ -334,10 +322,10 @@ mod tests {
 
     #[test]
     fn special_values_use_the_text_format_spelling() {
-        assert_eq!(number(f64::NAN), "NaN");
-        assert_eq!(number(f64::INFINITY), "+Inf");
-        assert_eq!(number(-f64::INFINITY), "-Inf");
-        assert_eq!(number(1e6), "1000000");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(-f64::INFINITY), "-Inf");
+        assert_eq!(format_value(1e6), "1000000");
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-/// A value as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it.
+/// A value as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, which is also
+/// the Prometheus text format's spelling (`NaN`, `+Inf`, `-Inf`).
 pub fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
@@ -368,6 +369,19 @@ fn absent_labels(e: &Expr) -> Labels {
     Labels::new(pairs.into_iter().filter(|(k, _)| !dup.contains(k)))
 }
 
+/// `absent` and `absent_over_time`: one sample of 1 when the argument selected
+/// nothing, labelled by its equality matchers.
+fn absent(empty: bool, selector: &Expr) -> Result<Value, EvalError> {
+    Ok(Value::Vector(if empty {
+        vec![Sample {
+            labels: absent_labels(selector),
+            value: 1.0,
+        }]
+    } else {
+        Vec::new()
+    }))
+}
+
 /// Evaluates a function call.
 pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
     let name = c.func.name;
@@ -433,25 +447,11 @@ pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
         }
         "absent_over_time" => {
             let (matrix, _, _) = matrix_arg(ctx, c, 0)?;
-            Ok(Value::Vector(if matrix.is_empty() {
-                vec![Sample {
-                    labels: absent_labels(arg(c, 0)?),
-                    value: 1.0,
-                }]
-            } else {
-                Vec::new()
-            }))
+            absent(matrix.is_empty(), arg(c, 0)?)
         }
         "absent" => {
             let v = ctx.vector(arg(c, 0)?)?;
-            Ok(Value::Vector(if v.is_empty() {
-                vec![Sample {
-                    labels: absent_labels(arg(c, 0)?),
-                    value: 1.0,
-                }]
-            } else {
-                Vec::new()
-            }))
+            absent(v.is_empty(), arg(c, 0)?)
         }
         "histogram_quantile" => histogram_quantile(ctx, c),
         "abs" => map_vector(ctx, c, f64::abs),

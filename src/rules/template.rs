@@ -271,6 +271,13 @@ fn humanize(mut v: f64, base: f64, big: &[&str]) -> String {
     if base == 1024.0 {
         return go_g(v, 4);
     }
+    let (v, prefix) = small_prefix(v);
+    format!("{}{prefix}", go_g(v, 4))
+}
+
+/// Scales a value below 1 into [1, 1000) with its SI prefix (m, u, n, …), as Go's
+/// humanize functions do.
+fn small_prefix(mut v: f64) -> (f64, &'static str) {
     let mut prefix = "";
     for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
         if v.abs() >= 1.0 {
@@ -279,7 +286,7 @@ fn humanize(mut v: f64, base: f64, big: &[&str]) -> String {
         prefix = p;
         v *= 1000.0;
     }
-    format!("{}{prefix}", go_g(v, 4))
+    (v, prefix)
 }
 
 fn humanize_duration(mut v: f64) -> String {
@@ -304,14 +311,7 @@ fn humanize_duration(mut v: f64) -> String {
             format!("{sign}{}s", go_g(v, 4))
         };
     }
-    let mut prefix = "";
-    for p in ["m", "u", "n", "p", "f", "a", "z", "y"] {
-        if v.abs() >= 1.0 {
-            break;
-        }
-        prefix = p;
-        v *= 1000.0;
-    }
+    let (v, prefix) = small_prefix(v);
     format!("{}{prefix}s", go_g(v, 4))
 }
 

@@ -387,18 +387,10 @@ fn run_group(
         ts += eval_interval;
     }
     for (test, at) in tg.promql_expr_test.iter().zip(expr_times) {
-        let expr = match promql::parse(&test.expr) {
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!(
-                    "    expr: {:?}, time: {}, err: {e}",
-                    test.expr,
-                    show(at)
-                ));
-                continue;
-            }
-        };
-        let mut got: Vec<(Labels, f64)> = match promql::evaluate(&expr, &store, at) {
+        let result = promql::parse(&test.expr)
+            .map_err(|e| e.to_string())
+            .and_then(|expr| promql::evaluate(&expr, &store, at).map_err(|e| e.to_string()));
+        let mut got: Vec<(Labels, f64)> = match result {
             Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.value)).collect(),
             Ok(Value::Scalar(v)) => vec![(Labels::default(), v)],
             Ok(_) => Vec::new(),
