@@ -58,17 +58,25 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
+/// NaN and the infinities as Go and the Prometheus text format write them.
+pub fn non_finite(v: f64) -> Option<&'static str> {
+    if v.is_nan() {
+        Some("NaN")
+    } else if v == f64::INFINITY {
+        Some("+Inf")
+    } else if v == f64::NEG_INFINITY {
+        Some("-Inf")
+    } else {
+        None
+    }
+}
+
 /// A value as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, which is also
 /// the Prometheus text format's spelling (`NaN`, `+Inf`, `-Inf`).
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
+    match non_finite(v) {
+        Some(text) => text.into(),
+        None => format!("{v}"),
     }
 }
 

@@ -51,24 +51,6 @@ pub struct Alert {
     pub keep_firing_since: Option<i64>,
 }
 
-impl serde::Serialize for Labels {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.len()))?;
-        for (k, v) in self.iter() {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Labels {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m: std::collections::BTreeMap<String, String> = serde::Deserialize::deserialize(d)?;
-        Ok(Labels::new(m))
-    }
-}
-
 /// An alerting rule and its alerts.
 #[derive(Debug, Clone)]
 pub struct AlertingRule {

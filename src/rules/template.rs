@@ -193,15 +193,8 @@ fn format_number(v: f64, format: &Format) -> String {
 /// Go's `%.{prec}g`: shortest of %e and %f at `prec` significant digits, trailing
 /// zeros removed, exponent written `e+06`.
 pub fn go_g(v: f64, prec: usize) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(text) = crate::promql::non_finite(v) {
+        return text.into();
     }
     if v == 0.0 {
         return "0".into();
@@ -211,13 +204,17 @@ pub fn go_g(v: f64, prec: usize) -> String {
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     if exp < -4 || exp >= prec as i32 {
-        let m = trim_zeros(mantissa);
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{m}e{sign}{:02}", exp.abs())
+        with_exponent(&trim_zeros(mantissa), exp)
     } else {
         let decimals = (prec as i32 - 1 - exp).max(0) as usize;
         trim_zeros(&format!("{v:.decimals$}"))
     }
+}
+
+/// A mantissa and a decimal exponent as Go writes them: `1.5e+06`, `2e-05`.
+fn with_exponent(mantissa: &str, exp: i32) -> String {
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
 fn trim_zeros(s: &str) -> String {
@@ -231,23 +228,14 @@ fn trim_zeros(s: &str) -> String {
 /// Go's default formatting of a float64 (`%v`): the shortest representation,
 /// exponent form below 1e-4 and from 1e21.
 pub fn go_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(text) = crate::promql::non_finite(v) {
+        return text.into();
     }
     let a = v.abs();
     if a != 0.0 && !(1e-4..1e21).contains(&a) {
         let s = format!("{v:e}");
         let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let e: i32 = e.parse().unwrap_or(0);
-        let sign = if e < 0 { '-' } else { '+' };
-        format!("{m}e{sign}{:02}", e.abs())
+        with_exponent(m, e.parse().unwrap_or(0))
     } else {
         format!("{v}")
     }

@@ -134,6 +134,25 @@ impl fmt::Debug for Labels {
     }
 }
 
+/// A label set is a JSON object (`{"job": "app"}`), as in Prometheus's APIs.
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m: std::collections::BTreeMap<String, String> = serde::Deserialize::deserialize(d)?;
+        Ok(Labels::new(m))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
