@@ -54,6 +54,12 @@ async fn cache_killed_is_down_within_two_checks_and_recovers() {
         assert!(c["latency_ms"].as_f64().unwrap() >= 0.0);
         assert!(c["last_success"].is_string());
     }
+    // With no rules, the store still fills from the probes and says so.
+    let status = vigil
+        .wait_for("the store to hold the probe series", |s| {
+            s["engine"]["series"].as_u64() > Some(10)
+        })
+        .await;
     let db = component(&status, "database");
     let figures: Vec<&str> = db["samples"]
         .as_array()

@@ -264,6 +264,10 @@ impl Manager {
             }
         }
         if !ran {
+            if self.groups.is_empty() {
+                // No rules: still show what the store holds.
+                self.publish(None, Duration::ZERO, BTreeMap::new());
+            }
             return;
         }
         // The evaluation's own time, as Prometheus's rule_group_last_duration_seconds
