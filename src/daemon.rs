@@ -59,11 +59,11 @@ pub fn warmup(config: &Config) -> Duration {
     let probes = config
         .probes
         .iter()
-        .map(|p| p.interval.min(Duration::from_secs(1)) + p.timeout);
+        .map(|p| scheduler::first_delay_bound(p.interval) + p.timeout);
     let scrapes = config
         .scrapes
         .iter()
-        .map(|s| s.interval.min(Duration::from_secs(1)) + s.interval + s.timeout);
+        .map(|s| scheduler::first_delay_bound(s.interval) + s.interval + s.timeout);
     probes.chain(scrapes).max().unwrap_or_default() + Duration::from_secs(1)
 }
 

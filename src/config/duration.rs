@@ -53,6 +53,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total))
 }
 
+/// Like [`parse`], but also takes a zero duration (`0`, `0s`, `0m`…), as rule
+/// files (`for: 0s`) and rule tests (`eval_time: 0`) may write.
+pub fn parse_or_zero(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let zero = t == "0"
+        || t.strip_prefix('0')
+            .is_some_and(|unit| ["ms", "s", "m", "h", "d"].contains(&unit));
+    if zero { Ok(Duration::ZERO) } else { parse(t) }
+}
+
 /// Formats a duration in the same notation, for messages and `/status`.
 pub fn format(d: Duration) -> String {
     let mut ms = d.as_millis() as u64;
@@ -99,6 +109,16 @@ mod tests {
             parse("0s"),
             Err("duration \"0s\" must be above zero".into())
         );
+    }
+
+    #[test]
+    fn zero_is_taken_only_where_asked() {
+        for zero in ["0", "0s", "0m", "0ms", " 0s "] {
+            assert_eq!(parse_or_zero(zero), Ok(Duration::ZERO), "{zero:?}");
+        }
+        assert_eq!(parse_or_zero("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_or_zero("0x").is_err());
+        assert!(parse("0s").is_err());
     }
 
     #[test]

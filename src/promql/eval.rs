@@ -64,7 +64,8 @@ pub fn evaluate(expr: &Expr, store: &Store, ts: i64) -> Result<Value, EvalError>
     Ctx { store, ts }.eval(expr)
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+/// A selector's `offset` in milliseconds (negative for `offset -5m`).
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => d.as_millis() as i64,
@@ -160,15 +161,23 @@ impl Ctx<'_> {
     /// The instant vector of a selector: each matching series' newest sample in the
     /// lookback window, unless that sample is a stale marker.
     pub fn instant(&self, v: &VectorSelector) -> Vec<Sample> {
+        self.instant_timed(v).into_iter().map(|(s, _)| s).collect()
+    }
+
+    /// [`Ctx::instant`] with each sample's own timestamp (ms), for `timestamp()`.
+    pub fn instant_timed(&self, v: &VectorSelector) -> Vec<(Sample, i64)> {
         let at = self.ts - offset_ms(&v.offset);
         self.store
             .select(&equalities(v), |l| selects(v, l))
             .into_iter()
             .filter_map(|s| {
                 let (t, value) = s.latest(at)?;
-                (t >= at - LOOKBACK_MS && !is_stale(value)).then(|| Sample {
-                    labels: s.labels.clone(),
-                    value,
+                (t >= at - LOOKBACK_MS && !is_stale(value)).then(|| {
+                    let sample = Sample {
+                        labels: s.labels.clone(),
+                        value,
+                    };
+                    (sample, t)
                 })
             })
             .collect()

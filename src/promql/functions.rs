@@ -3,7 +3,7 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{Ctx, EvalError, Range, Sample, Value};
+use super::eval::{Ctx, EvalError, Range, Sample, Value, offset_ms};
 use crate::store::Labels;
 
 /// The arithmetic mean, computed incrementally as Prometheus does (it keeps large
@@ -92,11 +92,7 @@ fn matrix_arg(ctx: &Ctx<'_>, c: &Call, i: usize) -> Result<(Vec<Range>, i64, i64
     match arg(c, i)? {
         Expr::MatrixSelector(m) => {
             let range = m.range.as_millis() as i64;
-            let offset = match &m.vs.offset {
-                None => 0,
-                Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
-                Some(promql_parser::parser::Offset::Neg(d)) => -(d.as_millis() as i64),
-            };
+            let offset = offset_ms(&m.vs.offset);
             Ok((ctx.range(&m.vs, range), range, ctx.ts - offset))
         }
         _ => Err(EvalError(format!(
@@ -520,33 +516,15 @@ pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
         "timestamp" => {
             let e = arg(c, 0)?;
             match e {
-                Expr::VectorSelector(vs) => {
-                    let at = ctx.ts;
-                    let out = ctx
-                        .instant(vs)
+                Expr::VectorSelector(vs) => Ok(Value::Vector(
+                    ctx.instant_timed(vs)
                         .into_iter()
-                        .filter_map(|s| {
-                            let series = ctx
-                                .store
-                                .select(&[(crate::store::labels::NAME, s.labels.name())], |l| {
-                                    *l == s.labels
-                                });
-                            let offset = match &vs.offset {
-                                None => 0,
-                                Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
-                                Some(promql_parser::parser::Offset::Neg(d)) => {
-                                    -(d.as_millis() as i64)
-                                }
-                            };
-                            let (t, _) = series.first()?.latest(at - offset)?;
-                            Some(Sample {
-                                labels: s.labels.without_name(),
-                                value: t as f64 / 1000.0,
-                            })
+                        .map(|(s, t)| Sample {
+                            labels: s.labels.without_name(),
+                            value: t as f64 / 1000.0,
                         })
-                        .collect();
-                    Ok(Value::Vector(out))
-                }
+                        .collect(),
+                )),
                 _ => map_vector(ctx, c, |_| ctx.ts as f64 / 1000.0),
             }
         }

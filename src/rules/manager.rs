@@ -447,6 +447,20 @@ mod tests {
         g
     }
 
+    /// A manager over `groups` with state in `dir`, no warm-up.
+    fn manager(groups: Vec<Group>, dir: &Path, view: watch::Sender<EngineView>) -> Manager {
+        let hour = Duration::from_secs(3600);
+        Manager::new(
+            groups,
+            Duration::from_secs(10),
+            100,
+            hour,
+            dir,
+            view,
+            Duration::ZERO,
+        )
+    }
+
     fn down(m: &mut Manager, t: i64, v: f64) {
         let l = Labels::from_pairs("vigil_probe_success", &[("probe", "cache")]);
         m.ingest("probe/cache".into(), t, vec![(l, v)]);
@@ -457,29 +471,13 @@ mod tests {
     fn alert_state_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = watch::channel(EngineView::default());
-        let mut m = Manager::new(
-            groups(),
-            Duration::from_secs(10),
-            100,
-            Duration::from_secs(3600),
-            dir.path(),
-            tx,
-            Duration::ZERO,
-        );
+        let mut m = manager(groups(), dir.path(), tx);
         down(&mut m, 1_000_000, 0.0);
         assert_eq!(rx.borrow().alerts[0].state, State::Pending);
         drop(m);
         // A new manager (a restarted daemon) keeps the pending alert and its start.
         let (tx, rx) = watch::channel(EngineView::default());
-        let mut m = Manager::new(
-            groups(),
-            Duration::from_secs(10),
-            100,
-            Duration::from_secs(3600),
-            dir.path(),
-            tx,
-            Duration::ZERO,
-        );
+        let mut m = manager(groups(), dir.path(), tx);
         down(&mut m, 1_060_000, 0.0);
         let view = rx.borrow();
         assert_eq!(view.alerts.len(), 1);
@@ -495,15 +493,7 @@ mod tests {
     fn a_source_that_stops_reporting_a_series_makes_it_stale() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, _rx) = watch::channel(EngineView::default());
-        let mut m = Manager::new(
-            Vec::new(),
-            Duration::from_secs(10),
-            100,
-            Duration::from_secs(3600),
-            dir.path(),
-            tx,
-            Duration::ZERO,
-        );
+        let mut m = manager(Vec::new(), dir.path(), tx);
         let a = Labels::from_pairs("x", &[("k", "a")]);
         let b = Labels::from_pairs("x", &[("k", "b")]);
         m.ingest("s".into(), 0, vec![(a.clone(), 1.0), (b.clone(), 1.0)]);

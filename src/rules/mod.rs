@@ -135,8 +135,7 @@ fn expr_position(text: &str, at: &serde_saphyr::Location, expr: &str, offset: us
 fn rule_duration(v: &Option<Spanned<String>>, c: &mut Collector) -> i64 {
     match v {
         None => 0,
-        Some(d) if d.value.trim() == "0" || d.value.trim() == "0s" => 0,
-        Some(d) => match duration::parse(&d.value) {
+        Some(d) => match duration::parse_or_zero(&d.value) {
             Ok(x) => x.as_millis() as i64,
             Err(e) => {
                 c.at(d.referenced, e);

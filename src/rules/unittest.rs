@@ -88,20 +88,12 @@ struct ExpSample {
 
 /// A duration that may be zero (`0`, `0s`), in ms.
 fn duration_ms(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    if t == "0" || t.trim_end_matches(['s', 'm', 'h', 'd']) == "0" {
-        return Ok(0);
-    }
-    duration::parse(t).map(|d| d.as_millis() as i64)
+    duration::parse_or_zero(text).map(|d| d.as_millis() as i64)
 }
 
 /// Formats ms as Prometheus's model.Duration does (`1h5m`, `0s`).
 fn show(ms: i64) -> String {
-    if ms == 0 {
-        "0s".into()
-    } else {
-        duration::format(std::time::Duration::from_millis(ms as u64))
-    }
+    duration::format(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 /// Parses a series description (`name{a="b"}`) into labels.

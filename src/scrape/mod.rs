@@ -126,11 +126,7 @@ pub async fn run(index: usize, cfg: ScrapeConfig, out: mpsc::Sender<Input>) {
             return;
         }
     };
-    let spread = cfg.interval.min(Duration::from_secs(1)).as_millis() as u64;
-    let first =
-        tokio::time::Instant::now() + Duration::from_millis(fastrand::u64(0..spread.max(1)));
-    let mut ticks = tokio::time::interval_at(first, cfg.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = crate::probe::scheduler::jittered_ticks(cfg.interval);
     loop {
         ticks.tick().await;
         let t = chrono::Utc::now().timestamp_millis();

@@ -331,6 +331,22 @@ mod tests {
         );
     }
 
+    /// `range` agrees with a plain filter of every sample.
+    fn assert_range(series: &Series, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+        let naive: Vec<_> = series
+            .samples
+            .iter()
+            .copied()
+            .filter(|&(t, _)| t >= mint && t <= maxt)
+            .collect();
+        assert_eq!(
+            series.range(mint, maxt).collect::<Vec<_>>(),
+            naive,
+            "{mint}..{maxt}"
+        );
+        naive
+    }
+
     #[test]
     fn ranges_are_right_when_the_ring_buffer_wraps() {
         let mut s = Store::new(10, 50_000);
@@ -351,17 +367,7 @@ mod tests {
                 (now - 49_500, now),
                 (0, now - 20_000),
             ] {
-                let naive: Vec<_> = series
-                    .samples
-                    .iter()
-                    .copied()
-                    .filter(|&(t, _)| t >= mint && t <= maxt)
-                    .collect();
-                assert_eq!(
-                    series.range(mint, maxt).collect::<Vec<_>>(),
-                    naive,
-                    "{mint}..{maxt}"
-                );
+                let naive = assert_range(series, mint, maxt);
                 let newest = naive.last().copied();
                 assert_eq!(series.latest(maxt), newest);
             }
@@ -374,17 +380,7 @@ mod tests {
             (0, 151_000),
             (199_000, 300_000),
         ] {
-            let naive: Vec<_> = series
-                .samples
-                .iter()
-                .copied()
-                .filter(|&(t, _)| t >= mint && t <= maxt)
-                .collect();
-            assert_eq!(
-                series.range(mint, maxt).collect::<Vec<_>>(),
-                naive,
-                "{mint}..{maxt}"
-            );
+            assert_range(series, mint, maxt);
         }
         assert_eq!(series.latest(170_500), Some((170_000, 170.0)));
         assert_eq!(series.latest(1_000), None, "trimmed away");
