@@ -50,6 +50,9 @@ pub enum DaemonError {
     /// The API server failed.
     #[error("the API server failed: {0}")]
     Serve(std::io::Error),
+    /// The paging stage could not start (its outbox).
+    #[error(transparent)]
+    Paging(#[from] crate::paging::PagingError),
 }
 
 /// How long after a start the rules wait for data: every probe's first check (its
@@ -160,6 +163,7 @@ impl Daemon {
         let (report_tx, report_rx) = mpsc::channel(256);
         let (engine_tx, engine_rx) = mpsc::channel(256);
         let (view_tx, view_rx) = watch::channel(EngineView::default());
+        let (routed_tx, routed_rx) = watch::channel(None);
         let manager = Manager::new(
             self.config.rules.clone(),
             self.config.evaluation_interval,
@@ -168,7 +172,33 @@ impl Daemon {
             &self.config.state_dir,
             view_tx,
             warmup(&self.config),
-        );
+        )
+        .route_to(routed_tx);
+        let (paging, _paging_tasks) = match &self.config.routing {
+            Some(routing) => {
+                let (p, tasks) = crate::paging::start(
+                    crate::paging::Settings {
+                        routing: routing.clone(),
+                        environment: self.config.environment.clone(),
+                        state_dir: self.config.state_dir.clone(),
+                        external_url: self.config.external_url.clone(),
+                    },
+                    routed_rx,
+                )
+                .await?;
+                (Some(p), Some(tasks))
+            }
+            None => {
+                tracing::warn!(
+                    message = "No routing file in the config: alerts are evaluated and shown, but page nobody."
+                );
+                (None, None)
+            }
+        };
+        let token = std::env::var("VIGIL_API_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|t| Arc::new(crate::config::secret::Secret::new(t)));
         let manager_task = tokio::spawn(manager.run(engine_rx));
         let health_task = tokio::spawn(health::run(
             report_rx,
@@ -196,6 +226,8 @@ impl Daemon {
             run: run_rx,
             reload: reload_tx,
             info: Arc::new(info),
+            paging: paging.clone(),
+            token,
         });
         tracing::info!(
             message = "Vigil started.",
@@ -216,6 +248,7 @@ impl Daemon {
             tasks: probe_tasks,
             generation: 0,
             run: run_tx,
+            paging,
         };
         let control_task = tokio::spawn(control.run(reload_rx));
 
@@ -268,6 +301,8 @@ struct Control {
     generation: u64,
     /// What the API shows of the running config and the last reload.
     run: watch::Sender<RunInfo>,
+    /// The paging stage, which takes a reloaded routing file.
+    paging: Option<Arc<crate::paging::Paging>>,
 }
 
 impl Control {
@@ -335,6 +370,16 @@ impl Control {
     async fn apply(&mut self, new: Config, probes: Vec<(Component, Scheduled)>) {
         if new.listen != self.config.listen || new.state_dir != self.config.state_dir {
             tracing::warn!(message = "listen and state_dir take effect at the next restart.");
+        }
+        match (&self.paging, &new.routing) {
+            (Some(p), Some(r)) => p.reload(r.clone()).await,
+            (None, Some(_)) | (Some(_), None) => {
+                tracing::warn!(
+                    message =
+                        "Adding or removing the routing file takes effect at the next restart."
+                )
+            }
+            (None, None) => {}
         }
         self.tasks.abort_all();
         self.tasks = JoinSet::new();

@@ -227,7 +227,110 @@ pub const CATALOG: &[MetricDef] = &[
         "probe, mount",
         "Size of the filesystem.",
     ),
+    def(
+        "vigil_heartbeat",
+        "gauge",
+        "",
+        "When the rules were last evaluated, in seconds since the Unix epoch; alert on time() - vigil_heartbeat.",
+    ),
+    def(
+        "vigil_outbox_depth",
+        "gauge",
+        "target",
+        "Notifications waiting for delivery, per integration (receiver/kind).",
+    ),
+    def(
+        "vigil_outbox_oldest_age_seconds",
+        "gauge",
+        "target",
+        "Age of the oldest waiting notification (0 when none).",
+    ),
+    def(
+        "vigil_notification_attempts_total",
+        "counter",
+        "target",
+        "Delivery attempts since the start.",
+    ),
+    def(
+        "vigil_notifications_delivered_total",
+        "counter",
+        "target",
+        "Notifications the receiver accepted since the start.",
+    ),
+    def(
+        "vigil_notification_failures_total",
+        "counter",
+        "target",
+        "Failed delivery attempts since the start (retried unless dropped).",
+    ),
+    def(
+        "vigil_notifications_dropped_total",
+        "counter",
+        "target",
+        "Notifications the receiver refused for good (HTTP 400, invalid parameters).",
+    ),
+    def(
+        "vigil_alerts_muted",
+        "gauge",
+        "by",
+        "Firing alerts held back, by what holds them: silence, window, inhibited, lease.",
+    ),
+    def(
+        "vigil_paging_lease_held",
+        "gauge",
+        "",
+        "1 when this sidecar pages for shared alerts (it holds the lease, or Redis is unreachable and everyone pages).",
+    ),
 ];
+
+/// The paging stage's series: the outbox per integration, muted alerts, the lease.
+pub fn paging_series(
+    v: &crate::paging::PagingView,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<(Labels, f64)> {
+    let mut out = Vec::new();
+    for (target, s) in &v.targets {
+        let l = |name: &str| Labels::from_pairs(name, &[("target", target)]);
+        let age = s
+            .oldest
+            .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        out.extend([
+            (l("vigil_outbox_depth"), s.depth as f64),
+            (l("vigil_outbox_oldest_age_seconds"), age),
+            (l("vigil_notification_attempts_total"), s.attempts as f64),
+            (l("vigil_notifications_delivered_total"), s.delivered as f64),
+            (l("vigil_notification_failures_total"), s.failures as f64),
+            (l("vigil_notifications_dropped_total"), s.dropped as f64),
+        ]);
+    }
+    for by in ["silence", "window", "inhibited", "lease"] {
+        let n = v
+            .muted
+            .values()
+            .filter(|m| {
+                matches!(
+                    (by, m),
+                    ("silence", crate::route::router::Muted::Silence { .. })
+                        | ("window", crate::route::router::Muted::Window { .. })
+                        | ("inhibited", crate::route::router::Muted::Inhibited { .. })
+                        | ("lease", crate::route::router::Muted::Lease)
+                )
+            })
+            .count();
+        out.push((
+            Labels::from_pairs("vigil_alerts_muted", &[("by", by)]),
+            n as f64,
+        ));
+    }
+    if let Some(l) = v.lease {
+        out.push((
+            Labels::from_pairs("vigil_paging_lease_held", &[]),
+            if l.pages() { 1.0 } else { 0.0 },
+        ));
+    }
+    out
+}
 
 /// Escapes a label value for the text format.
 fn escape(value: &str) -> String {

@@ -2,6 +2,7 @@
 //! reason: `{"error": "...", "reason": "..."}`.
 
 pub mod metrics;
+pub mod silences;
 pub mod status;
 
 use std::sync::Arc;
@@ -69,6 +70,12 @@ pub struct ApiState {
     pub reload: tokio::sync::mpsc::Sender<crate::daemon::ReloadRequest>,
     /// Facts about the daemon.
     pub info: Arc<Info>,
+    /// Paging: silences, the outbox and the router's view (`None` without a
+    /// routing file).
+    pub paging: Option<Arc<crate::paging::Paging>>,
+    /// The bearer token that guards silences (`VIGIL_API_TOKEN`); without one, the
+    /// silence endpoints answer 401.
+    pub token: Option<Arc<crate::config::secret::Secret>>,
 }
 
 /// The API's routes.
@@ -79,6 +86,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics_page))
         .route("/api/alerts", get(alerts))
         .route("/-/reload", axum::routing::post(reload))
+        .route("/api/silences", get(silences::list).post(silences::add))
+        .route(
+            "/api/silences/{id}",
+            axum::routing::delete(silences::expire),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -88,7 +100,8 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, kind: &str, reason: impl Into<String>) -> Response {
+/// A JSON error: `{"error": kind, "reason": reason}`.
+pub fn error(status: StatusCode, kind: &str, reason: impl Into<String>) -> Response {
     (
         status,
         Json(json!({ "error": kind, "reason": reason.into() })),
@@ -130,6 +143,7 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
         generated_at: now,
         components: health.components.clone(),
         engine: state.engine.borrow().clone(),
+        paging: state.paging.as_ref().map(|p| p.view()),
     }
 }
 
@@ -301,6 +315,15 @@ async fn metrics_page(State(state): State<ApiState>) -> Response {
             (e.alerts.len() - firing) as f64,
         ),
     ]);
+    if let Some(at) = e.last_evaluation {
+        series.push((
+            Labels::from_pairs("vigil_heartbeat", &[]),
+            at.timestamp_millis() as f64 / 1000.0,
+        ));
+    }
+    if let Some(p) = &state.paging {
+        series.extend(metrics::paging_series(&p.view(), Utc::now()));
+    }
     let body = metrics::render(&series);
     (
         [(

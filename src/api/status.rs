@@ -35,6 +35,9 @@ pub struct StatusReport {
     /// Alerts, the series store and the rules.
     #[serde(default)]
     pub engine: crate::rules::manager::EngineView,
+    /// Paging: the lease, muted alerts, windows, the outbox per integration.
+    #[serde(default)]
+    pub paging: Option<crate::paging::PagingView>,
 }
 
 /// "3s ago", "5m12s ago", "never": how long before `now` a time was.
@@ -163,6 +166,91 @@ pub fn render_text(r: &StatusReport) -> String {
     }
     out.push('\n');
     out.push_str(&render_alerts_text(r));
+    let paging = paging_lines(r);
+    if !paging.is_empty() {
+        out.push_str("\nPAGING\n");
+        for l in paging {
+            let _ = writeln!(out, "  {l}");
+        }
+    }
+    out
+}
+
+/// What the page says about paging, one line each: the lease, windows, silences,
+/// held-back alerts, and each integration's queue.
+pub fn paging_lines(r: &StatusReport) -> Vec<String> {
+    let Some(p) = &r.paging else {
+        return vec!["not configured: alerts page nobody (set routing: in the config)".into()];
+    };
+    let now = r.generated_at;
+    let mut out = Vec::new();
+    if let Some(l) = p.lease {
+        let word = match l {
+            crate::notify::lease::LeaseState::Holder => {
+                "held by this sidecar: it pages for shared alerts"
+            }
+            crate::notify::lease::LeaseState::Standby => {
+                "held by another sidecar: shared alerts page from there"
+            }
+            crate::notify::lease::LeaseState::Unavailable => {
+                "REDIS UNREACHABLE: every sidecar pages for shared alerts"
+            }
+            crate::notify::lease::LeaseState::Unknown => "not known yet",
+        };
+        out.push(format!("lease: {word}"));
+    }
+    for w in &p.windows {
+        match (w.active_until, w.next_start) {
+            (Some(end), _) => out.push(format!(
+                "MAINTENANCE WINDOW {} active until {} ({}), muting {}",
+                w.name,
+                end.format("%Y-%m-%dT%H:%M:%SZ"),
+                crate::config::duration::format((end - now).to_std().unwrap_or_default()),
+                if w.matchers.is_empty() {
+                    "everything".to_string()
+                } else {
+                    w.matchers.join(",")
+                }
+            )),
+            (None, Some(next)) => out.push(format!(
+                "maintenance window {}: next starts {}",
+                w.name,
+                next.format("%Y-%m-%dT%H:%M:%SZ")
+            )),
+            (None, None) => out.push(format!("maintenance window {}: never starts again", w.name)),
+        }
+    }
+    if p.active_silences > 0 {
+        out.push(format!(
+            "{} silence(s) active (GET /api/silences)",
+            p.active_silences
+        ));
+    }
+    for (alarm, why) in &p.muted {
+        let why = match why {
+            crate::route::router::Muted::Silence { id } => format!("silence {id}"),
+            crate::route::router::Muted::Window { name } => format!("maintenance window {name}"),
+            crate::route::router::Muted::Inhibited { source } => format!("inhibited by {source}"),
+            crate::route::router::Muted::Lease => "another sidecar pages for it".to_string(),
+        };
+        out.push(format!("held back: {alarm} ({why})"));
+    }
+    for (target, s) in &p.targets {
+        let mut l = format!(
+            "{target}: {} queued, {} delivered, {} failed attempts",
+            s.depth, s.delivered, s.failures
+        );
+        if let Some(oldest) = s.oldest {
+            l.push_str(&format!(", oldest queued {}", ago(Some(oldest), now)));
+        }
+        if s.dropped > 0 {
+            l.push_str(&format!(", {} DROPPED", s.dropped));
+        }
+        if let Some(e) = &s.last_error {
+            l.push_str(&format!("; last error: {e}"));
+        }
+        out.push(l);
+    }
     out
 }
 
@@ -335,6 +423,11 @@ small{{color:#59636e}}
         }
         out.push_str("</tbody></table>\n");
     }
+    out.push_str("<h2>Paging</h2>\n<ul>\n");
+    for l in paging_lines(r) {
+        let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
+    }
+    out.push_str("</ul>\n");
     let _ = writeln!(
         out,
         "<p><small>store: {} series (max {}), {} samples{}</small></p>",
@@ -428,6 +521,39 @@ mod tests {
                 groups: 2,
                 ..Default::default()
             },
+            paging: Some(crate::paging::PagingView {
+                routing_file: "alerts/routing.yaml".into(),
+                lease: Some(crate::notify::lease::LeaseState::Holder),
+                muted: [(
+                    "dev-DiskSpaceLow-0a1b2c3d".to_string(),
+                    crate::route::router::Muted::Window {
+                        name: "monthly".into(),
+                    },
+                )]
+                .into(),
+                windows: vec![crate::route::window::WindowView {
+                    name: "monthly".into(),
+                    active_until: Some(t(3600)),
+                    next_start: Some(t(86400 * 28)),
+                    matchers: vec!["severity=\"warning\"".into()],
+                }],
+                active_silences: 0,
+                targets: [(
+                    "critical/sns".to_string(),
+                    crate::notify::TargetStats {
+                        depth: 1,
+                        oldest: Some(t(-30)),
+                        attempts: 4,
+                        delivered: 2,
+                        failures: 2,
+                        dropped: 0,
+                        last_error: Some("dispatch failure: connection refused".into()),
+                        last_success: Some(t(-600)),
+                    },
+                )]
+                .into(),
+                last_run: Some(t(0)),
+            }),
         }
     }
 
@@ -447,6 +573,12 @@ ALERTS: 1 firing, 0 pending
            runbook: https://x/CacheDown.md
 
 store: 120 series (max 50000), 4000 samples; 12 rules in 2 groups
+
+PAGING
+  lease: held by this sidecar: it pages for shared alerts
+  MAINTENANCE WINDOW monthly active until 2026-09-21T15:13:20Z (1h), muting severity=\"warning\"
+  held back: dev-DiskSpaceLow-0a1b2c3d (maintenance window monthly)
+  critical/sns: 1 queued, 2 delivered, 2 failed attempts, oldest queued 30s ago; last error: dispatch failure: connection refused
 ";
         assert_eq!(render_text(&report()), expected);
     }

@@ -77,6 +77,13 @@ pub struct Config {
     /// First 12 hex digits of the SHA-256 of the file as written, shown in `/status`
     /// so that on-call can tell which config a daemon runs.
     pub hash: String,
+    /// The routing file (`alerts/routing.yaml`), relative to the config file's
+    /// directory; without one, alerts are evaluated and shown but page nobody.
+    pub routing_file: Option<PathBuf>,
+    /// The routing read from `routing_file` (filled by [`load`]).
+    pub routing: Option<crate::route::Routing>,
+    /// How people reach this Vigil (links in pages); `http://<listen>` by default.
+    pub external_url: String,
 }
 
 /// One probe's validated settings.
@@ -117,6 +124,10 @@ struct RawConfig<P> {
     store: Option<RawStore>,
     #[serde(default)]
     scrape: Option<Vec<RawScrape>>,
+    #[serde(default)]
+    routing: Option<Spanned<String>>,
+    #[serde(default)]
+    external_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +215,9 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
         Ok(text) => {
             let mut config = parse(path, &text, &env)?;
             load_rules(&mut config)?;
+            if let Some(r) = &config.routing_file {
+                config.routing = Some(crate::route::load(r)?);
+            }
             Ok(config)
         }
         Err(e) => {
@@ -311,7 +325,7 @@ fn probe_source(text: &str, start: Location) -> String {
 
 /// `${VAR}` is expanded only in unquoted values; inside quotes it would stay literal
 /// and the probe would fail at 3 a.m. with a confusing error, so it is refused here.
-fn check_quoted_references(text: &str, c: &mut Collector) {
+pub(crate) fn check_quoted_references(text: &str, c: &mut Collector) {
     for (n, line) in text.lines().enumerate() {
         if line.trim_start().starts_with('#') {
             continue;
@@ -550,6 +564,29 @@ fn validate(
             Err(e) => c.at(s.url.referenced, format!("invalid url: {e}")),
         }
     }
+    let routing_file = raw.routing.as_ref().map(|r| {
+        let p = base.join(&r.value);
+        if !p.exists() {
+            c.at(
+                r.referenced,
+                format!("routing file {} does not exist", p.display()),
+            );
+        }
+        p
+    });
+    let external_url = match &raw.external_url {
+        Some(u) if u.value.starts_with("http://") || u.value.starts_with("https://") => {
+            u.value.trim_end_matches('/').to_string()
+        }
+        Some(u) => {
+            c.at(
+                u.referenced,
+                "external_url must start with http:// or https://",
+            );
+            String::new()
+        }
+        None => listen.map(|l| format!("http://{l}")).unwrap_or_default(),
+    };
     let hash = Sha256::digest(text.as_bytes());
     let hash: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
     Some(Config {
@@ -565,6 +602,9 @@ fn validate(
         max_series,
         scrapes,
         hash,
+        routing_file,
+        routing: None,
+        external_url,
     })
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::alerting::{Alert, State};
 use super::{Group, Rule};
+use crate::route::router::RoutedAlert;
 use crate::store::{Labels, Store};
 
 /// What the manager is sent.
@@ -124,6 +125,8 @@ pub struct Manager {
     warmup: Duration,
     /// When the warm-up ends (ms), set by the first evaluation request.
     warm_from: Option<i64>,
+    /// Where firing and resolved alerts go after every evaluation (the router).
+    routed: Option<watch::Sender<Option<Vec<RoutedAlert>>>>,
 }
 
 /// What of an alert is persisted on change: its state and the times of its moves.
@@ -165,10 +168,48 @@ impl Manager {
             evaluations: 0,
             warmup,
             warm_from: None,
+            routed: None,
         };
         let restored = m.read_state();
         m.set_groups(groups, restored);
         m
+    }
+
+    /// Hands firing and resolved alerts to `tx` after every evaluation.
+    pub fn route_to(mut self, tx: watch::Sender<Option<Vec<RoutedAlert>>>) -> Manager {
+        self.routed = Some(tx);
+        self
+    }
+
+    /// Firing alerts and those resolved in the last 15 minutes, for the router.
+    pub fn routed_alerts(&self) -> Vec<RoutedAlert> {
+        let mut out = Vec::new();
+        for (g, _) in &self.groups {
+            for r in &g.rules {
+                let Rule::Alerting(a) = r else { continue };
+                for x in a.active.values() {
+                    if x.state == State::Pending {
+                        continue;
+                    }
+                    out.push(RoutedAlert {
+                        labels: x
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        annotations: x.annotations.iter().cloned().collect(),
+                        firing: x.state == State::Firing,
+                        value: x.value,
+                        expr: a.expr_text.clone(),
+                        for_seconds: a.hold_ms as f64 / 1000.0,
+                        active_at: x.active_at,
+                        fired_at: x.fired_at,
+                        resolved_at: x.resolved_at,
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn read_state(&self) -> HashMap<String, Vec<Alert>> {
@@ -279,6 +320,9 @@ impl Manager {
             self.last_trim = now;
         }
         self.persist();
+        if let Some(tx) = &self.routed {
+            tx.send_replace(Some(self.routed_alerts()));
+        }
         self.publish(Some(now), took, errors);
     }
 

@@ -1,0 +1,306 @@
+//! The paging stage: alerts from the rule manager → router → outbox → notifiers.
+//!
+//! ```text
+//!  rule manager ── watch: firing and resolved alerts after every evaluation
+//!     ▼
+//!  router task ── silences, windows, inhibition, lease; group timers
+//!     │  one synced redb transaction: notifications + notification log
+//!     ▼
+//!  outbox ──► one worker per integration (SNS, PagerDuty, webhook), in order, retried
+//! ```
+//!
+//! The router runs as soon as the rules' alerts change, so a page leaves within
+//! milliseconds of the evaluation that fired it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::notify::lease::{self, LeaseSpec, LeaseState};
+use crate::notify::outbox::Outbox;
+use crate::notify::{self, Integration, Stats, TargetStats};
+use crate::route::Routing;
+use crate::route::router::{Muted, RoutedAlert, Router};
+use crate::route::silence::SilenceStore;
+use crate::route::window::WindowView;
+
+/// What `/status` shows of paging.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct PagingView {
+    /// The routing file.
+    pub routing_file: String,
+    /// Where this sidecar stands on the paging lease (`None` without a lease).
+    pub lease: Option<LeaseState>,
+    /// Firing alerts held back, and why, by alarm name.
+    pub muted: BTreeMap<String, Muted>,
+    /// Maintenance windows: under way until, next start.
+    pub windows: Vec<WindowView>,
+    /// Silences muting now.
+    pub active_silences: usize,
+    /// Per integration: the outbox queue and delivery counts.
+    pub targets: BTreeMap<String, TargetStats>,
+    /// When the router last ran.
+    pub last_run: Option<DateTime<Utc>>,
+}
+
+/// The handles the API uses.
+pub struct Paging {
+    /// Silences (the API adds and expires them).
+    pub silences: Arc<SilenceStore>,
+    /// Delivery statistics.
+    stats: Stats,
+    /// The router's view.
+    view: watch::Receiver<PagingView>,
+    /// Where a reload sends the new routing.
+    reload: mpsc::Sender<Arc<Routing>>,
+}
+
+impl Paging {
+    /// The view, with fresh delivery statistics.
+    pub fn view(&self) -> PagingView {
+        let mut v = self.view.borrow().clone();
+        v.targets = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        v
+    }
+
+    /// Hands a reloaded routing file to the router.
+    pub async fn reload(&self, routing: Routing) {
+        let _ = self.reload.send(Arc::new(routing)).await;
+    }
+}
+
+/// Why paging could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the outbox in {dir}: {reason}")]
+pub struct PagingError {
+    /// The state directory.
+    dir: String,
+    /// What failed.
+    reason: String,
+}
+
+/// Everything the stage runs with.
+pub struct Settings {
+    /// The routing file, validated.
+    pub routing: Routing,
+    /// Vigil's environment (part of alarm names and the lease key).
+    pub environment: String,
+    /// Where the outbox lives.
+    pub state_dir: std::path::PathBuf,
+    /// Vigil's own address, linked from pages.
+    pub external_url: String,
+}
+
+/// Opens the outbox and starts the router, the lease and the workers. The tasks
+/// stop when the returned set is dropped.
+pub async fn start(
+    settings: Settings,
+    alerts: watch::Receiver<Option<Vec<RoutedAlert>>>,
+) -> Result<(Arc<Paging>, JoinSet<()>), PagingError> {
+    let fail = |dir: &Path, e: &dyn std::fmt::Display| PagingError {
+        dir: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let outbox =
+        Arc::new(Outbox::open(&settings.state_dir).map_err(|e| fail(&settings.state_dir, &e))?);
+    let silences = Arc::new(
+        SilenceStore::open(outbox.clone(), Utc::now())
+            .map_err(|e| fail(&settings.state_dir, &e))?,
+    );
+    let sent = outbox.sent().map_err(|e| fail(&settings.state_dir, &e))?;
+    let pending = outbox
+        .all()
+        .map_err(|e| fail(&settings.state_dir, &e))?
+        .len();
+    if pending > 0 {
+        tracing::info!(
+            message = "Notifications from before the restart are still queued; delivering them.",
+            queued = pending
+        );
+    }
+    let stats: Stats = Arc::new(Mutex::new(BTreeMap::new()));
+    let (view_tx, view_rx) = watch::channel(PagingView::default());
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let mut tasks = JoinSet::new();
+    let routing = Arc::new(settings.routing);
+    let (lease_tx, lease_rx) = watch::channel(LeaseState::Unknown);
+    if let Some(l) = &routing.lease {
+        let id = format!(
+            "{}-{}-{:08x}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".into()),
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        tasks.spawn(lease::run(
+            LeaseSpec {
+                redis: l.redis.clone(),
+                ttl: l.ttl,
+                key: format!("vigil:lease:{}", settings.environment),
+            },
+            id,
+            lease_tx,
+        ));
+    } else {
+        lease_tx.send_replace(LeaseState::Holder);
+    }
+    let task = RouterTask {
+        router: Router::new(routing.clone(), &settings.environment, sent),
+        routing,
+        outbox,
+        silences: silences.clone(),
+        lease: lease_rx,
+        alerts,
+        view: view_tx,
+        stats: stats.clone(),
+        external_url: settings.external_url,
+        routing_file: String::new(),
+    };
+    tasks.spawn(task.run(reload_rx));
+    Ok((
+        Arc::new(Paging {
+            silences,
+            stats,
+            view: view_rx,
+            reload: reload_tx,
+        }),
+        tasks,
+    ))
+}
+
+/// The router's run loop and what it owns.
+struct RouterTask {
+    /// The decision state.
+    router: Router,
+    /// The routing in force.
+    routing: Arc<Routing>,
+    /// Where decisions are committed.
+    outbox: Arc<Outbox>,
+    /// Silences.
+    silences: Arc<SilenceStore>,
+    /// The lease's state.
+    lease: watch::Receiver<LeaseState>,
+    /// Alerts from the rule manager (`None` until the first evaluation).
+    alerts: watch::Receiver<Option<Vec<RoutedAlert>>>,
+    /// What `/status` shows.
+    view: watch::Sender<PagingView>,
+    /// Delivery statistics.
+    stats: Stats,
+    /// Vigil's address.
+    external_url: String,
+    /// The routing file's path, for the view.
+    routing_file: String,
+}
+
+impl RouterTask {
+    /// Starts one worker per integration; the returned map wakes them.
+    async fn workers(&self, set: &mut JoinSet<()>) -> HashMap<String, Arc<Notify>> {
+        let mut wakes = HashMap::new();
+        for r in &self.routing.receivers {
+            for spec in &r.integrations {
+                let target = format!("{}/{}", r.name, spec.kind());
+                let wake = Arc::new(Notify::new());
+                let integration =
+                    Integration::build(spec, self.routing.timeout, &self.external_url).await;
+                set.spawn(notify::worker(
+                    target.clone(),
+                    integration,
+                    self.outbox.clone(),
+                    wake.clone(),
+                    self.routing.backoff,
+                    self.stats.clone(),
+                ));
+                wakes.insert(target, wake);
+            }
+        }
+        wakes
+    }
+
+    async fn run(mut self, mut reloads: mpsc::Receiver<Arc<Routing>>) {
+        self.routing_file = self.routing.file.display().to_string();
+        let mut workers = JoinSet::new();
+        let mut wakes = self.workers(&mut workers).await;
+        let mut next_wake: Option<i64> = None;
+        loop {
+            let now = Utc::now().timestamp_millis();
+            // Windows open and close, silences end, repeats fall due: at least once a
+            // second, and exactly when a group timer asked for.
+            let sleep_ms = next_wake.map_or(1000, |w| (w - now).clamp(0, 1000));
+            tokio::select! {
+                r = self.alerts.changed() => if r.is_err() { return },
+                r = self.lease.changed() => if r.is_err() { return },
+                () = self.silences.changed.notified() => {},
+                Some(routing) = reloads.recv() => {
+                    self.routing = routing.clone();
+                    self.routing_file = routing.file.display().to_string();
+                    self.router.set_routing(routing);
+                    workers.abort_all();
+                    workers = JoinSet::new();
+                    wakes = self.workers(&mut workers).await;
+                    tracing::info!(message = "Routing reloaded.", file = %self.routing_file);
+                }
+                () = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {},
+            }
+            next_wake = self.step(&wakes).await;
+        }
+    }
+
+    /// One decision, committed and handed to the workers.
+    async fn step(&mut self, wakes: &HashMap<String, Arc<Notify>>) -> Option<i64> {
+        let alerts = self.alerts.borrow_and_update().clone()?;
+        let lease = *self.lease.borrow_and_update();
+        let silences = self.silences.list();
+        let now = Utc::now();
+        let now_ms = now.timestamp_millis();
+        let d = self.router.decide(&alerts, &silences, lease, now_ms);
+        let mut next = d.next_wake;
+        if !d.notifications.is_empty() || !d.sent.is_empty() {
+            let outbox = self.outbox.clone();
+            let (notifications, sent) = (d.notifications.clone(), d.sent.clone());
+            let result =
+                tokio::task::spawn_blocking(move || outbox.commit(&notifications, &sent)).await;
+            match result {
+                Ok(Ok(())) => {
+                    self.router.committed(&d, now_ms);
+                    for n in &d.notifications {
+                        for e in &n.events {
+                            tracing::info!(
+                                message = if e.firing { "Paging." } else { "Resolving." },
+                                target = %n.target,
+                                alarm = %e.alarm_name,
+                                reason = %e.reason,
+                            );
+                        }
+                        if let Some(w) = wakes.get(&n.target) {
+                            w.notify_one();
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(message = "Cannot write the outbox; will try again in a second.", error = %e);
+                    next = Some(now_ms + 1000);
+                }
+                Err(_) => return None,
+            }
+        }
+        let view = PagingView {
+            routing_file: self.routing_file.clone(),
+            lease: self.routing.lease.as_ref().map(|_| lease),
+            muted: d.muted,
+            windows: self.routing.windows.iter().map(|w| w.view(now)).collect(),
+            active_silences: silences
+                .iter()
+                .filter(|s| s.state(now) == crate::route::silence::SilenceState::Active)
+                .count(),
+            targets: BTreeMap::new(),
+            last_run: Some(now),
+        };
+        self.view.send_replace(view);
+        next
+    }
+}

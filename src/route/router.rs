@@ -1,0 +1,808 @@
+//! The router: from the alerts the rules hold to the notifications to send.
+//!
+//! [`Router::decide`] is a pure step — alerts, silences, lease and time in; the
+//! notifications to queue and the notification-log changes out — run after every
+//! evaluation and whenever a timer it asked for is due. Its reasons to send, as
+//! Alertmanager's dedup stage names them:
+//!
+//! - `first`: a firing alert this receiver was not told about — after `group_wait`
+//!   for a new group, and at least `group_interval` after the group's previous
+//!   notification (which damps a flapping alert);
+//! - `repeat`: still firing `repeat_interval` after the last page;
+//! - `resolved`: the alert this receiver was paged for resolved (or vanished, e.g. its
+//!   rule was removed). Sent at once, never held for `group_interval`: the all-clear
+//!   matters as much as the page, and Alertmanager's wait was the 300 s that DESIGN.md
+//!   set out to beat. Sent whatever mutes the alert, so no incident is left open.
+//!
+//! Silences, maintenance windows, inhibition and the lease only hold pages back.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::silence::Silence;
+use super::{Route, Routing};
+use crate::notify::lease::LeaseState;
+use crate::notify::outbox::Sent;
+use crate::notify::{AlertEvent, Notification};
+
+/// A firing or resolved alert, as the rule manager hands it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutedAlert {
+    /// Its labels (with `alertname`).
+    pub labels: BTreeMap<String, String>,
+    /// Its expanded annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Firing, or resolved (kept 15 minutes after it resolved).
+    pub firing: bool,
+    /// The expression's last value.
+    pub value: f64,
+    /// The rule's expression.
+    pub expr: String,
+    /// The rule's `for`, in seconds.
+    pub for_seconds: f64,
+    /// When it became active (ms).
+    pub active_at: i64,
+    /// When it started firing (ms).
+    pub fired_at: Option<i64>,
+    /// When it resolved (ms).
+    pub resolved_at: Option<i64>,
+}
+
+/// Why an alert is held back.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Muted {
+    /// A silence (its id).
+    Silence {
+        /// The silence's id.
+        id: String,
+    },
+    /// A maintenance window (its name).
+    Window {
+        /// The window's name.
+        name: String,
+    },
+    /// Another firing alert (its alarm name).
+    Inhibited {
+        /// The inhibiting alert's alarm name.
+        source: String,
+    },
+    /// Another sidecar holds the paging lease.
+    Lease,
+}
+
+/// What one step decided.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// Notifications to queue.
+    pub notifications: Vec<Notification>,
+    /// Notification-log changes to commit with them.
+    pub sent: Vec<(String, Option<Sent>)>,
+    /// When to run again at the latest (ms), for group waits and repeats.
+    pub next_wake: Option<i64>,
+    /// Held-back firing alerts and why, by alarm name.
+    pub muted: BTreeMap<String, Muted>,
+}
+
+/// The hex SHA-256 of a label set, first 16 digits: stable across restarts,
+/// sidecars and versions.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in labels {
+        h.update(k.as_bytes());
+        h.update([0xff]);
+        h.update(v.as_bytes());
+        h.update([0xff]);
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The alarm name: `<environment>-<alertname>-<first 8 digits of the fingerprint>`.
+pub fn alarm_name(environment: &str, labels: &BTreeMap<String, String>) -> String {
+    let name = labels
+        .get("alertname")
+        .map(String::as_str)
+        .unwrap_or("alert");
+    format!("{environment}-{name}-{}", &fingerprint(labels)[..8])
+}
+
+/// Per-group timing.
+#[derive(Debug, Clone, Default)]
+struct GroupState {
+    /// When the group first had something to send (ms).
+    first_seen: Option<i64>,
+    /// When it last sent a page (ms).
+    last_flush: Option<i64>,
+}
+
+/// The router's state between steps.
+pub struct Router {
+    /// The routing file.
+    routing: Arc<Routing>,
+    /// The environment, part of alarm names.
+    environment: String,
+    /// What each receiver was last sent per alert: `receiver \0 fingerprint`.
+    sent: HashMap<String, Sent>,
+    /// Group timing by group key.
+    groups: HashMap<String, GroupState>,
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn sent_key(receiver: &str, fingerprint: &str) -> String {
+    format!("{receiver}\0{fingerprint}")
+}
+
+/// The group key of an alert under a route: the route and the grouped labels.
+fn group_key(route: &Route, labels: &BTreeMap<String, String>) -> String {
+    let all = route.group_by.iter().any(|g| g == "...");
+    let parts: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| all || route.group_by.iter().any(|g| g == *k))
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    format!("{}:{{{}}}", route.id, parts.join(","))
+}
+
+impl Router {
+    /// A router that remembers `sent` (from the outbox).
+    pub fn new(routing: Arc<Routing>, environment: &str, sent: HashMap<String, Sent>) -> Router {
+        Router {
+            routing,
+            environment: environment.to_string(),
+            sent,
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Replaces the routing (a reload); what was sent is kept.
+    pub fn set_routing(&mut self, routing: Arc<Routing>) {
+        self.routing = routing;
+    }
+
+    /// Marks a decision as committed: its log changes become the router's memory.
+    pub fn committed(&mut self, d: &Decision, now: i64) {
+        for (k, v) in &d.sent {
+            match v {
+                Some(s) => {
+                    self.sent.insert(k.clone(), s.clone());
+                }
+                None => {
+                    self.sent.remove(k);
+                }
+            }
+        }
+        for n in &d.notifications {
+            if n.events.iter().any(|e| e.firing)
+                && let Some(g) = self.groups.get_mut(&n.group_key)
+            {
+                g.last_flush = Some(now);
+                g.first_seen = None;
+            }
+        }
+    }
+
+    fn event(&self, a: &RoutedAlert, reason: &str, firing: bool, now: i64) -> AlertEvent {
+        AlertEvent {
+            alarm_name: alarm_name(&self.environment, &a.labels),
+            fingerprint: fingerprint(&a.labels),
+            firing,
+            reason: reason.to_string(),
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            value: a.value,
+            expr: a.expr.clone(),
+            for_seconds: a.for_seconds,
+            starts_at: time(a.active_at),
+            ends_at: a.resolved_at.map(time),
+            changed_at: time(if firing {
+                a.fired_at.unwrap_or(a.active_at)
+            } else {
+                a.resolved_at.unwrap_or(now)
+            }),
+            environment: self.environment.clone(),
+        }
+    }
+
+    /// Why a firing alert is held back, if it is.
+    fn muted(
+        &self,
+        a: &RoutedAlert,
+        sources: &[(usize, &RoutedAlert)],
+        silences: &[Silence],
+        lease: LeaseState,
+        now: DateTime<Utc>,
+    ) -> Option<Muted> {
+        let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
+        if let Some(s) = silences.iter().find(|s| s.mutes(get, now)) {
+            return Some(Muted::Silence { id: s.id.clone() });
+        }
+        if let Some(w) = self.routing.windows.iter().find(|w| w.mutes(get, now)) {
+            return Some(Muted::Window {
+                name: w.name.clone(),
+            });
+        }
+        for (rule, src) in sources {
+            let r = &self.routing.inhibit[*rule];
+            if std::ptr::eq(*src, a) || !super::matcher::all_match(&r.target, get) {
+                continue;
+            }
+            if r.equal.iter().all(|l| src.labels.get(l) == a.labels.get(l)) {
+                return Some(Muted::Inhibited {
+                    source: alarm_name(&self.environment, &src.labels),
+                });
+            }
+        }
+        if let Some(l) = &self.routing.lease
+            && l.covers(get)
+            && !lease.pages()
+        {
+            return Some(Muted::Lease);
+        }
+        None
+    }
+
+    /// One step at `now` (ms).
+    pub fn decide(
+        &mut self,
+        alerts: &[RoutedAlert],
+        silences: &[Silence],
+        lease: LeaseState,
+        now: i64,
+    ) -> Decision {
+        let routing = self.routing.clone();
+        let wall = time(now);
+        let mut d = Decision::default();
+        // Firing alerts that inhibit, with the rule they match.
+        let sources: Vec<(usize, &RoutedAlert)> = routing
+            .inhibit
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                alerts
+                    .iter()
+                    .filter(move |a| {
+                        a.firing
+                            && super::matcher::all_match(&r.source, |n| {
+                                a.labels.get(n).map(String::as_str).unwrap_or("")
+                            })
+                    })
+                    .map(move |a| (i, a))
+            })
+            .collect();
+        // Events per group, by route; the (receiver, fingerprint) pairs still routed.
+        let mut due: BTreeMap<String, (&Route, Vec<AlertEvent>)> = BTreeMap::new();
+        let mut routed: HashSet<String> = HashSet::new();
+        let mut live_groups: HashSet<String> = HashSet::new();
+        for a in alerts {
+            let fp = fingerprint(&a.labels);
+            let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
+            let muted = if a.firing {
+                self.muted(a, &sources, silences, lease, wall)
+            } else {
+                None
+            };
+            if let Some(m) = &muted {
+                d.muted
+                    .insert(alarm_name(&self.environment, &a.labels), m.clone());
+            }
+            for route in routing.route.matching(get) {
+                let key = sent_key(&route.receiver, &fp);
+                routed.insert(key.clone());
+                let gk = group_key(route, &a.labels);
+                let last = self.sent.get(&key);
+                let event = match (a.firing, last) {
+                    (false, Some(s)) if s.firing => Some(self.event(a, "resolved", false, now)),
+                    (false, _) => None,
+                    (true, _) if muted.is_some() => None,
+                    (true, Some(s)) if s.firing => {
+                        if now - s.at >= ms(route.repeat_interval) {
+                            Some(self.event(a, "repeat", true, now))
+                        } else {
+                            let at = s.at + ms(route.repeat_interval);
+                            d.next_wake = Some(d.next_wake.map_or(at, |w| w.min(at)));
+                            None
+                        }
+                    }
+                    (true, _) => {
+                        // A new page waits for the group's timers.
+                        let g = self.groups.entry(gk.clone()).or_default();
+                        let first_seen = *g.first_seen.get_or_insert(now);
+                        let mut ready = first_seen + ms(route.group_wait);
+                        if let Some(last) = g.last_flush {
+                            ready = ready.max(last + ms(route.group_interval));
+                        }
+                        if now >= ready {
+                            Some(self.event(a, "first", true, now))
+                        } else {
+                            d.next_wake = Some(d.next_wake.map_or(ready, |w| w.min(ready)));
+                            None
+                        }
+                    }
+                };
+                if a.firing {
+                    live_groups.insert(gk.clone());
+                }
+                if let Some(e) = event {
+                    due.entry(gk).or_insert((route, Vec::new())).1.push(e);
+                }
+            }
+        }
+        // Pages whose alert is gone (or now routed elsewhere) get their resolve.
+        let mut vanished: Vec<(String, Sent)> = self
+            .sent
+            .iter()
+            .filter(|(k, s)| s.firing && !routed.contains(*k))
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        vanished.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, s) in vanished {
+            let receiver = key.split('\0').next().unwrap_or("").to_string();
+            let mut e = s.event.clone();
+            e.firing = false;
+            e.reason = "resolved".into();
+            e.ends_at = Some(wall);
+            e.changed_at = wall;
+            self.notify(
+                &routing,
+                &receiver,
+                &format!("vanished:{key}"),
+                vec![e],
+                now,
+                &mut d,
+            );
+        }
+        for (gk, (route, events)) in due {
+            self.notify(&routing, &route.receiver, &gk, events, now, &mut d);
+        }
+        // Groups with nothing firing start afresh (group_wait again).
+        self.groups.retain(|k, g| {
+            live_groups.contains(k)
+                || g.last_flush
+                    .is_some_and(|t| now - t < ms(DEFAULT_GROUP_FORGET))
+        });
+        d
+    }
+
+    /// Turns one group's events into notifications for each integration of
+    /// `receiver`, and the log entries that record them.
+    fn notify(
+        &self,
+        routing: &Routing,
+        receiver: &str,
+        group_key: &str,
+        events: Vec<AlertEvent>,
+        now: i64,
+        d: &mut Decision,
+    ) {
+        for e in &events {
+            let key = sent_key(receiver, &e.fingerprint);
+            let entry = e.firing.then(|| Sent {
+                firing: true,
+                at: now,
+                event: e.clone(),
+            });
+            d.sent.push((key, entry));
+        }
+        let Some(r) = routing.receiver(receiver) else {
+            return;
+        };
+        for spec in &r.integrations {
+            let events: Vec<AlertEvent> = events
+                .iter()
+                .filter(|e| e.firing || spec.send_resolved())
+                .cloned()
+                .collect();
+            let target = format!("{}/{}", r.name, spec.kind());
+            let make = |events: Vec<AlertEvent>| Notification {
+                target: target.clone(),
+                receiver: r.name.clone(),
+                group_key: group_key.to_string(),
+                events,
+                created_at: time(now),
+            };
+            if spec.per_alert() {
+                d.notifications
+                    .extend(events.into_iter().map(|e| make(vec![e])));
+            } else if !events.is_empty() {
+                d.notifications.push(make(events));
+            }
+        }
+    }
+}
+
+/// How long a group's timing is remembered after its last alert resolved, so that
+/// an alert flapping off and on still waits `group_interval`.
+const DEFAULT_GROUP_FORGET: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::silence::NewSilence;
+    use std::path::Path;
+
+    const ROUTING: &str = "receivers:
+  - name: critical
+    sns:
+      topic_arn: arn:aws:sns:us-east-1:123456789012:critical
+  - name: warning
+    webhook:
+      url: http://127.0.0.1:1/hook
+      send_resolved: false
+route:
+  receiver: warning
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1m
+  repeat_interval: 4h
+  routes:
+    - matchers: ['severity=\"critical\"']
+      receiver: critical
+inhibit_rules:
+  - source_matchers: ['alertname=\"DatabaseDown\"']
+    target_matchers: ['alertname=~\"SlowDatabaseQueries|HighErrorRate\"']
+maintenance_windows:
+  - name: monthly
+    schedule: 0 0 2 8-14 * Sun
+    duration: 2h
+    matchers: ['severity=\"warning\"']
+lease:
+  redis: redis://127.0.0.1:1
+  alerts:
+    - ['component=~\"database|cache\"']
+";
+
+    fn router() -> Router {
+        let r = super::super::parse(Path::new("r.yaml"), ROUTING, &HashMap::new()).unwrap();
+        Router::new(Arc::new(r), "test", HashMap::new())
+    }
+
+    fn alert(name: &str, severity: &str, component: &str, firing: bool, t: i64) -> RoutedAlert {
+        RoutedAlert {
+            labels: BTreeMap::from([
+                ("alertname".into(), name.into()),
+                ("severity".into(), severity.into()),
+                ("component".into(), component.into()),
+            ]),
+            annotations: BTreeMap::new(),
+            firing,
+            value: 1.0,
+            expr: "up == 0".into(),
+            for_seconds: 0.0,
+            active_at: t,
+            fired_at: Some(t),
+            resolved_at: (!firing).then_some(t),
+        }
+    }
+
+    /// A step whose decision is committed, like the run loop does.
+    fn step(
+        r: &mut Router,
+        alerts: &[RoutedAlert],
+        silences: &[Silence],
+        lease: LeaseState,
+        now: i64,
+    ) -> Decision {
+        let d = r.decide(alerts, silences, lease, now);
+        r.committed(&d, now);
+        d
+    }
+
+    fn states(d: &Decision) -> Vec<(String, String, bool)> {
+        d.notifications
+            .iter()
+            .flat_map(|n| {
+                n.events
+                    .iter()
+                    .map(|e| (n.target.clone(), e.alertname().to_string(), e.firing))
+            })
+            .collect()
+    }
+
+    const T: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_page_is_sent_once_repeated_after_the_interval_and_resolved_once() {
+        let mut r = router();
+        let a = alert("CacheDown", "critical", "cache", true, T);
+        let d = step(&mut r, std::slice::from_ref(&a), &[], LeaseState::Holder, T);
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "CacheDown".into(), true)]
+        );
+        assert_eq!(d.notifications[0].events[0].reason, "first");
+        for t in [T + 1000, T + 3_600_000] {
+            assert!(
+                step(&mut r, std::slice::from_ref(&a), &[], LeaseState::Holder, t)
+                    .notifications
+                    .is_empty()
+            );
+        }
+        let d = step(
+            &mut r,
+            std::slice::from_ref(&a),
+            &[],
+            LeaseState::Holder,
+            T + 4 * 3_600_000,
+        );
+        assert_eq!(d.notifications[0].events[0].reason, "repeat");
+        let resolved = alert("CacheDown", "critical", "cache", false, T + 5 * 3_600_000);
+        let d = step(
+            &mut r,
+            std::slice::from_ref(&resolved),
+            &[],
+            LeaseState::Holder,
+            T + 5 * 3_600_000,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "CacheDown".into(), false)]
+        );
+        assert!(
+            step(
+                &mut r,
+                &[resolved],
+                &[],
+                LeaseState::Holder,
+                T + 5 * 3_600_001
+            )
+            .notifications
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_flapping_alert_pages_again_only_after_the_group_interval() {
+        let mut r = router();
+        let firing = alert("AppDown", "critical", "app", true, T);
+        step(
+            &mut r,
+            std::slice::from_ref(&firing),
+            &[],
+            LeaseState::Holder,
+            T,
+        );
+        let d = step(
+            &mut r,
+            &[alert("AppDown", "critical", "app", false, T + 1000)],
+            &[],
+            LeaseState::Holder,
+            T + 1000,
+        );
+        assert_eq!(d.notifications.len(), 1, "the resolve is not held back");
+        let again = alert("AppDown", "critical", "app", true, T + 2000);
+        let d = step(
+            &mut r,
+            std::slice::from_ref(&again),
+            &[],
+            LeaseState::Holder,
+            T + 2000,
+        );
+        assert!(d.notifications.is_empty());
+        assert_eq!(d.next_wake, Some(T + 60_000));
+        let d = step(&mut r, &[again], &[], LeaseState::Holder, T + 60_000);
+        assert_eq!(d.notifications.len(), 1);
+    }
+
+    #[test]
+    fn inhibition_mutes_targets_while_the_source_fires() {
+        let mut r = router();
+        let db = alert("DatabaseDown", "critical", "database", true, T);
+        let slow = alert("SlowDatabaseQueries", "warning", "app", true, T);
+        let d = step(
+            &mut r,
+            &[db.clone(), slow.clone()],
+            &[],
+            LeaseState::Holder,
+            T,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "DatabaseDown".into(), true)]
+        );
+        assert!(matches!(
+            d.muted.values().next(),
+            Some(Muted::Inhibited { .. })
+        ));
+        // The database is back and the queries are still slow: now it pages.
+        let d = step(
+            &mut r,
+            &[
+                alert("DatabaseDown", "critical", "database", false, T + 5000),
+                slow,
+            ],
+            &[],
+            LeaseState::Holder,
+            T + 5000,
+        );
+        assert_eq!(
+            states(&d),
+            [
+                ("critical/sns".into(), "DatabaseDown".into(), false),
+                ("warning/webhook".into(), "SlowDatabaseQueries".into(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_silence_holds_pages_back_but_never_a_resolve() {
+        let mut r = router();
+        let a = alert("AppDown", "critical", "app", true, T);
+        step(&mut r, std::slice::from_ref(&a), &[], LeaseState::Holder, T);
+        let s: NewSilence = serde_json::from_str(&format!(
+            r#"{{"matchers":["alertname=\"AppDown\""],"endsAt":"{}","createdBy":"a","comment":"deploy"}}"#,
+            time(T + 3_600_000).to_rfc3339()
+        ))
+        .unwrap();
+        let s = s.validate(time(T + 1000)).unwrap();
+        // A second alert that fires under the silence is held back; the first,
+        // paged before the silence, is not paged again.
+        let b = alert("AppDown", "critical", "app2", true, T + 1000);
+        let d = step(
+            &mut r,
+            &[a.clone(), b.clone()],
+            std::slice::from_ref(&s),
+            LeaseState::Holder,
+            T + 1000,
+        );
+        assert!(d.notifications.is_empty(), "the new alert is silenced");
+        assert_eq!(d.muted.len(), 2);
+        let d = step(
+            &mut r,
+            &[
+                alert("AppDown", "critical", "app", false, T + 2000),
+                b.clone(),
+            ],
+            std::slice::from_ref(&s),
+            LeaseState::Holder,
+            T + 2000,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "AppDown".into(), false)],
+            "the paged one resolves"
+        );
+        let d = step(
+            &mut r,
+            &[b],
+            std::slice::from_ref(&s),
+            LeaseState::Holder,
+            T + 3_600_000,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "AppDown".into(), true)],
+            "paged once the silence ends"
+        );
+    }
+
+    #[test]
+    fn the_maintenance_window_mutes_warnings_only() {
+        let mut r = router();
+        // 2026-12-13 is the second Sunday of December; 02:30 UTC.
+        let t = DateTime::parse_from_rfc3339("2026-12-13T02:30:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let d = step(
+            &mut r,
+            &[
+                alert("DiskSpaceLow", "warning", "host", true, t),
+                alert("AppDown", "critical", "app", true, t),
+            ],
+            &[],
+            LeaseState::Holder,
+            t,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "AppDown".into(), true)]
+        );
+        assert_eq!(
+            d.muted.values().next(),
+            Some(&Muted::Window {
+                name: "monthly".into()
+            })
+        );
+        let after = t + 2 * 3_600_000;
+        let d = step(
+            &mut r,
+            &[
+                alert("DiskSpaceLow", "warning", "host", true, t),
+                alert("AppDown", "critical", "app", true, t),
+            ],
+            &[],
+            LeaseState::Holder,
+            after,
+        );
+        assert_eq!(
+            states(&d),
+            [("warning/webhook".into(), "DiskSpaceLow".into(), true)]
+        );
+    }
+
+    #[test]
+    fn shared_alerts_page_from_the_lease_holder_or_from_everyone_without_redis() {
+        let mut standby = router();
+        let db = alert("DatabaseDown", "critical", "database", true, T);
+        let app = alert("AppDown", "critical", "app", true, T);
+        let d = step(
+            &mut standby,
+            &[db.clone(), app.clone()],
+            &[],
+            LeaseState::Standby,
+            T,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "AppDown".into(), true)],
+            "its own task's alert only"
+        );
+        assert_eq!(d.muted.values().next(), Some(&Muted::Lease));
+        let d = step(
+            &mut standby,
+            &[db.clone(), app.clone()],
+            &[],
+            LeaseState::Unavailable,
+            T + 1000,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "DatabaseDown".into(), true)]
+        );
+        let mut other = router();
+        let d2 = step(&mut other, &[db], &[], LeaseState::Unavailable, T + 1000);
+        assert_eq!(
+            d.notifications[0].events[0].alarm_name, d2.notifications[0].events[0].alarm_name,
+            "two sidecars page under one alarm name"
+        );
+    }
+
+    #[test]
+    fn a_page_whose_alert_vanished_is_resolved() {
+        let mut r = router();
+        step(
+            &mut r,
+            &[alert("AppDown", "critical", "app", true, T)],
+            &[],
+            LeaseState::Holder,
+            T,
+        );
+        let d = step(&mut r, &[], &[], LeaseState::Holder, T + 1000);
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "AppDown".into(), false)]
+        );
+        assert!(
+            step(&mut r, &[], &[], LeaseState::Holder, T + 2000)
+                .notifications
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn alarm_names_depend_on_labels_and_environment_only() {
+        let a = alert("CacheDown", "critical", "cache", true, T);
+        let b = alert("CacheDown", "critical", "cache", false, T + 99);
+        assert_eq!(alarm_name("prod", &a.labels), alarm_name("prod", &b.labels));
+        assert_ne!(
+            alarm_name("prod", &a.labels),
+            alarm_name("staging", &a.labels)
+        );
+        assert!(alarm_name("prod", &a.labels).starts_with("prod-CacheDown-"));
+    }
+}
