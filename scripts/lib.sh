@@ -20,6 +20,7 @@ ensure_packages() {
     command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
     # promtool, the reference the rule tests and the PromQL corpus are checked against.
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "==> Installing ${missing[*]} (Debian packages)"
         as_root apt-get update -qq
@@ -37,6 +38,32 @@ ensure_venv() {
         fi
         .venv/bin/python -m pip install -q --upgrade pip
     fi
+}
+
+# The local AWS: moto_server (PyPI moto[server]) in the venv. Tests start their own
+# on free ports; dev-start.sh starts one for the laptop.
+MOTO_VERSION=5.2.5
+ensure_moto() {
+    ensure_venv
+    if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+        echo "==> Installing moto[server]==$MOTO_VERSION into .venv/"
+        .venv/bin/python -m pip install -q "moto[server]==$MOTO_VERSION"
+    fi
+}
+
+# Starts moto_server on 127.0.0.1:$1 (log in $2); sets MOTO_PID.
+start_moto() {
+    .venv/bin/moto_server -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
+    MOTO_PID=$!
+    wait_port "$1" 60 moto_server
+}
+
+# Creates SNS topic $2 in region $3 on the moto at port $1 and prints its ARN.
+moto_create_topic() {
+    curl -sf -X POST "http://127.0.0.1:$1/" \
+        -H "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/$3/sns/aws4_request, SignedHeaders=host, Signature=x" \
+        --data "Action=CreateTopic&Name=$2&Version=2010-03-31" >/dev/null
+    echo "arn:aws:sns:$3:123456789012:$2"
 }
 
 # True when something accepts TCP connections on 127.0.0.1:$1.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks, on a fresh machine too: installs what is missing (PostgreSQL,
-# Redis and promtool from Debian's packages, a Python venv under .venv/), then
+# Redis and promtool from Debian's packages, a Python venv under .venv/ with
+# moto_server, the local AWS), then
 # formatting, lints, every test, and the rule tests through both promtool and vigil.
 # The tests start their own PostgreSQL and Redis servers on free ports; the machine's
 # shared ones are neither needed nor touched.
@@ -10,6 +11,7 @@ source scripts/lib.sh
 
 ensure_packages
 ensure_venv
+ensure_moto
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -23,5 +25,8 @@ promtool check rules rules/*.yaml
 promtool test rules "${rule_tests[@]}"
 cargo run -q -p vigil -- test rules "${rule_tests[@]}"
 echo "==> vigil check vigil.example.yaml"
-cargo run -q -p vigil -- check --config vigil.example.yaml
+VIGIL_SNS_CRITICAL_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:vigil-critical \
+VIGIL_SNS_WARNING_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:vigil-warning \
+VIGIL_HEARTBEAT_URL=http://127.0.0.1:9/heartbeat \
+    cargo run -q -p vigil -- check --config vigil.example.yaml
 echo "==> all checks passed"

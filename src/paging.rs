@@ -130,6 +130,7 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     let routing = Arc::new(settings.routing);
     let (lease_tx, lease_rx) = watch::channel(LeaseState::Unknown);
+    let mut fixed_lease = None;
     if let Some(l) = &routing.lease {
         let id = format!(
             "{}-{}-{:08x}",
@@ -147,7 +148,9 @@ pub async fn start(
             lease_tx,
         ));
     } else {
+        // No lease configured: this sidecar pages for everything.
         lease_tx.send_replace(LeaseState::Holder);
+        fixed_lease = Some(lease_tx);
     }
     let task = RouterTask {
         router: Router::new(routing.clone(), &settings.environment, sent),
@@ -160,6 +163,7 @@ pub async fn start(
         stats: stats.clone(),
         external_url: settings.external_url,
         routing_file: String::new(),
+        _fixed_lease: fixed_lease,
     };
     tasks.spawn(task.run(reload_rx));
     Ok((
@@ -195,6 +199,9 @@ struct RouterTask {
     external_url: String,
     /// The routing file's path, for the view.
     routing_file: String,
+    /// Without a lease task, the sender of the fixed lease state, kept so that
+    /// the lease channel stays open.
+    _fixed_lease: Option<watch::Sender<LeaseState>>,
 }
 
 impl RouterTask {

@@ -213,9 +213,8 @@ pub fn render(e: &AlertEvent, spec: &SnsSpec) -> Rendered {
     let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let reason = if e.firing {
         format!(
-            "Threshold Crossed: {} was {} for {}s or more (value {}) with labels {{{}}}.",
+            "Threshold Crossed: {} held for at least {}s (value {}) with labels {{{}}}.",
             e.expr.split_whitespace().collect::<Vec<_>>().join(" "),
-            "true",
             e.for_seconds,
             crate::promql::format_value(e.value),
             labels.join(", ")

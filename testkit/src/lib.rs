@@ -477,3 +477,198 @@ mod tests {
         assert!(stream.read(&mut buf).is_err(), "the listener answered");
     }
 }
+
+/// A `moto_server` (PyPI `moto[server]`, installed into `.venv/` by
+/// `scripts/test.sh`) on a free port: the local AWS. SNS messages published to it are
+/// read back from `/moto-api/data.json`.
+pub struct Moto {
+    /// Where it listens; stays the same across [`Moto::restart`].
+    port: u16,
+    /// The running server, if it runs.
+    child: Option<Child>,
+}
+
+/// One SNS message as moto recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnsMessage {
+    /// The Subject.
+    pub subject: String,
+    /// The Message.
+    pub message: String,
+    /// The message attributes' JSON (`{"name": {"Type": …, "Value": …}}`).
+    pub attributes: String,
+}
+
+/// The `moto_server` executable: `$MOTO_SERVER`, or the one in the workspace's venv.
+pub fn moto_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+}
+
+/// A minimal HTTP/1.0 exchange with 127.0.0.1:`port`: the status and the body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Percent-encodes a form value.
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Moto {
+    /// Starts moto on a free port and waits until it answers.
+    pub fn start() -> Moto {
+        let mut m = Moto {
+            port: free_port(),
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The endpoint URL for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its state is lost).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port, empty, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let bin = moto_server_bin();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} failed ({e}); scripts/test.sh installs moto[server] into .venv",
+                    bin.display()
+                )
+            });
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("moto_server to answer", START_DEADLINE, || {
+            matches!(http(port, "GET", "/moto-api/", &[], ""), Some((200, _)))
+        });
+    }
+
+    /// Calls an awsQuery action of SNS in `region`; returns the body.
+    pub fn sns(&self, region: &str, params: &[(&str, &str)]) -> String {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/sns/aws4_request, SignedHeaders=host, Signature=x"
+        );
+        let body: Vec<String> = params
+            .iter()
+            .chain([("Version", "2010-03-31")].iter())
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect();
+        let (status, text) = http(
+            self.port,
+            "POST",
+            "/",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &body.join("&"),
+        )
+        .expect("moto answers");
+        assert_eq!(status, 200, "SNS {params:?} failed: {text}");
+        text
+    }
+
+    /// Creates an SNS topic in `region` and returns its ARN.
+    pub fn create_topic(&self, region: &str, name: &str) -> String {
+        self.sns(region, &[("Action", "CreateTopic"), ("Name", name)]);
+        format!("arn:aws:sns:{region}:123456789012:{name}")
+    }
+
+    /// The messages published to `topic_arn`, oldest first (empty when moto is
+    /// down or the topic does not exist).
+    pub fn messages(&self, topic_arn: &str) -> Vec<SnsMessage> {
+        let Some((200, body)) = http(self.port, "GET", "/moto-api/data.json", &[], "") else {
+            return Vec::new();
+        };
+        parse_sns_messages(&body, topic_arn)
+    }
+}
+
+/// Finds `topic_arn`'s `sent_notifications` in moto's `data.json`; each is
+/// `[id, message, subject, attributes, group]`.
+fn parse_sns_messages(body: &str, topic_arn: &str) -> Vec<SnsMessage> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in v["sns"]["Topic"].as_array().into_iter().flatten() {
+        if t["arn"] != topic_arn {
+            continue;
+        }
+        for n in t["sent_notifications"].as_array().into_iter().flatten() {
+            let s = |i: usize| n[i].as_str().unwrap_or("").to_string();
+            out.push(SnsMessage {
+                message: s(1),
+                subject: s(2),
+                attributes: n[3].to_string(),
+            });
+        }
+    }
+    out
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -60,6 +60,11 @@ impl Vigil {
     /// Starts the daemon in `dir` (its state directory is `dir/state`) with `body`
     /// after the listen address; files the config names are relative to `dir`.
     pub fn start_in(dir: tempfile::TempDir, body: &str) -> Vigil {
+        Vigil::start_with_env(dir, body, &[])
+    }
+
+    /// [`Vigil::start_in`] with extra environment variables.
+    pub fn start_with_env(dir: tempfile::TempDir, body: &str, env: &[(&str, &str)]) -> Vigil {
         let config = dir.path().join("vigil.yaml");
         let mut f = std::fs::File::create(&config).unwrap();
         write!(
@@ -73,6 +78,7 @@ impl Vigil {
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -183,6 +189,14 @@ impl Vigil {
             assert!(start.elapsed() < DEADLINE, "vigil did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.dir
+    }
+
+    /// Kills the daemon with SIGKILL (no shutdown at all) and returns the directory
+    /// for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
         self.dir
     }
 

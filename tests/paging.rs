@@ -1,0 +1,302 @@
+//! Paging end to end: the real daemon, a real Redis or PostgreSQL that the test
+//! kills, and `moto_server` as SNS. Messages are read back from moto.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{DEADLINE, Vigil, component};
+use serde_json::Value;
+use vigil_testkit::{Moto, Postgres, Redis, SnsMessage};
+
+const RULES: &str = r#"groups:
+  - name: critical
+    rules:
+      - alert: CacheDown
+        expr: vigil_probe_success{probe="cache"} == 0
+        labels:
+          severity: critical
+          component: cache
+        annotations:
+          summary: "Redis does not answer"
+          description: "PING to {{ $labels.target }} failed."
+          runbook_url: https://example.com/runbooks/CacheDown.md
+      - alert: DatabaseDown
+        expr: vigil_probe_success{probe="database"} == 0
+        labels:
+          severity: critical
+          component: database
+        annotations:
+          summary: "PostgreSQL does not answer"
+"#;
+
+/// The environment that points the AWS SDK at moto.
+fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// A directory with the rules, a routing file sending everything to `topic_arn`
+/// (with `extra` appended) and a config probing `probes` every 200 ms.
+fn setup(topic_arn: &str, extra_routing: &str, probes: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+    std::fs::write(
+        dir.path().join("routing.yaml"),
+        format!(
+            "receivers:\n  - name: critical\n    sns:\n      topic_arn: {topic_arn}\nroute:\n  receiver: critical\n  group_by: ['...']\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 500ms\n  timeout: 2s\n{extra_routing}"
+        ),
+    )
+    .unwrap();
+    let body = format!(
+        "rule_files: [rules.yaml]\nrouting: routing.yaml\nevaluation_interval: 1s\nprobes:\n{probes}"
+    );
+    (dir, body)
+}
+
+fn start(dir: tempfile::TempDir, body: &str, moto: &Moto) -> Vigil {
+    let env = aws_env(moto);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Vigil::start_with_env(dir, body, &env)
+}
+
+fn redis_probe(url: &str) -> String {
+    format!(
+        "  - name: cache\n    interval: 200ms\n    timeout: 150ms\n    redis:\n      url: {url}\n"
+    )
+}
+
+/// Waits until moto holds at least `n` messages for `arn`.
+async fn wait_messages(moto: &Moto, arn: &str, n: usize, vigil: &Vigil) -> Vec<SnsMessage> {
+    let start = Instant::now();
+    loop {
+        let m = moto.messages(arn);
+        if m.len() >= n {
+            return m;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "waited for {n} SNS messages, have {m:?}\nlog:\n{}",
+            vigil.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the rules have run `n` more times: later pages would have left by then.
+async fn more_evaluations(vigil: &Vigil, n: u64) {
+    let (_, s) = vigil.status().await;
+    let now = s["engine"]["evaluations_total"].as_u64().unwrap();
+    vigil
+        .wait_for("more evaluations", |s| {
+            s["engine"]["evaluations_total"].as_u64().unwrap() >= now + n
+        })
+        .await;
+}
+
+/// The Message, as JSON, with what varies between runs replaced.
+fn normalised(m: &SnsMessage, alarm: &str, port: u16) -> String {
+    let text = m
+        .message
+        .replace(alarm, "<AlarmName>")
+        .replace(&port.to_string(), "<port>");
+    let time = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000").unwrap();
+    let text = time.replace_all(&text, "<time>");
+    let v: Value = serde_json::from_str(&text).expect("the Message is JSON");
+    serde_json::to_string_pretty(&v).unwrap() + "\n"
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing; run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(actual, expected, "{name} differs from the golden file");
+}
+
+/// What PagerDuty's Amazon CloudWatch integration reads: the Subject's state and
+/// name, and the Message's AlarmName and NewStateValue, which must agree.
+fn pagerduty_view(m: &SnsMessage) -> (String, String) {
+    let subject = regex::Regex::new(r#"^(ALARM|OK): "(.+)" in (.+)$"#).unwrap();
+    let caps = subject
+        .captures(&m.subject)
+        .unwrap_or_else(|| panic!("subject {:?} is not CloudWatch's", m.subject));
+    assert!(m.subject.len() <= 100);
+    let v: Value = serde_json::from_str(&m.message).unwrap();
+    assert_eq!(v["NewStateValue"], caps[1], "{m:?}");
+    assert_eq!(v["AlarmName"], caps[2], "{m:?}");
+    assert_eq!(v["Region"], caps[3], "{m:?}");
+    for key in [
+        "AlarmDescription",
+        "AWSAccountId",
+        "NewStateReason",
+        "StateChangeTime",
+        "OldStateValue",
+        "Trigger",
+    ] {
+        assert!(!v[key].is_null(), "{key} missing in {v}");
+    }
+    (caps[1].to_string(), caps[2].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_outage_pages_once_and_resolves_once() {
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let mut redis = Redis::start();
+    let (dir, body) = setup(&arn, "", &redis_probe(&redis.url()));
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    more_evaluations(&vigil, 2).await;
+    assert!(
+        moto.messages(&arn).is_empty(),
+        "nothing pages while all is well"
+    );
+
+    redis.kill();
+    let m = wait_messages(&moto, &arn, 1, &vigil).await;
+    let (state, alarm) = pagerduty_view(&m[0]);
+    assert_eq!(state, "ALARM");
+    assert!(alarm.starts_with("test-CacheDown-"), "{alarm}");
+    assert!(
+        m[0].attributes
+            .contains(r#""severity":{"Type":"String","Value":"critical"}"#),
+        "{}",
+        m[0].attributes
+    );
+
+    redis.restart();
+    let m = wait_messages(&moto, &arn, 2, &vigil).await;
+    assert_eq!(pagerduty_view(&m[1]), ("OK".to_string(), alarm.clone()));
+    more_evaluations(&vigil, 5).await;
+    let m = moto.messages(&arn);
+    assert_eq!(m.len(), 2, "exactly one page and one resolve: {m:#?}");
+    assert_eq!(
+        m[0].subject,
+        format!("ALARM: \"{alarm}\" in US East (N. Virginia)")
+    );
+    golden("sns_alarm.json", &normalised(&m[0], &alarm, redis.port()));
+    golden("sns_ok.json", &normalised(&m[1], &alarm, redis.port()));
+    let (_, s) = vigil.status().await;
+    let t = &s["paging"]["targets"]["critical/sns"];
+    assert_eq!(
+        (t["delivered"].as_u64(), t["depth"].as_u64()),
+        (Some(2), Some(0)),
+        "{s:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_survives_an_sns_outage_and_a_sigkill_and_is_sent_once() {
+    let mut moto = Moto::start();
+    let arn = "arn:aws:sns:us-east-1:123456789012:critical".to_string();
+    moto.stop();
+    let mut redis = Redis::start();
+    let (dir, body) = setup(&arn, "", &redis_probe(&redis.url()));
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    redis.kill();
+    // The page is decided and queued, and SNS keeps failing.
+    vigil
+        .wait_for("failed deliveries", |s| {
+            let t = &s["paging"]["targets"]["critical/sns"];
+            t["depth"].as_u64() == Some(1) && t["failures"].as_u64() >= Some(2)
+        })
+        .await;
+    // SIGKILL in the middle, and a restart with SNS still down.
+    let dir = vigil.kill();
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("retries after the restart", |s| {
+            let t = &s["paging"]["targets"]["critical/sns"];
+            t["depth"].as_u64() == Some(1) && t["failures"].as_u64() >= Some(2)
+        })
+        .await;
+    more_evaluations(&vigil, 3).await;
+    // SNS is back: the page leaves, once.
+    moto.restart();
+    moto.create_topic("us-east-1", "critical");
+    let m = wait_messages(&moto, &arn, 1, &vigil).await;
+    let (state, alarm) = pagerduty_view(&m[0]);
+    assert_eq!(state, "ALARM");
+    redis.restart();
+    let m = wait_messages(&moto, &arn, 2, &vigil).await;
+    assert_eq!(pagerduty_view(&m[1]), ("OK".to_string(), alarm));
+    more_evaluations(&vigil, 5).await;
+    assert_eq!(moto.messages(&arn).len(), 2, "{:#?}", moto.messages(&arn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sidecars_page_once_with_the_lease_and_under_one_name_without_it() {
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let mut pg = Postgres::start();
+    let mut lease = Redis::start();
+    let lease_routing = format!(
+        "lease:\n  redis: {}\n  ttl: 2s\n  alerts:\n    - ['component=~\"database|cache\"']\n",
+        lease.url()
+    );
+    let probe = format!(
+        "  - name: database\n    interval: 300ms\n    timeout: 250ms\n    postgres:\n      dsn: {}\n",
+        pg.url()
+    );
+    let sidecars: Vec<Vigil> = (0..3)
+        .map(|_| {
+            let (dir, body) = setup(&arn, &lease_routing, &probe);
+            start(dir, &body, &moto)
+        })
+        .collect();
+    for v in &sidecars {
+        v.wait_for("the lease to be settled and the database up", |s| {
+            component(s, "database")["status"] == "ok"
+                && matches!(s["paging"]["lease"].as_str(), Some("holder" | "standby"))
+        })
+        .await;
+    }
+    pg.stop();
+    let m = wait_messages(&moto, &arn, 1, &sidecars[0]).await;
+    let (_, alarm) = pagerduty_view(&m[0]);
+    for v in &sidecars {
+        more_evaluations(v, 5).await;
+    }
+    assert_eq!(moto.messages(&arn).len(), 1, "one page for three sidecars");
+    pg.restart();
+    let m = wait_messages(&moto, &arn, 2, &sidecars[0]).await;
+    assert_eq!(pagerduty_view(&m[1]), ("OK".to_string(), alarm.clone()));
+
+    // Without the lease's Redis, every sidecar pages, under the same name.
+    lease.kill();
+    for v in &sidecars {
+        v.wait_for("the lease to be unreachable", |s| {
+            s["paging"]["lease"] == "unavailable"
+        })
+        .await;
+    }
+    pg.stop();
+    let m = wait_messages(&moto, &arn, 5, &sidecars[0]).await;
+    let names: Vec<(String, String)> = m[2..].iter().map(pagerduty_view).collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| *n == ("ALARM".to_string(), alarm.clone())),
+        "{names:?}"
+    );
+}
