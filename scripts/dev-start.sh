@@ -4,7 +4,9 @@
 # Vigil watching it. Prints where /status is; Ctrl-C stops what this script started.
 #
 # Settings (environment): PG_PORT (5432), REDIS_PORT (6379), APP_PORT (3000),
-# VIGIL_PORT (9464), DATABASE_URL and REDIS_URL (derived from the ports).
+# VIGIL_PORT (9464), MOTO_PORT (4566, the local AWS), SINK_PORT (4567, the webhook
+# sink), DATABASE_URL and REDIS_URL (derived from the ports), VIGIL_API_TOKEN (for
+# silences; a random one is made and printed when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -13,10 +15,13 @@ PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 APP_PORT=${APP_PORT:-3000}
 VIGIL_PORT=${VIGIL_PORT:-9464}
+MOTO_PORT=${MOTO_PORT:-4566}
+SINK_PORT=${SINK_PORT:-4567}
 DEV=$(pwd)/.dev
 mkdir -p "$DEV"
 
 ensure_packages
+ensure_moto
 
 started_pg=""
 pids=()
@@ -30,9 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for port in "$APP_PORT" "$VIGIL_PORT"; do
+for port in "$APP_PORT" "$VIGIL_PORT" "$MOTO_PORT" "$SINK_PORT"; do
     if port_open "$port"; then
-        echo "error: port $port is taken; stop what uses it or set APP_PORT / VIGIL_PORT" >&2
+        echo "error: port $port is taken; stop what uses it or set APP_PORT / VIGIL_PORT / MOTO_PORT / SINK_PORT" >&2
         exit 1
     fi
 done
@@ -59,6 +64,22 @@ if ! psql "${DATABASE_URL%/*}/postgres" -tAc "SELECT 1 FROM pg_database WHERE da
     psql "${DATABASE_URL%/*}/postgres" -qc "CREATE DATABASE watch_together"
 fi
 
+echo "==> Starting the local AWS (moto_server) on port $MOTO_PORT (log: .dev/moto.log)"
+start_moto "$MOTO_PORT" "$DEV/moto.log"
+pids+=("$MOTO_PID")
+export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
+VIGIL_SNS_CRITICAL_TOPIC_ARN=$(moto_create_topic "$MOTO_PORT" vigil-critical us-east-1)
+VIGIL_SNS_WARNING_TOPIC_ARN=$(moto_create_topic "$MOTO_PORT" vigil-warning us-east-1)
+export VIGIL_SNS_CRITICAL_TOPIC_ARN VIGIL_SNS_WARNING_TOPIC_ARN
+
+echo "==> Starting the webhook sink for the Watchdog's heartbeat on port $SINK_PORT (log: .dev/webhooks.log)"
+.venv/bin/python scripts/webhook-sink.py "$SINK_PORT" >"$DEV/webhooks.log" 2>&1 &
+pids+=($!)
+wait_port "$SINK_PORT" 30 "the webhook sink"
+export VIGIL_HEARTBEAT_URL=http://127.0.0.1:$SINK_PORT/heartbeat
+export VIGIL_LEASE_REDIS_URL=$REDIS_URL
+export VIGIL_API_TOKEN=${VIGIL_API_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+
 echo "==> Building the app and Vigil"
 cargo build -q -p watch-together -p vigil
 
@@ -80,6 +101,9 @@ cat <<MSG
                   target/debug/vigil status --url http://127.0.0.1:$VIGIL_PORT
   Vigil metrics:  http://127.0.0.1:$VIGIL_PORT/metrics
   The app:        http://127.0.0.1:$APP_PORT/api/health  (and /metrics)
+  Pages (SNS):    curl -s http://127.0.0.1:$MOTO_PORT/moto-api/data.json   (sns.Topic[].sent_notifications)
+  Heartbeats:     .dev/webhooks.log
+  Silences:       VIGIL_API_TOKEN=$VIGIL_API_TOKEN target/debug/vigil silence list --url http://127.0.0.1:$VIGIL_PORT
 
   Ctrl-C stops everything this script started.
 MSG

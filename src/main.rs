@@ -51,6 +51,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add, list or expire silences on a running daemon (needs VIGIL_API_TOKEN).
+    Silence {
+        /// The daemon's base URL.
+        #[arg(
+            long,
+            env = "VIGIL_URL",
+            default_value = "http://127.0.0.1:9464",
+            global = true
+        )]
+        url: String,
+        #[command(subcommand)]
+        what: SilenceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SilenceCommand {
+    /// Mute alerts matching every MATCHER (name="value", name=~"regex", …) for a while.
+    Add {
+        /// Matchers, e.g. 'alertname="CacheDown"'.
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. 2h.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        /// Who silences (defaults to $USER).
+        #[arg(long, env = "USER")]
+        author: String,
+        /// Why.
+        #[arg(long)]
+        comment: String,
+    },
+    /// List silences and their state.
+    List,
+    /// End a silence now.
+    Expire {
+        /// The silence's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +148,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Silence { url, what } => silence(&url, what),
         Command::Status { url, json } => {
             match runtime().and_then(|rt| rt.block_on(fetch_status(&url))) {
                 Ok((report, raw)) => {
@@ -128,6 +168,97 @@ fn main() -> ExitCode {
                     ExitCode::from(3)
                 }
             }
+        }
+    }
+}
+
+/// Calls the silence API; prints the answer. Exit 0 on success, 2 for a refused
+/// request (4xx), 3 when the daemon cannot be reached.
+fn silence(url: &str, what: SilenceCommand) -> ExitCode {
+    let token = std::env::var("VIGIL_API_TOKEN").unwrap_or_default();
+    let base = url.trim_end_matches('/');
+    let request = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let req = match &what {
+            SilenceCommand::Add {
+                matchers,
+                duration,
+                author,
+                comment,
+            } => {
+                let d = config::duration::parse(duration)
+                    .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+                let end = chrono::Utc::now() + chrono::Duration::from_std(d)?;
+                client
+                    .post(format!("{base}/api/silences"))
+                    .json(&serde_json::json!({
+                        "matchers": matchers,
+                        "endsAt": end,
+                        "createdBy": author,
+                        "comment": comment,
+                    }))
+            }
+            SilenceCommand::List => client.get(format!("{base}/api/silences")),
+            SilenceCommand::Expire { id } => client.delete(format!("{base}/api/silences/{id}")),
+        };
+        let resp = req
+            .bearer_auth(&token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Vigil at {base}"))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        anyhow::Ok((status, body))
+    };
+    match runtime().and_then(|rt| rt.block_on(request)) {
+        Ok((status, body)) if status.is_success() => {
+            match what {
+                SilenceCommand::Add { .. } => {
+                    println!("{}", body["silenceID"].as_str().unwrap_or(""))
+                }
+                SilenceCommand::Expire { id } => println!("expired {id}"),
+                SilenceCommand::List => {
+                    for s in body["silences"].as_array().into_iter().flatten() {
+                        let matchers: Vec<String> = s["matchers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|m| {
+                                let op = match (m["isEqual"].as_bool(), m["isRegex"].as_bool()) {
+                                    (Some(true), Some(false)) => "=",
+                                    (Some(false), Some(false)) => "!=",
+                                    (Some(true), Some(true)) => "=~",
+                                    _ => "!~",
+                                };
+                                format!("{}{op}{}", m["name"].as_str().unwrap_or(""), m["value"])
+                            })
+                            .collect();
+                        println!(
+                            "{}  {:<8} until {}  {}  by {}: {}",
+                            s["id"].as_str().unwrap_or(""),
+                            s["status"]["state"].as_str().unwrap_or(""),
+                            s["endsAt"].as_str().unwrap_or(""),
+                            matchers.join(","),
+                            s["createdBy"].as_str().unwrap_or(""),
+                            s["comment"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!(
+                "vigil: {status}: {}",
+                body["reason"].as_str().unwrap_or("no reason given")
+            );
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::from(3)
         }
     }
 }

@@ -300,3 +300,107 @@ async fn three_sidecars_page_once_with_the_lease_and_under_one_name_without_it()
         "{names:?}"
     );
 }
+
+/// Runs `vigil silence …` against `vigil` with `token`; returns the exit code and
+/// stdout (or stderr when it failed).
+fn silence_cli(vigil: &Vigil, token: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("silence")
+        .args(args)
+        .args(["--url", &format!("http://{}", vigil.addr)])
+        .env("VIGIL_API_TOKEN", token)
+        .output()
+        .unwrap();
+    let text = if out.status.success() {
+        out.stdout
+    } else {
+        out.stderr
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&text).trim().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_need_the_token_persist_and_hold_pages_back_until_expired() {
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let mut redis = Redis::start();
+    let (dir, body) = setup(&arn, "", &redis_probe(&redis.url()));
+    let token = "s3cret-token-for-tests";
+    let mut env = aws_env(&moto);
+    env.push(("VIGIL_API_TOKEN", token.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let vigil = Vigil::start_with_env(dir, &body, &env);
+
+    // No token, a wrong token: 401 with a JSON reason.
+    let (code, text) = vigil.get("/api/silences").await;
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains(r#""reason":"#), "{text}");
+    assert_eq!(silence_cli(&vigil, "wrong", &["list"]).0, 2);
+    // A bad request: 400 with the reason.
+    let (code, text) = silence_cli(
+        &vigil,
+        token,
+        &["add", "severity", "--comment", "x", "--author", "t"],
+    );
+    assert_eq!(code, 2);
+    assert!(text.contains("is not a matcher"), "{text}");
+
+    let (code, id) = silence_cli(
+        &vigil,
+        token,
+        &[
+            "add",
+            r#"alertname="CacheDown""#,
+            "--duration",
+            "1h",
+            "--author",
+            "ana",
+            "--comment",
+            "failover drill",
+        ],
+    );
+    assert_eq!(code, 0, "{id}");
+    // It survives a restart.
+    let dir = vigil.stop();
+    let vigil = Vigil::start_with_env(dir, &body, &env);
+    let (code, list) = silence_cli(&vigil, token, &["list"]);
+    assert_eq!(code, 0);
+    assert!(
+        list.contains(&id) && list.contains("active") && list.contains("failover drill"),
+        "{list}"
+    );
+
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    redis.kill();
+    let s = vigil
+        .wait_for("the alert to be held back by the silence", |s| {
+            s["paging"]["muted"].as_object().is_some_and(|m| {
+                m.values()
+                    .any(|v| v["by"] == "silence" && v["id"] == id.as_str())
+            })
+        })
+        .await;
+    assert_eq!(s["paging"]["active_silences"], 1);
+    more_evaluations(&vigil, 3).await;
+    assert!(moto.messages(&arn).is_empty(), "silenced");
+
+    assert_eq!(silence_cli(&vigil, token, &["expire", &id]).0, 0);
+    let m = wait_messages(&moto, &arn, 1, &vigil).await;
+    assert_eq!(pagerduty_view(&m[0]).0, "ALARM");
+    more_evaluations(&vigil, 3).await;
+    assert_eq!(moto.messages(&arn).len(), 1);
+    let (code, text) = vigil.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("vigil_notifications_delivered_total{target=\"critical/sns\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("vigil_heartbeat "), "{text}");
+}
