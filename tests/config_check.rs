@@ -14,6 +14,16 @@ fn check(config: &Path) -> Output {
         .arg(config)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // What the shipped alerts/routing.yaml needs from the environment.
+        .env(
+            "VIGIL_SNS_CRITICAL_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:vigil-critical",
+        )
+        .env(
+            "VIGIL_SNS_WARNING_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:vigil-warning",
+        )
+        .env("VIGIL_HEARTBEAT_URL", "https://hc.example.com/ping/x")
         .output()
         .expect("running vigil check")
 }
