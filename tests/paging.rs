@@ -404,3 +404,155 @@ async fn silences_need_the_token_persist_and_hold_pages_back_until_expired() {
     );
     assert!(text.contains("vigil_heartbeat "), "{text}");
 }
+
+/// What the local receiver got: (path, body, the status it answered).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value, u16)>>>;
+
+/// A local HTTP receiver for PagerDuty and webhook deliveries. `/pd` answers 429
+/// once, then 202; `/hook` answers 500, then hangs once (past Vigil's timeout), then
+/// 200. Every request is recorded.
+async fn receiver() -> (std::net::SocketAddr, Received) {
+    use axum::extract::{Path as UrlPath, State};
+    let got: Received = Default::default();
+    async fn handle(
+        State(got): State<Received>,
+        UrlPath(path): UrlPath<String>,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let seen = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| *p == path)
+            .count();
+        let code = match (path.as_str(), seen) {
+            ("pd", 0) => 429,
+            ("pd", _) => 202,
+            ("hook", 0) => 500,
+            ("hook", 1) => {
+                got.lock().unwrap().push((path, v, 0));
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return axum::http::StatusCode::OK;
+            }
+            _ => 200,
+        };
+        got.lock().unwrap().push((path, v, code));
+        axum::http::StatusCode::from_u16(code).unwrap()
+    }
+    let app = axum::Router::new()
+        .route("/{path}", axum::routing::post(handle))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, got)
+}
+
+/// The accepted requests to `path`.
+fn accepted(got: &Received, path: &str) -> Vec<Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _, code)| p == path && (200..300).contains(code))
+        .map(|(_, v, _)| v.clone())
+        .collect()
+}
+
+async fn wait_accepted(got: &Received, path: &str, n: usize, vigil: &Vigil) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let a = accepted(got, path);
+        if a.len() >= n {
+            return a;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "waited for {n} accepted /{path}; got {:?}\nlog:\n{}",
+            got.lock().unwrap(),
+            vigil.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_and_webhook_retry_429_500_and_a_hang_and_deliver_page_and_resolve_once() {
+    let (addr, got) = receiver().await;
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+    std::fs::write(
+        dir.path().join("routing.yaml"),
+        format!(
+            "receivers:\n  - name: oncall\n    pagerduty:\n      routing_key: ${{PD_KEY}}\n      url: http://{addr}/pd\n    webhook:\n      url: http://{addr}/hook\nroute:\n  receiver: oncall\n  group_by: ['...']\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 300ms\n  timeout: 1s\n"
+        ),
+    )
+    .unwrap();
+    let body = format!(
+        "rule_files: [rules.yaml]\nrouting: routing.yaml\nevaluation_interval: 1s\nprobes:\n{}",
+        redis_probe(&redis.url())
+    );
+    let key = "0123456789abcdef0123456789abcdef";
+    let vigil = Vigil::start_with_env(dir, &body, &[("PD_KEY", key)]);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    redis.kill();
+    let pd = wait_accepted(&got, "pd", 1, &vigil).await;
+    let hook = wait_accepted(&got, "hook", 1, &vigil).await;
+    redis.restart();
+    let pd_all = wait_accepted(&got, "pd", 2, &vigil).await;
+    let hook_all = wait_accepted(&got, "hook", 2, &vigil).await;
+    more_evaluations(&vigil, 3).await;
+    assert_eq!(accepted(&got, "pd").len(), 2, "{:?}", got.lock().unwrap());
+    assert_eq!(accepted(&got, "hook").len(), 2, "{:?}", got.lock().unwrap());
+
+    // PagerDuty: a trigger after the 429, then its resolve, one dedup_key.
+    let (t, r) = (&pd_all[0], &pd_all[1]);
+    assert_eq!(t, &pd[0]);
+    assert_eq!(
+        (t["event_action"].as_str(), r["event_action"].as_str()),
+        (Some("trigger"), Some("resolve"))
+    );
+    assert_eq!(t["routing_key"], key);
+    assert_eq!(t["dedup_key"], r["dedup_key"]);
+    assert!(
+        t["dedup_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("test-CacheDown-")
+    );
+    assert_eq!(t["payload"]["severity"], "critical");
+    assert_eq!(t["payload"]["summary"], "[test] Redis does not answer");
+    assert_eq!(t["payload"]["component"], "cache");
+    assert_eq!(
+        t["payload"]["custom_details"]["labels"]["alertname"],
+        "CacheDown"
+    );
+    assert_eq!(
+        t["links"][0]["href"],
+        "https://example.com/runbooks/CacheDown.md"
+    );
+    // Webhook: Alertmanager's version 4, after a 500 and a hang.
+    let (f, r) = (&hook_all[0], &hook_all[1]);
+    assert_eq!(f, &hook[0]);
+    assert_eq!(
+        (f["version"].as_str(), f["status"].as_str()),
+        (Some("4"), Some("firing"))
+    );
+    assert_eq!(r["status"], "resolved");
+    assert_eq!(f["receiver"], "oncall");
+    assert_eq!(f["alerts"][0]["labels"]["alertname"], "CacheDown");
+    assert_eq!(f["alerts"][0]["fingerprint"], r["alerts"][0]["fingerprint"]);
+    assert_eq!(r["alerts"][0]["status"], "resolved");
+    let (_, s) = vigil.status().await;
+    let t = &s["paging"]["targets"];
+    assert!(
+        t["oncall/pagerduty"]["failures"].as_u64() >= Some(1),
+        "{t:#}"
+    );
+    assert!(t["oncall/webhook"]["failures"].as_u64() >= Some(2), "{t:#}");
+}
