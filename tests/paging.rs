@@ -255,7 +255,7 @@ async fn three_sidecars_page_once_with_the_lease_and_under_one_name_without_it()
         lease.url()
     );
     let probe = format!(
-        "  - name: database\n    interval: 300ms\n    timeout: 250ms\n    postgres:\n      dsn: {}\n",
+        "  - name: database\n    interval: 1s\n    timeout: 1s\n    postgres:\n      dsn: {}\n",
         pg.url()
     );
     let sidecars: Vec<Vigil> = (0..3)
@@ -291,14 +291,22 @@ async fn three_sidecars_page_once_with_the_lease_and_under_one_name_without_it()
         .await;
     }
     pg.stop();
-    let m = wait_messages(&moto, &arn, 5, &sidecars[0]).await;
-    let names: Vec<(String, String)> = m[2..].iter().map(pagerduty_view).collect();
-    assert!(
-        names
-            .iter()
-            .all(|n| *n == ("ALARM".to_string(), alarm.clone())),
-        "{names:?}"
-    );
+    // Every sidecar pages; a probe that times out under load may add a resolve
+    // and a second page, but never under another name.
+    let start = Instant::now();
+    loop {
+        let m = moto.messages(&arn);
+        let names: Vec<(String, String)> = m[2..].iter().map(pagerduty_view).collect();
+        assert!(names.iter().all(|(_, n)| *n == alarm), "{names:?}");
+        if names.iter().filter(|(s, _)| s == "ALARM").count() >= 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "three pages expected: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Runs `vigil silence …` against `vigil` with `token`; returns the exit code and
