@@ -42,17 +42,22 @@ fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
 }
 
 /// A directory with the rules, a routing file sending everything to `topic_arn`
-/// (with `extra` appended) and a config probing `probes` every 200 ms.
+/// (with `extra_routing` appended) and a config with `probes`.
 fn setup(topic_arn: &str, extra_routing: &str, probes: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
-    std::fs::write(
-        dir.path().join("routing.yaml"),
-        format!(
+    setup_with_routing(
+        &format!(
             "receivers:\n  - name: critical\n    sns:\n      topic_arn: {topic_arn}\nroute:\n  receiver: critical\n  group_by: ['...']\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 500ms\n  timeout: 2s\n{extra_routing}"
         ),
+        probes,
     )
-    .unwrap();
+}
+
+/// A directory with the rules and `routing`, and a config with `probes` that reads
+/// them.
+fn setup_with_routing(routing: &str, probes: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+    std::fs::write(dir.path().join("routing.yaml"), routing).unwrap();
     let body = format!(
         "rule_files: [rules.yaml]\nrouting: routing.yaml\nevaluation_interval: 1s\nprobes:\n{probes}"
     );
@@ -73,15 +78,27 @@ fn redis_probe(url: &str) -> String {
 
 /// Waits until moto holds at least `n` messages for `arn`.
 async fn wait_messages(moto: &Moto, arn: &str, n: usize, vigil: &Vigil) -> Vec<SnsMessage> {
+    at_least(n, || moto.messages(arn), vigil, || "SNS messages".into()).await
+}
+
+/// Polls `read` until it returns at least `n` items; fails with what it last read
+/// and the daemon's log at the deadline.
+async fn at_least<T: std::fmt::Debug>(
+    n: usize,
+    read: impl Fn() -> Vec<T>,
+    vigil: &Vigil,
+    what: impl Fn() -> String,
+) -> Vec<T> {
     let start = Instant::now();
     loop {
-        let m = moto.messages(arn);
-        if m.len() >= n {
-            return m;
+        let got = read();
+        if got.len() >= n {
+            return got;
         }
         assert!(
             start.elapsed() < DEADLINE,
-            "waited for {n} SNS messages, have {m:?}\nlog:\n{}",
+            "waited for {n} {}, have {got:?}\nlog:\n{}",
+            what(),
             vigil.log_text()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -468,38 +485,19 @@ fn accepted(got: &Received, path: &str) -> Vec<Value> {
 }
 
 async fn wait_accepted(got: &Received, path: &str, n: usize, vigil: &Vigil) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let a = accepted(got, path);
-        if a.len() >= n {
-            return a;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "waited for {n} accepted /{path}; got {:?}\nlog:\n{}",
-            got.lock().unwrap(),
-            vigil.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = || format!("accepted /{path} (all requests: {:?})", got.lock().unwrap());
+    at_least(n, || accepted(got, path), vigil, what).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagerduty_and_webhook_retry_429_500_and_a_hang_and_deliver_page_and_resolve_once() {
     let (addr, got) = receiver().await;
     let mut redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
-    std::fs::write(
-        dir.path().join("routing.yaml"),
-        format!(
+    let (dir, body) = setup_with_routing(
+        &format!(
             "receivers:\n  - name: oncall\n    pagerduty:\n      routing_key: ${{PD_KEY}}\n      url: http://{addr}/pd\n    webhook:\n      url: http://{addr}/hook\nroute:\n  receiver: oncall\n  group_by: ['...']\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 300ms\n  timeout: 1s\n"
         ),
-    )
-    .unwrap();
-    let body = format!(
-        "rule_files: [rules.yaml]\nrouting: routing.yaml\nevaluation_interval: 1s\nprobes:\n{}",
-        redis_probe(&redis.url())
+        &redis_probe(&redis.url()),
     );
     let key = "0123456789abcdef0123456789abcdef";
     let vigil = Vigil::start_with_env(dir, &body, &[("PD_KEY", key)]);

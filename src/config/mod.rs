@@ -211,21 +211,19 @@ impl RawProbe {
 /// process environment.
 pub fn load(path: &Path) -> Result<Config, Problems> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let mut config = parse(path, &text, &env)?;
-            load_rules(&mut config)?;
-            if let Some(r) = &config.routing_file {
-                config.routing = Some(crate::route::load(r)?);
-            }
-            Ok(config)
-        }
-        Err(e) => {
-            let mut c = Collector::new(path);
-            c.at_line_col(0, 0, format!("cannot read the config file: {e}"));
-            Err(c.finish().expect_err("a problem was recorded"))
-        }
+    let text = problems::read_file(path, "config file")?;
+    let mut config = parse(path, &text, &env)?;
+    load_rules(&mut config)?;
+    if let Some(r) = &config.routing_file {
+        config.routing = Some(crate::route::load(r)?);
     }
+    Ok(config)
+}
+
+/// serde-saphyr's options for Vigil's files: no snippets in errors (ours name
+/// `file:line:col`), and `${VAR}` from `env`.
+pub(crate) fn yaml_options(env: &HashMap<String, String>) -> serde_saphyr::Options {
+    serde_saphyr::options! { with_snippet: false }.with_properties(env.clone())
 }
 
 /// Reads every rule file of `config` into `config.rules`; problems name the rule
@@ -248,7 +246,7 @@ pub fn load_rules(config: &mut Config) -> Result<(), Problems> {
 
 /// Validates config `text` (named `path` in messages), with `${VAR}` taken from `env`.
 pub fn parse(path: &Path, text: &str, env: &HashMap<String, String>) -> Result<Config, Problems> {
-    let options = || serde_saphyr::options! { with_snippet: false }.with_properties(env.clone());
+    let options = || yaml_options(env);
     let mut c = Collector::new(path);
     check_quoted_references(text, &mut c);
     let config = match serde_saphyr::from_str_with_options::<RawConfig<RawProbe>>(text, options()) {
@@ -549,19 +547,13 @@ fn validate(
                 format!("invalid job name {:?}", s.job.value),
             );
         }
-        match secret::SecretUrl::parse(&s.url.value) {
-            Ok(u)
-                if u.redacted().starts_with("http://") || u.redacted().starts_with("https://") =>
-            {
-                scrapes.push(crate::scrape::ScrapeConfig {
-                    job: s.job.value.clone(),
-                    url: u,
-                    interval,
-                    timeout,
-                })
-            }
-            Ok(_) => c.at(s.url.referenced, "url must start with http:// or https://"),
-            Err(e) => c.at(s.url.referenced, format!("invalid url: {e}")),
+        if let Some(url) = secret::http_url(&s.url, c) {
+            scrapes.push(crate::scrape::ScrapeConfig {
+                job: s.job.value.clone(),
+                url,
+                interval,
+                timeout,
+            });
         }
     }
     let routing_file = raw.routing.as_ref().map(|r| {

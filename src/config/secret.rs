@@ -120,6 +120,27 @@ impl SecretUrl {
     }
 }
 
+/// Reads an `http://` or `https://` URL setting, recording at its position why it is
+/// not one: the probes' `url`, the scrapes' `url` and the webhooks' `url`.
+pub fn http_url(
+    value: &serde_saphyr::Spanned<String>,
+    c: &mut super::Collector,
+) -> Option<SecretUrl> {
+    match SecretUrl::parse(&value.value) {
+        Ok(u) if u.redacted().starts_with("http://") || u.redacted().starts_with("https://") => {
+            Some(u)
+        }
+        Ok(_) => {
+            c.at(value.referenced, "url must start with http:// or https://");
+            None
+        }
+        Err(e) => {
+            c.at(value.referenced, format!("invalid url: {e}"));
+            None
+        }
+    }
+}
+
 impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted)

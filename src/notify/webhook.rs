@@ -35,27 +35,10 @@ pub struct WebhookSpec {
 impl WebhookSettings {
     /// Checks the URL.
     pub fn validate(self, c: &mut Collector) -> Option<WebhookSpec> {
-        match SecretUrl::parse(&self.url.value) {
-            Ok(u)
-                if u.redacted().starts_with("http://") || u.redacted().starts_with("https://") =>
-            {
-                Some(WebhookSpec {
-                    url: u,
-                    send_resolved: self.send_resolved.unwrap_or(true),
-                })
-            }
-            Ok(_) => {
-                c.at(
-                    self.url.referenced,
-                    "url must start with http:// or https://",
-                );
-                None
-            }
-            Err(e) => {
-                c.at(self.url.referenced, format!("invalid url: {e}"));
-                None
-            }
-        }
+        Some(WebhookSpec {
+            url: crate::config::secret::http_url(&self.url, c)?,
+            send_resolved: self.send_resolved.unwrap_or(true),
+        })
     }
 }
 

@@ -63,24 +63,7 @@ impl HttpSettings {
     /// Checks the URL and the conditions.
     pub fn validate(self, c: &mut Collector) -> Option<HttpSpec> {
         let mut ok = true;
-        let url = match SecretUrl::parse(&self.url.value) {
-            Ok(u)
-                if u.redacted().starts_with("http://") || u.redacted().starts_with("https://") =>
-            {
-                Some(u)
-            }
-            Ok(_) => {
-                c.at(
-                    self.url.referenced,
-                    "url must start with http:// or https://",
-                );
-                None
-            }
-            Err(e) => {
-                c.at(self.url.referenced, format!("invalid url: {e}"));
-                None
-            }
-        };
+        let url = crate::config::secret::http_url(&self.url, c);
         let expect_status = match self.expect_status {
             None => Vec::new(),
             Some(s) => {

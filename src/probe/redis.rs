@@ -29,30 +29,39 @@ pub struct RedisSpec {
 impl RedisSettings {
     /// Checks the URL is a Redis URL.
     pub fn validate(self, c: &mut Collector) -> Option<RedisSpec> {
-        let v = &self.url.value;
-        if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
-            c.at(
-                self.url.referenced,
-                "url must start with redis:// or rediss://",
-            );
-            return None;
-        }
-        let url = match SecretUrl::parse(v) {
-            Ok(u) => u,
-            Err(e) => {
-                c.at(self.url.referenced, format!("invalid url: {e}"));
-                return None;
-            }
-        };
-        if let Err(e) = redis::Client::open(v.as_str()) {
-            c.at(
-                self.url.referenced,
-                format!("invalid url: {}", url.scrub(&e.to_string())),
-            );
-            return None;
-        }
-        Some(RedisSpec { url })
+        Some(RedisSpec {
+            url: redis_url("url", &self.url, c)?,
+        })
     }
+}
+
+/// Reads a Redis URL setting named `key` (`redis://` or `rediss://`, and one the
+/// redis client accepts), recording at its position why it is not one: the probe's
+/// `url` and the paging lease's `redis`.
+pub fn redis_url(key: &str, value: &Spanned<String>, c: &mut Collector) -> Option<SecretUrl> {
+    let v = &value.value;
+    if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
+        c.at(
+            value.referenced,
+            format!("{key} must start with redis:// or rediss://"),
+        );
+        return None;
+    }
+    let url = match SecretUrl::parse(v) {
+        Ok(u) => u,
+        Err(e) => {
+            c.at(value.referenced, format!("invalid {key}: {e}"));
+            return None;
+        }
+    };
+    if let Err(e) = redis::Client::open(v.as_str()) {
+        c.at(
+            value.referenced,
+            format!("invalid {key}: {}", url.scrub(&e.to_string())),
+        );
+        return None;
+    }
+    Some(url)
 }
 
 /// Checks a Redis server over one kept connection.

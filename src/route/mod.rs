@@ -252,21 +252,15 @@ struct RawDelivery {
 /// Reads and validates the routing file at `path`, `${VAR}` from the environment.
 pub fn load(path: &Path) -> Result<Routing, Problems> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(path, &text, &env),
-        Err(e) => {
-            let mut c = Collector::new(path);
-            c.at_line_col(0, 0, format!("cannot read the routing file: {e}"));
-            Err(c.finish().expect_err("a problem was recorded"))
-        }
-    }
+    let text = crate::config::problems::read_file(path, "routing file")?;
+    parse(path, &text, &env)
 }
 
 /// Validates routing `text` (named `path` in messages).
 pub fn parse(path: &Path, text: &str, env: &HashMap<String, String>) -> Result<Routing, Problems> {
     let mut c = Collector::new(path);
     crate::config::check_quoted_references(text, &mut c);
-    let options = serde_saphyr::options! { with_snippet: false }.with_properties(env.clone());
+    let options = crate::config::yaml_options(env);
     let routing = match serde_saphyr::from_str_with_options::<RawRouting>(text, options) {
         Ok(raw) => validate(path, raw, &mut c),
         Err(e) => {
@@ -471,25 +465,11 @@ fn validate(path: &Path, raw: RawRouting, c: &mut Collector) -> Option<Routing> 
             c.at(t.referenced, "ttl must be at least 1s");
         }
         let alerts = l.alerts.iter().map(|set| matchers(set, c)).collect();
-        match SecretUrl::parse(&l.redis.value) {
-            Ok(u)
-                if u.redacted().starts_with("redis://")
-                    || u.redacted().starts_with("rediss://") =>
-            {
-                Some(LeaseConfig {
-                    redis: u,
-                    ttl,
-                    alerts,
-                })
-            }
-            _ => {
-                c.at(
-                    l.redis.referenced,
-                    "redis must be a redis:// or rediss:// URL",
-                );
-                None
-            }
-        }
+        Some(LeaseConfig {
+            redis: crate::probe::redis::redis_url("redis", &l.redis, c)?,
+            ttl,
+            alerts,
+        })
     });
     let d = raw.delivery.as_ref();
     let backoff = Backoff {

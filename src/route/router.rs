@@ -108,11 +108,30 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 
 /// The alarm name: `<environment>-<alertname>-<first 8 digits of the fingerprint>`.
 pub fn alarm_name(environment: &str, labels: &BTreeMap<String, String>) -> String {
-    let name = labels
-        .get("alertname")
-        .map(String::as_str)
-        .unwrap_or("alert");
-    format!("{environment}-{name}-{}", &fingerprint(labels)[..8])
+    Identity::of(environment, labels).alarm_name
+}
+
+/// An alert's fingerprint and alarm name, from one hash of its labels.
+struct Identity {
+    /// See [`fingerprint`].
+    fingerprint: String,
+    /// See [`alarm_name`].
+    alarm_name: String,
+}
+
+impl Identity {
+    fn of(environment: &str, labels: &BTreeMap<String, String>) -> Identity {
+        let fingerprint = fingerprint(labels);
+        let name = labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("alert");
+        let alarm_name = format!("{environment}-{name}-{}", &fingerprint[..8]);
+        Identity {
+            fingerprint,
+            alarm_name,
+        }
+    }
 }
 
 /// Per-group timing.
@@ -197,10 +216,17 @@ impl Router {
         }
     }
 
-    fn event(&self, a: &RoutedAlert, reason: &str, firing: bool, now: i64) -> AlertEvent {
+    fn event(
+        &self,
+        a: &RoutedAlert,
+        id: &Identity,
+        reason: &str,
+        firing: bool,
+        now: i64,
+    ) -> AlertEvent {
         AlertEvent {
-            alarm_name: alarm_name(&self.environment, &a.labels),
-            fingerprint: fingerprint(&a.labels),
+            alarm_name: id.alarm_name.clone(),
+            fingerprint: id.fingerprint.clone(),
             firing,
             reason: reason.to_string(),
             labels: a.labels.clone(),
@@ -290,7 +316,7 @@ impl Router {
         let mut routed: HashSet<String> = HashSet::new();
         let mut live_groups: HashSet<String> = HashSet::new();
         for a in alerts {
-            let fp = fingerprint(&a.labels);
+            let id = Identity::of(&self.environment, &a.labels);
             let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
             let muted = if a.firing {
                 self.muted(a, &sources, silences, lease, wall)
@@ -298,21 +324,22 @@ impl Router {
                 None
             };
             if let Some(m) = &muted {
-                d.muted
-                    .insert(alarm_name(&self.environment, &a.labels), m.clone());
+                d.muted.insert(id.alarm_name.clone(), m.clone());
             }
             for route in routing.route.matching(get) {
-                let key = sent_key(&route.receiver, &fp);
+                let key = sent_key(&route.receiver, &id.fingerprint);
                 routed.insert(key.clone());
                 let gk = group_key(route, &a.labels);
                 let last = self.sent.get(&key);
                 let event = match (a.firing, last) {
-                    (false, Some(s)) if s.firing => Some(self.event(a, "resolved", false, now)),
+                    (false, Some(s)) if s.firing => {
+                        Some(self.event(a, &id, "resolved", false, now))
+                    }
                     (false, _) => None,
                     (true, _) if muted.is_some() => None,
                     (true, Some(s)) if s.firing => {
                         if now - s.at >= ms(route.repeat_interval) {
-                            Some(self.event(a, "repeat", true, now))
+                            Some(self.event(a, &id, "repeat", true, now))
                         } else {
                             let at = s.at + ms(route.repeat_interval);
                             d.next_wake = Some(d.next_wake.map_or(at, |w| w.min(at)));
@@ -328,7 +355,7 @@ impl Router {
                             ready = ready.max(last + ms(route.group_interval));
                         }
                         if now >= ready {
-                            Some(self.event(a, "first", true, now))
+                            Some(self.event(a, &id, "first", true, now))
                         } else {
                             d.next_wake = Some(d.next_wake.map_or(ready, |w| w.min(ready)));
                             None

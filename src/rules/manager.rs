@@ -192,11 +192,7 @@ impl Manager {
                         continue;
                     }
                     out.push(RoutedAlert {
-                        labels: x
-                            .labels
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
+                        labels: x.labels.to_map(),
                         annotations: x.annotations.iter().cloned().collect(),
                         firing: x.state == State::Firing,
                         value: x.value,
@@ -383,11 +379,7 @@ impl Manager {
                         alerts.push(AlertView {
                             name: a.name.clone(),
                             state: x.state,
-                            labels: x
-                                .labels
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_string()))
-                                .collect(),
+                            labels: x.labels.to_map(),
                             annotations: x.annotations.iter().cloned().collect(),
                             value: x.value,
                             active_at: time(x.active_at),

@@ -155,14 +155,8 @@ fn valid_metric_name(n: &str) -> bool {
 
 /// Reads and checks one rule file.
 pub fn load(path: &Path) -> Result<Vec<Group>, Problems> {
+    let text = crate::config::problems::read_file(path, "rule file")?;
     let mut c = Collector::new(path);
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            c.at_line_col(0, 0, format!("cannot read the rule file: {e}"));
-            return Err(c.finish().expect_err("a problem was recorded"));
-        }
-    };
     let groups = parse(&text, &mut c);
     c.finish()?;
     Ok(groups)

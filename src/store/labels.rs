@@ -44,6 +44,13 @@ impl Labels {
         Labels::new(pairs.iter().copied().chain([(NAME, name)]))
     }
 
+    /// The labels as owned name → value pairs, for views and pages.
+    pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     /// The value of label `name`, or "" when absent.
     pub fn get(&self, name: &str) -> &str {
         // Label sets are small: a scan that compares lengths first beats a binary
