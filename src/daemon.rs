@@ -200,6 +200,17 @@ impl Daemon {
             .filter(|t| !t.is_empty())
             .map(|t| Arc::new(crate::config::secret::Secret::new(t)));
         let manager_task = tokio::spawn(manager.run(engine_rx));
+        let (ecs, task_doc, _ecs_task) = start_ecs(&self.config, engine_tx.clone()).await;
+        let (publish, _publish_tasks) = match &self.config.publish {
+            Some(cw) => {
+                let place = place(&self.config, cw, task_doc.as_ref());
+                let sink = crate::publish::sink(cw).await;
+                let (view, tasks) =
+                    crate::publish::start(cw.clone(), place, sink, engine_tx.clone());
+                (Some(view), Some(tasks))
+            }
+            None => (None, None),
+        };
         let health_task = tokio::spawn(health::run(
             report_rx,
             state_tx.clone(),
@@ -228,6 +239,8 @@ impl Daemon {
             info: Arc::new(info),
             paging: paging.clone(),
             token,
+            publish,
+            ecs,
         });
         tracing::info!(
             message = "Vigil started.",
@@ -279,6 +292,61 @@ impl Daemon {
         manager_task.abort();
         tracing::info!(message = "Vigil stopped.");
         result
+    }
+}
+
+/// Starts reading the ECS task metadata when `ECS_CONTAINER_METADATA_URI_V4` is set:
+/// the view for the API, the task document (for dimensions) and the polling task.
+async fn start_ecs(
+    config: &Config,
+    engine: mpsc::Sender<Input>,
+) -> (
+    Option<watch::Receiver<crate::ecs::EcsView>>,
+    Option<serde_json::Value>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let Some(endpoint) = crate::ecs::Endpoint::from_env() else {
+        return (None, None, None);
+    };
+    let (tx, rx) = watch::channel(crate::ecs::EcsView::default());
+    let doc = match crate::ecs::read_task(&endpoint).await {
+        Ok(doc) => doc,
+        Err(e) => {
+            tracing::warn!(message = "Cannot read the ECS task metadata; task dimensions fall back to the host name.", error = %e);
+            tx.send_modify(|v| v.last_error = Some(e));
+            serde_json::Value::Null
+        }
+    };
+    let task = tokio::spawn(crate::ecs::run(
+        endpoint,
+        doc.clone(),
+        config.evaluation_interval,
+        engine,
+        tx,
+    ));
+    (Some(rx), Some(doc), Some(task))
+}
+
+/// Where this Vigil runs, for CloudWatch's fixed dimensions: the ECS task, or the
+/// host name and `local` off ECS.
+fn place(
+    config: &Config,
+    cw: &crate::publish::CloudWatchConfig,
+    task_doc: Option<&serde_json::Value>,
+) -> crate::publish::Place {
+    let task = task_doc.and_then(|d| crate::ecs::task_info(d).ok());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_string());
+    let or_local = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("local").to_string();
+    crate::publish::Place {
+        environment: config.environment.clone(),
+        service: cw.service.clone(),
+        task_id: task.as_ref().map_or(host, |t| t.task_id.clone()),
+        cluster: or_local(task.as_ref().map(|t| t.cluster.as_str())),
+        availability_zone: or_local(task.as_ref().map(|t| t.availability_zone.as_str())),
     }
 }
 
@@ -370,6 +438,11 @@ impl Control {
     async fn apply(&mut self, new: Config, probes: Vec<(Component, Scheduled)>) {
         if new.listen != self.config.listen || new.state_dir != self.config.state_dir {
             tracing::warn!(message = "listen and state_dir take effect at the next restart.");
+        }
+        if new.publish.as_ref().map(|p| format!("{p:?}"))
+            != self.config.publish.as_ref().map(|p| format!("{p:?}"))
+        {
+            tracing::warn!(message = "publish settings take effect at the next restart.");
         }
         match (&self.paging, &new.routing) {
             (Some(p), Some(r)) => p.reload(r.clone()).await,

@@ -25,12 +25,14 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod ecs;
 pub mod health;
 pub mod logging;
 pub mod notify;
 pub mod paging;
 pub mod probe;
 pub mod promql;
+pub mod publish;
 pub mod route;
 pub mod rules;
 pub mod scrape;

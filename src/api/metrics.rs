@@ -281,7 +281,108 @@ pub const CATALOG: &[MetricDef] = &[
         "",
         "1 when this sidecar pages for shared alerts (it holds the lease, or Redis is unreachable and everyone pages).",
     ),
+    def(
+        "vigil_publish_datums_total",
+        "counter",
+        "",
+        "Datums sent to CloudWatch (or written as EMF).",
+    ),
+    def(
+        "vigil_publish_calls_total",
+        "counter",
+        "",
+        "PutMetricData calls (or EMF writes) that succeeded.",
+    ),
+    def(
+        "vigil_publish_errors_total",
+        "counter",
+        "",
+        "PutMetricData calls (or EMF writes) that failed.",
+    ),
+    def(
+        "vigil_publish_dropped_total",
+        "counter",
+        "",
+        "Datums dropped: the queue was full while CloudWatch was unreachable, or CloudWatch refused a batch.",
+    ),
+    def(
+        "vigil_publish_skipped_values_total",
+        "counter",
+        "",
+        "Values left out because CloudWatch cannot take them (NaN, +Inf, -Inf).",
+    ),
+    def(
+        "vigil_publish_queue_datums",
+        "gauge",
+        "",
+        "Datums waiting to be sent.",
+    ),
+    def(
+        "vigil_publish_last_success_timestamp_seconds",
+        "gauge",
+        "",
+        "When a publish last succeeded (Unix time); absent before the first.",
+    ),
+    def(
+        "vigil_task_memory_used_bytes",
+        "gauge",
+        "",
+        "Memory the ECS task's containers use, page cache excluded.",
+    ),
+    def(
+        "vigil_task_memory_limit_bytes",
+        "gauge",
+        "",
+        "The ECS task's memory limit.",
+    ),
+    def(
+        "vigil_task_memory_used_ratio",
+        "gauge",
+        "",
+        "The ECS task's memory used over its limit.",
+    ),
+    def(
+        "vigil_task_cpu_used_ratio",
+        "gauge",
+        "",
+        "The ECS task's CPU used over its vCPU limit, between the last two polls.",
+    ),
+    def(
+        "vigil_container_memory_used_bytes",
+        "gauge",
+        "container",
+        "Memory one container of the task uses, page cache excluded.",
+    ),
+    def(
+        "vigil_container_cpu_used_ratio",
+        "gauge",
+        "container",
+        "CPU one container uses over the task's vCPU limit.",
+    ),
 ];
+
+/// The publisher's series.
+pub fn publish_series(v: &crate::publish::PublishView) -> Vec<(Labels, f64)> {
+    let l = |name: &str| Labels::from_pairs(name, &[]);
+    let mut out = vec![
+        (l("vigil_publish_datums_total"), v.datums_sent as f64),
+        (l("vigil_publish_calls_total"), v.calls as f64),
+        (l("vigil_publish_errors_total"), v.errors as f64),
+        (l("vigil_publish_dropped_total"), v.dropped as f64),
+        (
+            l("vigil_publish_skipped_values_total"),
+            v.skipped_values as f64,
+        ),
+        (l("vigil_publish_queue_datums"), v.queued as f64),
+    ];
+    if let Some(t) = v.last_success {
+        out.push((
+            l("vigil_publish_last_success_timestamp_seconds"),
+            t.timestamp_millis() as f64 / 1000.0,
+        ));
+    }
+    out
+}
 
 /// The paging stage's series: the outbox per integration, muted alerts, the lease.
 pub fn paging_series(

@@ -76,6 +76,10 @@ pub struct ApiState {
     /// The bearer token that guards silences (`VIGIL_API_TOKEN`); without one, the
     /// silence endpoints answer 401.
     pub token: Option<Arc<crate::config::secret::Secret>>,
+    /// CloudWatch publishing (`None` when not configured).
+    pub publish: Option<watch::Receiver<crate::publish::PublishView>>,
+    /// The ECS task (`None` off ECS).
+    pub ecs: Option<watch::Receiver<crate::ecs::EcsView>>,
 }
 
 /// The API's routes.
@@ -144,6 +148,8 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
         components: health.components.clone(),
         engine: state.engine.borrow().clone(),
         paging: state.paging.as_ref().map(|p| p.view()),
+        publishing: state.publish.as_ref().map(|p| p.borrow().clone()),
+        task: state.ecs.as_ref().map(|e| e.borrow().clone()),
     }
 }
 
@@ -323,6 +329,12 @@ async fn metrics_page(State(state): State<ApiState>) -> Response {
     }
     if let Some(p) = &state.paging {
         series.extend(metrics::paging_series(&p.view(), Utc::now()));
+    }
+    if let Some(p) = &state.publish {
+        series.extend(metrics::publish_series(&p.borrow()));
+    }
+    if let Some(e) = &state.ecs {
+        series.extend(e.borrow().series.iter().cloned());
     }
     let body = metrics::render(&series);
     (

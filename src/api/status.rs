@@ -38,6 +38,12 @@ pub struct StatusReport {
     /// Paging: the lease, muted alerts, windows, the outbox per integration.
     #[serde(default)]
     pub paging: Option<crate::paging::PagingView>,
+    /// CloudWatch publishing: the last success, the last error, the queue.
+    #[serde(default)]
+    pub publishing: Option<crate::publish::PublishView>,
+    /// The ECS task this Vigil runs in, when on ECS.
+    #[serde(default)]
+    pub task: Option<crate::ecs::EcsView>,
 }
 
 /// "3s ago", "5m12s ago", "never": how long before `now` a time was.
@@ -171,6 +177,57 @@ pub fn render_text(r: &StatusReport) -> String {
         out.push_str("\nPAGING\n");
         for l in paging {
             let _ = writeln!(out, "  {l}");
+        }
+    }
+    let publishing = publishing_lines(r);
+    if !publishing.is_empty() {
+        out.push_str("\nPUBLISHING\n");
+        for l in publishing {
+            let _ = writeln!(out, "  {l}");
+        }
+    }
+    out
+}
+
+/// What the page says about CloudWatch publishing and the ECS task, one line each.
+pub fn publishing_lines(r: &StatusReport) -> Vec<String> {
+    let now = r.generated_at;
+    let mut out = Vec::new();
+    if let Some(p) = &r.publishing {
+        out.push(format!(
+            "cloudwatch ({}) {} every {}s: last publish {}, {} queued, {} sent, {} dropped",
+            p.mode,
+            p.namespace,
+            p.interval_seconds,
+            ago(p.last_success, now),
+            p.queued,
+            p.datums_sent,
+            p.dropped
+        ));
+        if let Some(e) = &p.last_error {
+            out.push(format!(
+                "last error {}: {}",
+                ago(Some(e.at), now),
+                e.message
+            ));
+        }
+    }
+    if let Some(t) = &r.task {
+        let pct = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{:.0} %", v * 100.0));
+        match &t.task {
+            Some(task) => out.push(format!(
+                "task {} ({}) in cluster {}, {}: memory {}, CPU {}",
+                task.task_id,
+                task.task_definition,
+                task.cluster,
+                task.availability_zone,
+                pct(t.memory_used_ratio),
+                pct(t.cpu_used_ratio)
+            )),
+            None => out.push("task: the ECS metadata endpoint did not answer".to_string()),
+        }
+        if let Some(e) = &t.last_error {
+            out.push(format!("task stats: {e}"));
         }
     }
     out
@@ -428,6 +485,14 @@ small{{color:#59636e}}
         let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
     }
     out.push_str("</ul>\n");
+    let publishing = publishing_lines(r);
+    if !publishing.is_empty() {
+        out.push_str("<h2>Publishing</h2>\n<ul>\n");
+        for l in publishing {
+            let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
+        }
+        out.push_str("</ul>\n");
+    }
     let _ = writeln!(
         out,
         "<p><small>store: {} series (max {}), {} samples{}</small></p>",
@@ -521,6 +586,32 @@ mod tests {
                 groups: 2,
                 ..Default::default()
             },
+            publishing: Some(crate::publish::PublishView {
+                mode: "api".into(),
+                namespace: "PlexWatchTogether".into(),
+                interval_seconds: 60.0,
+                queued: 12,
+                datums_sent: 340,
+                dropped: 0,
+                last_success: Some(t(-20)),
+                last_error: Some(crate::publish::PublishError {
+                    at: t(-80),
+                    message: "dispatch failure: connection refused".into(),
+                }),
+                ..Default::default()
+            }),
+            task: Some(crate::ecs::EcsView {
+                task: Some(crate::ecs::TaskInfo {
+                    task_id: "bfa26362".into(),
+                    task_definition: "watch-together:7".into(),
+                    cluster: "prod".into(),
+                    availability_zone: "us-east-1d".into(),
+                    ..Default::default()
+                }),
+                memory_used_ratio: Some(0.42),
+                cpu_used_ratio: Some(0.07),
+                ..Default::default()
+            }),
             paging: Some(crate::paging::PagingView {
                 routing_file: "alerts/routing.yaml".into(),
                 lease: Some(crate::notify::lease::LeaseState::Holder),
@@ -579,6 +670,11 @@ PAGING
   MAINTENANCE WINDOW monthly active until 2026-09-21T15:13:20Z (1h), muting severity=\"warning\"
   held back: dev-DiskSpaceLow-0a1b2c3d (maintenance window monthly)
   critical/sns: 1 queued, 2 delivered, 2 failed attempts, oldest queued 30s ago; last error: dispatch failure: connection refused
+
+PUBLISHING
+  cloudwatch (api) PlexWatchTogether every 60s: last publish 20s ago, 12 queued, 340 sent, 0 dropped
+  last error 1m20s ago: dispatch failure: connection refused
+  task bfa26362 (watch-together:7) in cluster prod, us-east-1d: memory 42 %, CPU 7 %
 ";
         assert_eq!(render_text(&report()), expected);
     }

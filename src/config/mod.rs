@@ -84,6 +84,8 @@ pub struct Config {
     pub routing: Option<crate::route::Routing>,
     /// How people reach this Vigil (links in pages); `http://<listen>` by default.
     pub external_url: String,
+    /// CloudWatch publishing, if configured.
+    pub publish: Option<crate::publish::CloudWatchConfig>,
 }
 
 /// One probe's validated settings.
@@ -128,6 +130,8 @@ struct RawConfig<P> {
     routing: Option<Spanned<String>>,
     #[serde(default)]
     external_url: Option<Spanned<String>>,
+    #[serde(default)]
+    publish: Option<crate::publish::PublishSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -579,6 +583,7 @@ fn validate(
         }
         None => listen.map(|l| format!("http://{l}")).unwrap_or_default(),
     };
+    let publish = raw.publish.and_then(|p| p.validate(c));
     let hash = Sha256::digest(text.as_bytes());
     let hash: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
     Some(Config {
@@ -597,6 +602,7 @@ fn validate(
         routing_file,
         routing: None,
         external_url,
+        publish,
     })
 }
 

@@ -99,6 +99,11 @@ impl Collector {
         self.at_line_col(line, column, tidy(message));
     }
 
+    /// How many problems have been found so far.
+    pub fn len(&self) -> usize {
+        self.found.len()
+    }
+
     /// Whether nothing has been found.
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()

@@ -75,7 +75,7 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
 
 /// Whether a series' labels satisfy the selector's matchers other than the
 /// equalities the store's index already enforced (see [`equalities`]).
-fn selects(v: &VectorSelector, labels: &Labels) -> bool {
+pub(crate) fn selects(v: &VectorSelector, labels: &Labels) -> bool {
     v.matchers.matchers.iter().filter(|m| !indexed(m)).all(|m| {
         let value = labels.get(&m.name);
         match &m.op {
@@ -94,7 +94,7 @@ fn indexed(m: &promql_parser::label::Matcher) -> bool {
 }
 
 /// The selector's indexed matchers (its name among them), for the store.
-fn equalities(v: &VectorSelector) -> Vec<(&str, &str)> {
+pub(crate) fn equalities(v: &VectorSelector) -> Vec<(&str, &str)> {
     let mut out: Vec<(&str, &str)> = v
         .matchers
         .matchers

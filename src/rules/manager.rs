@@ -41,6 +41,18 @@ pub enum Input {
         /// The interval of groups that set none.
         default_interval: Duration,
     },
+    /// The samples of the metrics to publish in `(from, to]` (ms), for the
+    /// CloudWatch publisher.
+    Snapshot {
+        /// What to select.
+        metrics: std::sync::Arc<Vec<crate::publish::config::MetricConfig>>,
+        /// Window start, excluded.
+        from: i64,
+        /// Window end, included.
+        to: i64,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Vec<Vec<crate::publish::SeriesWindow>>>,
+    },
 }
 
 /// An alert as the API shows it.
@@ -422,6 +434,16 @@ impl Manager {
             .clamp(Duration::from_millis(100), Duration::from_secs(1))
     }
 
+    /// The samples of `metrics` in `(from, to]`, for publishing.
+    pub fn snapshot(
+        &self,
+        metrics: &[crate::publish::config::MetricConfig],
+        from: i64,
+        to: i64,
+    ) -> Vec<Vec<crate::publish::SeriesWindow>> {
+        crate::publish::aggregate::snapshot(&self.store, metrics, from, to)
+    }
+
     /// Runs until every sender of `inputs` is gone.
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         let mut ticks = tokio::time::interval(self.tick());
@@ -444,6 +466,9 @@ impl Manager {
                         ticks = tokio::time::interval(self.tick());
                         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         self.evaluate(Utc::now().timestamp_millis(), true);
+                    }
+                    Some(Input::Snapshot { metrics, from, to, reply }) => {
+                        let _ = reply.send(self.snapshot(&metrics, from, to));
                     }
                 }
             }

@@ -1,0 +1,146 @@
+//! `mode: api`: PutMetricData through the AWS SDK (Smithy RPC v2 CBOR), bodies above
+//! 10 KiB gzipped by the SDK.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
+
+use super::{CloudWatchConfig, Datum, DatumValue, Sink, SinkError};
+
+/// PutMetricData's limit on datums per call.
+pub const MAX_DATUMS: usize = 1_000;
+/// PutMetricData's limit on the request body, uncompressed to be safe.
+pub const MAX_BYTES: usize = 1_000_000;
+/// How long one call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A CloudWatch client for Vigil's own calls: no SDK retries (the sender retries
+/// with its own backoff, so a failure shows in `/status` at once), bounded calls.
+pub async fn client(region: Option<&str>) -> aws_sdk_cloudwatch::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(CALL_TIMEOUT)
+                .connect_timeout(Duration::from_secs(3))
+                .build(),
+        );
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    aws_sdk_cloudwatch::Client::new(&loader.load().await)
+}
+
+/// Sends batches with PutMetricData.
+pub struct CloudWatchSink {
+    /// The namespace.
+    namespace: String,
+    /// The SDK client.
+    client: aws_sdk_cloudwatch::Client,
+}
+
+impl CloudWatchSink {
+    /// A sink for `cfg`'s namespace and region.
+    pub async fn new(cfg: &CloudWatchConfig) -> CloudWatchSink {
+        CloudWatchSink {
+            namespace: cfg.namespace.clone(),
+            client: client(cfg.region.as_deref()).await,
+        }
+    }
+}
+
+/// The SDK's form of a datum.
+pub fn to_sdk(d: &Datum) -> MetricDatum {
+    let mut b = MetricDatum::builder()
+        .metric_name(&d.name)
+        .set_dimensions(Some(
+            d.dimensions
+                .iter()
+                .map(|(k, v)| Dimension::builder().name(k).value(v).build())
+                .collect(),
+        ))
+        .timestamp(AwsTime::from_millis(d.timestamp_ms));
+    b = match &d.value {
+        DatumValue::Single(v) => b.value(*v),
+        DatumValue::Stats {
+            count,
+            sum,
+            min,
+            max,
+        } => b.statistic_values(
+            StatisticSet::builder()
+                .sample_count(*count)
+                .sum(*sum)
+                .minimum(*min)
+                .maximum(*max)
+                .build(),
+        ),
+        DatumValue::Distribution { values, counts } => b
+            .set_values(Some(values.clone()))
+            .set_counts(Some(counts.clone())),
+    };
+    if let Some(u) = &d.unit {
+        b = b.unit(StandardUnit::from(u.as_str()));
+    }
+    if d.high_resolution {
+        b = b.storage_resolution(1);
+    }
+    b.build()
+}
+
+impl Sink for CloudWatchSink {
+    fn max_datums(&self) -> usize {
+        MAX_DATUMS
+    }
+
+    fn max_bytes(&self) -> usize {
+        MAX_BYTES
+    }
+
+    fn send<'a>(
+        &'a self,
+        batch: &'a [Datum],
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.client
+                .put_metric_data()
+                .namespace(&self.namespace)
+                .set_metric_data(Some(batch.iter().map(to_sdk).collect()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+    }
+}
+
+/// Invalid parameters cannot succeed on a retry; everything else (unreachable,
+/// throttled, 5xx, expired credentials that the provider renews) is retried.
+fn classify<E>(e: aws_sdk_cloudwatch::error::SdkError<E>) -> SinkError
+where
+    E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
+    let code = e.code().unwrap_or("").to_string();
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let reason = match e.message() {
+        Some(m) => format!("{code}: {m}"),
+        None => aws_sdk_cloudwatch::error::DisplayErrorContext(&e).to_string(),
+    };
+    let refused = matches!(
+        code.as_str(),
+        "InvalidParameterValue"
+            | "InvalidParameterValueException"
+            | "InvalidParameterCombination"
+            | "InvalidParameterCombinationException"
+            | "MissingRequiredParameter"
+            | "MissingRequiredParameterException"
+    ) || status == Some(413);
+    SinkError {
+        reason,
+        retry: !refused,
+    }
+}

@@ -1,0 +1,346 @@
+//! Publishing to CloudWatch: every `interval`, the configured series of the store
+//! become datums (see [`aggregate`]) that a [`Sink`] sends — PutMetricData calls
+//! ([`cloudwatch`]) or Embedded Metric Format lines on stdout ([`emf`]).
+//!
+//! ```text
+//!  flusher ── every interval: snapshot from the manager → datums + vigil_heartbeat
+//!     │  bounded queue (max_queued datums; past it the oldest are dropped, counted)
+//!     ▼
+//!  sender ── batches of ≤ 1 000 datums and ≤ 1 MB → sink; retries with backoff
+//! ```
+//!
+//! Neither task ever waits on probing or evaluation, and nothing they do can make
+//! those wait: the manager answers a snapshot request with a copy of the samples, and
+//! a CloudWatch outage only grows the queue.
+
+pub mod aggregate;
+pub mod cloudwatch;
+pub mod config;
+pub mod emf;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+pub use aggregate::{Datum, DatumValue, Place, SeriesWindow};
+pub use config::{CloudWatchConfig, Mode, PublishSettings};
+
+use crate::notify::Backoff;
+use crate::rules::manager::Input;
+
+/// The metric published every interval, whatever else is configured, so that a
+/// CloudWatch alarm treating missing data as breaching pages when Vigil dies.
+pub const HEARTBEAT: &str = "vigil_heartbeat";
+
+/// Why a batch was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkError {
+    /// What went wrong.
+    pub reason: String,
+    /// Whether trying again can help (unreachable, throttled, 5xx) or the batch is
+    /// refused for good (invalid parameters).
+    pub retry: bool,
+}
+
+/// Where batches go: one implementation per mode.
+pub trait Sink: Send + Sync + 'static {
+    /// Most datums per call.
+    fn max_datums(&self) -> usize;
+    /// Most bytes per call, as [`Datum::size_bound`] counts them.
+    fn max_bytes(&self) -> usize;
+    /// Sends one batch.
+    fn send<'a>(
+        &'a self,
+        batch: &'a [Datum],
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+}
+
+/// What `/status` and `/metrics` show of publishing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct PublishView {
+    /// `api` or `emf`.
+    pub mode: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Seconds between flushes.
+    pub interval_seconds: f64,
+    /// Datums waiting to be sent.
+    pub queued: usize,
+    /// Flushes since the start.
+    pub flushes: u64,
+    /// Calls (or EMF lines) that succeeded.
+    pub calls: u64,
+    /// Datums sent.
+    pub datums_sent: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Datums dropped: the queue was full, or CloudWatch refused a batch for good.
+    pub dropped: u64,
+    /// Values left out because CloudWatch cannot take them (NaN, ±Inf).
+    pub skipped_values: u64,
+    /// When a call last succeeded.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last failure, if any.
+    pub last_error: Option<PublishError>,
+}
+
+/// A failed call, for `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PublishError {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What CloudWatch (or the network) said.
+    pub message: String,
+}
+
+/// The queue between the flusher and the sender.
+struct Queue {
+    /// Datums, oldest first.
+    datums: Mutex<VecDeque<Datum>>,
+    /// Most datums kept.
+    max: usize,
+    /// Wakes the sender.
+    ready: Notify,
+}
+
+impl Queue {
+    /// Appends `new`, dropping the oldest past the limit; returns how many dropped.
+    fn push(&self, new: Vec<Datum>) -> usize {
+        let mut q = self.datums.lock().expect("queue lock");
+        q.extend(new);
+        let over = q.len().saturating_sub(self.max);
+        q.drain(..over);
+        drop(q);
+        self.ready.notify_one();
+        over
+    }
+
+    /// Puts a batch that failed back at the head, dropping the oldest past the
+    /// limit; returns how many dropped.
+    fn unshift(&self, batch: Vec<Datum>) -> usize {
+        let mut q = self.datums.lock().expect("queue lock");
+        for d in batch.into_iter().rev() {
+            q.push_front(d);
+        }
+        let over = q.len().saturating_sub(self.max);
+        q.drain(..over);
+        over
+    }
+
+    /// Takes the next batch within the sink's limits.
+    fn take(&self, max_datums: usize, max_bytes: usize) -> Vec<Datum> {
+        let mut q = self.datums.lock().expect("queue lock");
+        let mut bytes = 0;
+        let mut n = 0;
+        for d in q.iter() {
+            let size = d.size_bound();
+            if n == max_datums || (n > 0 && bytes + size > max_bytes) {
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        q.drain(..n).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.datums.lock().expect("queue lock").len()
+    }
+}
+
+/// Builds the sink of `cfg.mode`.
+pub async fn sink(cfg: &CloudWatchConfig) -> Arc<dyn Sink> {
+    match cfg.mode {
+        Mode::Api => Arc::new(cloudwatch::CloudWatchSink::new(cfg).await),
+        Mode::Emf => Arc::new(emf::EmfSink::stdout(cfg)),
+    }
+}
+
+/// Starts the flusher and the sender. Snapshots are asked of the manager through
+/// `engine`; what happens shows in the returned view.
+pub fn start(
+    cfg: CloudWatchConfig,
+    place: Place,
+    sink: Arc<dyn Sink>,
+    engine: mpsc::Sender<Input>,
+) -> (watch::Receiver<PublishView>, JoinSet<()>) {
+    let (view_tx, view_rx) = watch::channel(PublishView {
+        mode: match cfg.mode {
+            Mode::Api => "api".into(),
+            Mode::Emf => "emf".into(),
+        },
+        namespace: cfg.namespace.clone(),
+        interval_seconds: cfg.interval.as_secs_f64(),
+        ..PublishView::default()
+    });
+    let view = Arc::new(view_tx);
+    let queue = Arc::new(Queue {
+        datums: Mutex::new(VecDeque::new()),
+        max: cfg.max_queued,
+        ready: Notify::new(),
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(flusher(
+        cfg,
+        place,
+        engine,
+        Arc::clone(&queue),
+        Arc::clone(&view),
+    ));
+    tasks.spawn(sender(sink, queue, view));
+    (view_rx, tasks)
+}
+
+/// The datum of [`HEARTBEAT`].
+pub fn heartbeat(cfg: &CloudWatchConfig, place: &Place, t: i64) -> Datum {
+    Datum {
+        name: HEARTBEAT.to_string(),
+        dimensions: place.dimensions(&cfg.dimensions),
+        timestamp_ms: t,
+        value: DatumValue::Single(1.0),
+        unit: Some("Count".to_string()),
+        high_resolution: false,
+    }
+}
+
+async fn flusher(
+    cfg: CloudWatchConfig,
+    place: Place,
+    engine: mpsc::Sender<Input>,
+    queue: Arc<Queue>,
+    view: Arc<watch::Sender<PublishView>>,
+) {
+    let metrics = Arc::new(cfg.metrics.clone());
+    let mut ticks = tokio::time::interval(cfg.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    let mut from = Utc::now().timestamp_millis();
+    loop {
+        ticks.tick().await;
+        let to = Utc::now().timestamp_millis();
+        let (reply, answer) = oneshot::channel();
+        let asked = engine
+            .send(Input::Snapshot {
+                metrics: Arc::clone(&metrics),
+                from,
+                to,
+                reply,
+            })
+            .await;
+        let windows = match asked {
+            Ok(()) => answer.await.unwrap_or_default(),
+            Err(_) => return,
+        };
+        let mut skipped = 0;
+        let expand = cfg.mode == Mode::Emf;
+        let mut datums = aggregate::datums(&metrics, windows, &place, to, expand, &mut skipped);
+        datums.push(heartbeat(&cfg, &place, to));
+        let n = datums.len();
+        let dropped = queue.push(datums);
+        if dropped > 0 {
+            tracing::warn!(
+                message = "The CloudWatch queue is full; dropped the oldest datums.",
+                dropped
+            );
+        }
+        view.send_modify(|v| {
+            v.flushes += 1;
+            v.dropped += dropped as u64;
+            v.skipped_values += skipped;
+            v.queued = queue.len();
+        });
+        tracing::debug!(message = "Flushed.", datums = n);
+        from = to;
+    }
+}
+
+/// Retry waits while CloudWatch fails.
+const BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(30),
+};
+
+async fn sender(sink: Arc<dyn Sink>, queue: Arc<Queue>, view: Arc<watch::Sender<PublishView>>) {
+    let mut failures = 0u32;
+    loop {
+        let batch = queue.take(sink.max_datums(), sink.max_bytes());
+        if batch.is_empty() {
+            queue.ready.notified().await;
+            continue;
+        }
+        match sink.send(&batch).await {
+            Ok(()) => {
+                failures = 0;
+                view.send_modify(|v| {
+                    v.calls += 1;
+                    v.datums_sent += batch.len() as u64;
+                    v.last_success = Some(Utc::now());
+                    v.queued = queue.len();
+                });
+            }
+            Err(e) => {
+                failures += 1;
+                let n = batch.len();
+                let dropped = if e.retry { queue.unshift(batch) } else { n };
+                if e.retry {
+                    tracing::warn!(message = "Publishing to CloudWatch failed; will retry.", error = %e.reason, datums = n, failures);
+                } else {
+                    tracing::error!(message = "CloudWatch refused a batch; dropped it.", error = %e.reason, datums = n);
+                }
+                view.send_modify(|v| {
+                    v.errors += 1;
+                    v.dropped += dropped as u64;
+                    v.queued = queue.len();
+                    v.last_error = Some(PublishError {
+                        at: Utc::now(),
+                        message: e.reason.clone(),
+                    });
+                });
+                if e.retry {
+                    tokio::time::sleep(BACKOFF.delay(failures)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(i: usize) -> Datum {
+        Datum {
+            name: format!("m{i}"),
+            dimensions: vec![],
+            timestamp_ms: i as i64,
+            value: DatumValue::Single(1.0),
+            unit: None,
+            high_resolution: false,
+        }
+    }
+
+    #[test]
+    fn the_queue_keeps_the_newest_and_counts_what_it_drops() {
+        let q = Queue {
+            datums: Mutex::new(VecDeque::new()),
+            max: 5,
+            ready: Notify::new(),
+        };
+        assert_eq!(q.push((0..4).map(d).collect()), 0);
+        assert_eq!(q.push((4..7).map(d).collect()), 2);
+        let batch = q.take(2, usize::MAX);
+        assert_eq!(batch, vec![d(2), d(3)]);
+        assert_eq!(q.push((7..9).map(d).collect()), 0);
+        // A failed batch goes back at the head; the oldest past the limit go.
+        assert_eq!(q.unshift(batch), 2);
+        let rest = q.take(10, usize::MAX);
+        assert_eq!(rest, (4..9).map(d).collect::<Vec<_>>());
+    }
+}
