@@ -368,7 +368,8 @@ class Handler(BaseHTTPRequestHandler):
         raw = self._read_body() or b""
         encoding = self.headers.get("Content-Encoding")
         entry = {"service": "cloudwatch", "operation": op_name, "wire_bytes": len(raw),
-                 "body_bytes": None, "content_encoding": encoding, "status": None}
+                 "body_bytes": None, "content_encoding": encoding, "status": None,
+                 "datums": None}
         try:
             status, headers, body = self._translate(op_name, raw, encoding, entry)
         except ProtocolError as e:
@@ -405,6 +406,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ProtocolError(400, "SerializationException", f"body is not CBOR: {e}")
         if decoded is None:
             decoded = {}
+        if isinstance(decoded, dict) and isinstance(decoded.get("MetricData"), list):
+            entry["datums"] = len(decoded["MetricData"])
         try:
             params = (cbor_to_json(operation.input_shape, decoded, op_name)
                       if operation.input_shape is not None else {})

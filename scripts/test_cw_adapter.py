@@ -482,11 +482,11 @@ class CwAdapterTest(unittest.TestCase):
         calls = self.calls()
         self.assertEqual(calls, [
             {"service": "cloudwatch", "operation": "PutMetricData", "wire_bytes": len(wire1),
-             "body_bytes": len(plain1), "content_encoding": None, "status": 200},
+             "body_bytes": len(plain1), "content_encoding": None, "status": 200, "datums": 1},
             {"service": "cloudwatch", "operation": "PutMetricData", "wire_bytes": len(wire2),
-             "body_bytes": len(plain2), "content_encoding": "gzip", "status": 200},
+             "body_bytes": len(plain2), "content_encoding": "gzip", "status": 200, "datums": 1},
             {"service": "cloudwatch", "operation": "GetDashboard", "wire_bytes": len(wire3),
-             "body_bytes": len(wire3), "content_encoding": None, "status": 404},
+             "body_bytes": len(wire3), "content_encoding": None, "status": 404, "datums": None},
         ])
         self.assertLess(calls[1]["wire_bytes"], calls[1]["body_bytes"])
 

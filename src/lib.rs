@@ -25,6 +25,7 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod dashboards;
 pub mod ecs;
 pub mod health;
 pub mod logging;

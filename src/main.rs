@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render or upload the CloudWatch dashboards of dashboards/.
+    Dashboards {
+        #[command(subcommand)]
+        what: DashboardsCommand,
+    },
     /// Add, list or expire silences on a running daemon (needs VIGIL_API_TOKEN).
     Silence {
         /// The daemon's base URL.
@@ -90,6 +95,38 @@ enum SilenceCommand {
         /// The silence's id.
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DashboardsCommand {
+    /// Print the dashboards as one JSON object, dashboard name → body.
+    Render {
+        #[command(flatten)]
+        target: DashboardTarget,
+    },
+    /// Upload the dashboards with PutDashboard (credentials and region as for any
+    /// AWS tool; AWS_ENDPOINT_URL for a local AWS).
+    Push {
+        #[command(flatten)]
+        target: DashboardTarget,
+    },
+}
+
+/// Which dashboards, for which environment.
+#[derive(Debug, clap::Args)]
+struct DashboardTarget {
+    /// The environment (`${environment}`; dashboards are named `<env>-watch-together-<file>`).
+    #[arg(long = "env")]
+    environment: String,
+    /// The region (`${region}`).
+    #[arg(long, env = "AWS_REGION")]
+    region: String,
+    /// The AWS account (`${account_id}`, in the alarm widget's ARNs).
+    #[arg(long, env = "AWS_ACCOUNT_ID")]
+    account_id: String,
+    /// The directory of dashboard bodies.
+    #[arg(long, default_value = "dashboards")]
+    dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +186,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Silence { url, what } => silence(&url, what),
+        Command::Dashboards { what } => dashboards(what),
         Command::Status { url, json } => {
             match runtime().and_then(|rt| rt.block_on(fetch_status(&url))) {
                 Ok((report, raw)) => {
@@ -259,6 +297,64 @@ fn silence(url: &str, what: SilenceCommand) -> ExitCode {
         Err(e) => {
             eprintln!("vigil: {e:#}");
             ExitCode::from(3)
+        }
+    }
+}
+
+/// `vigil dashboards render|push`. Exit 0, 2 for a broken dashboard file, 1 when
+/// CloudWatch refuses.
+fn dashboards(what: DashboardsCommand) -> ExitCode {
+    let (DashboardsCommand::Render { target } | DashboardsCommand::Push { target }) = &what;
+    let rendered = match vigil::dashboards::render(
+        &target.dir,
+        &target.environment,
+        &target.region,
+        &target.account_id,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match what {
+        DashboardsCommand::Render { .. } => {
+            let all: serde_json::Map<String, serde_json::Value> = rendered
+                .iter()
+                .map(|d| {
+                    let body = serde_json::from_str(&d.body).expect("render checked the JSON");
+                    (d.name.clone(), body)
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&all).expect("JSON values serialize")
+            );
+            ExitCode::SUCCESS
+        }
+        DashboardsCommand::Push { target } => {
+            let push = async {
+                let client = vigil::publish::cloudwatch::client(Some(&target.region)).await;
+                vigil::dashboards::push(&client, &rendered).await
+            };
+            match runtime()
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|rt| rt.block_on(push))
+            {
+                Ok(results) => {
+                    for (name, messages) in results {
+                        println!("pushed {name}");
+                        for m in messages {
+                            println!("  CloudWatch says: {m}");
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -45,9 +45,17 @@ pub struct CloudWatchSink {
 impl CloudWatchSink {
     /// A sink for `cfg`'s namespace and region.
     pub async fn new(cfg: &CloudWatchConfig) -> CloudWatchSink {
+        CloudWatchSink::with_client(cfg, client(cfg.region.as_deref()).await)
+    }
+
+    /// A sink for `cfg`'s namespace through `client`.
+    pub fn with_client(
+        cfg: &CloudWatchConfig,
+        client: aws_sdk_cloudwatch::Client,
+    ) -> CloudWatchSink {
         CloudWatchSink {
             namespace: cfg.namespace.clone(),
-            client: client(cfg.region.as_deref()).await,
+            client,
         }
     }
 }

@@ -672,3 +672,121 @@ impl Drop for Moto {
         self.stop();
     }
 }
+
+/// `scripts/cw-adapter.py` in front of a [`Moto`]: CloudWatch's CBOR protocol (the
+/// only one the newest SDK speaks) turned into the JSON protocol moto takes, with
+/// every CBOR call recorded (`/_adapter/calls`). Everything else passes through.
+pub struct CwAdapter {
+    /// Where it listens; stays the same across [`CwAdapter::restart`].
+    port: u16,
+    /// moto's URL.
+    upstream: String,
+    /// The running adapter, if it runs.
+    child: Option<Child>,
+}
+
+/// One call the adapter saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CwCall {
+    /// The operation (`PutMetricData`).
+    pub operation: String,
+    /// Bytes as received (gzipped or not).
+    pub wire_bytes: usize,
+    /// Bytes after gunzip.
+    pub body_bytes: usize,
+    /// `Content-Encoding`, if any.
+    pub content_encoding: Option<String>,
+    /// The answer's status.
+    pub status: u16,
+    /// Datums in a PutMetricData call.
+    pub datums: Option<usize>,
+}
+
+impl CwAdapter {
+    /// Starts the adapter in front of `moto` on a free port.
+    pub fn start(moto: &Moto) -> CwAdapter {
+        let mut a = CwAdapter {
+            port: free_port(),
+            upstream: moto.endpoint(),
+            child: None,
+        };
+        a.restart();
+        a
+    }
+
+    /// The endpoint URL for `AWS_ENDPOINT_URL_CLOUDWATCH`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the adapter: CloudWatch is unreachable.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the adapter (again) on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = moto_server_bin().with_file_name("python");
+        let child = Command::new(&python)
+            .arg(root.join("scripts/cw-adapter.py"))
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--upstream",
+                &self.upstream,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} failed ({e}); scripts/test.sh installs the venv",
+                    python.display()
+                )
+            });
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("the CloudWatch adapter to answer", START_DEADLINE, || {
+            matches!(
+                http(port, "GET", "/_adapter/calls", &[], ""),
+                Some((200, _))
+            )
+        });
+    }
+
+    /// The CBOR calls seen since the start or the last [`CwAdapter::reset`].
+    pub fn calls(&self) -> Vec<CwCall> {
+        let Some((200, body)) = http(self.port, "GET", "/_adapter/calls", &[], "") else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| CwCall {
+                operation: c["operation"].as_str().unwrap_or("").to_string(),
+                wire_bytes: c["wire_bytes"].as_u64().unwrap_or(0) as usize,
+                body_bytes: c["body_bytes"].as_u64().unwrap_or(0) as usize,
+                content_encoding: c["content_encoding"].as_str().map(str::to_string),
+                status: c["status"].as_u64().unwrap_or(0) as u16,
+                datums: c["datums"].as_u64().map(|d| d as usize),
+            })
+            .collect()
+    }
+
+    /// Forgets the calls seen so far.
+    pub fn reset(&self) {
+        let _ = http(self.port, "POST", "/_adapter/reset", &[], "");
+    }
+}
+
+impl Drop for CwAdapter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

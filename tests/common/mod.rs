@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -79,7 +79,7 @@ impl Vigil {
             .arg(&config)
             .env("RUST_LOG", "debug")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("vigil.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting vigil");
@@ -198,6 +198,11 @@ impl Vigil {
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
         self.dir
+    }
+
+    /// What the daemon wrote on stdout so far (EMF lines).
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vigil.out")).unwrap_or_default()
     }
 
     /// The log so far.
