@@ -5,8 +5,9 @@
 #
 # Settings (environment): PG_PORT (5432), REDIS_PORT (6379), APP_PORT (3000),
 # VIGIL_PORT (9464), MOTO_PORT (4566, the local AWS), SINK_PORT (4567, the webhook
-# sink), DATABASE_URL and REDIS_URL (derived from the ports), VIGIL_API_TOKEN (for
-# silences; a random one is made and printed when unset).
+# sink), CW_PORT (4568, CloudWatch's CBOR protocol in front of moto), DATABASE_URL
+# and REDIS_URL (derived from the ports), VIGIL_API_TOKEN (for silences; a random
+# one is made and printed when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -17,6 +18,7 @@ APP_PORT=${APP_PORT:-3000}
 VIGIL_PORT=${VIGIL_PORT:-9464}
 MOTO_PORT=${MOTO_PORT:-4566}
 SINK_PORT=${SINK_PORT:-4567}
+CW_PORT=${CW_PORT:-4568}
 DEV=$(pwd)/.dev
 mkdir -p "$DEV"
 
@@ -35,9 +37,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for port in "$APP_PORT" "$VIGIL_PORT" "$MOTO_PORT" "$SINK_PORT"; do
+for port in "$APP_PORT" "$VIGIL_PORT" "$MOTO_PORT" "$SINK_PORT" "$CW_PORT"; do
     if port_open "$port"; then
-        echo "error: port $port is taken; stop what uses it or set APP_PORT / VIGIL_PORT / MOTO_PORT / SINK_PORT" >&2
+        echo "error: port $port is taken; stop what uses it or set APP_PORT / VIGIL_PORT / MOTO_PORT / SINK_PORT / CW_PORT" >&2
         exit 1
     fi
 done
@@ -68,6 +70,10 @@ echo "==> Starting the local AWS (moto_server) on port $MOTO_PORT (log: .dev/mot
 start_moto "$MOTO_PORT" "$DEV/moto.log"
 pids+=("$MOTO_PID")
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true
+echo "==> Starting the CloudWatch adapter on port $CW_PORT (log: .dev/cw-adapter.log)"
+start_cw_adapter "$CW_PORT" "$MOTO_PORT" "$DEV/cw-adapter.log"
+pids+=("$CW_ADAPTER_PID")
+export AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$CW_PORT AWS_REGION=${AWS_REGION:-us-east-1}
 VIGIL_SNS_CRITICAL_TOPIC_ARN=$(moto_create_topic "$MOTO_PORT" vigil-critical us-east-1)
 VIGIL_SNS_WARNING_TOPIC_ARN=$(moto_create_topic "$MOTO_PORT" vigil-warning us-east-1)
 export VIGIL_SNS_CRITICAL_TOPIC_ARN VIGIL_SNS_WARNING_TOPIC_ARN
@@ -82,6 +88,9 @@ export VIGIL_API_TOKEN=${VIGIL_API_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx
 
 echo "==> Building the app and Vigil"
 cargo build -q -p watch-together -p vigil
+
+echo "==> Pushing the dashboards to the local CloudWatch"
+target/debug/vigil dashboards push --env dev --region "$AWS_REGION" --account-id 123456789012 | sed 's/^/    /'
 
 echo "==> Starting the Watch Together server on port $APP_PORT (log: .dev/app.log)"
 PORT=$APP_PORT BIND_LOCALHOST=1 LOG_FORMAT=json target/debug/watch-together >"$DEV/app.log" 2>&1 &
@@ -103,6 +112,8 @@ cat <<MSG
   The app:        http://127.0.0.1:$APP_PORT/api/health  (and /metrics)
   Pages (SNS):    curl -s http://127.0.0.1:$MOTO_PORT/moto-api/data.json   (sns.Topic[].sent_notifications)
   Heartbeats:     .dev/webhooks.log
+  CloudWatch:     every 60 s into namespace PlexWatchTogether; /status says when it last
+                  published, .dev/cw-adapter.log lists every PutMetricData call
   Silences:       VIGIL_API_TOKEN=$VIGIL_API_TOKEN target/debug/vigil silence list --url http://127.0.0.1:$VIGIL_PORT
 
   Ctrl-C stops everything this script started.

@@ -43,12 +43,23 @@ ensure_venv() {
 # The local AWS: moto_server (PyPI moto[server]) in the venv. Tests start their own
 # on free ports; dev-start.sh starts one for the laptop.
 MOTO_VERSION=5.2.5
+# cbor2 for scripts/cw-adapter.py, which puts CloudWatch's CBOR protocol in front of moto.
+CBOR2_VERSION=6.3.0
 ensure_moto() {
     ensure_venv
-    if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-        echo "==> Installing moto[server]==$MOTO_VERSION into .venv/"
-        .venv/bin/python -m pip install -q "moto[server]==$MOTO_VERSION"
+    if [ ! -x .venv/bin/moto_server ] \
+        || ! .venv/bin/python -c "import importlib.metadata, moto, cbor2, sys; sys.exit(moto.__version__ != '$MOTO_VERSION' or importlib.metadata.version('cbor2') != '$CBOR2_VERSION')" 2>/dev/null; then
+        echo "==> Installing moto[server]==$MOTO_VERSION and cbor2==$CBOR2_VERSION into .venv/"
+        .venv/bin/python -m pip install -q "moto[server]==$MOTO_VERSION" "cbor2==$CBOR2_VERSION"
     fi
+}
+
+# Starts the CloudWatch CBOR adapter on 127.0.0.1:$1 in front of the moto at port $2
+# (log in $3); sets CW_ADAPTER_PID.
+start_cw_adapter() {
+    .venv/bin/python scripts/cw-adapter.py --port "$1" --upstream "http://127.0.0.1:$2" >"$3" 2>&1 &
+    CW_ADAPTER_PID=$!
+    wait_port "$1" 30 "the CloudWatch adapter"
 }
 
 # Starts moto_server on 127.0.0.1:$1 (log in $2); sets MOTO_PID.

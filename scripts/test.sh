@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks, on a fresh machine too: installs what is missing (PostgreSQL,
 # Redis and promtool from Debian's packages, a Python venv under .venv/ with
-# moto_server, the local AWS), then
+# moto_server, the local AWS, and cbor2 for its CloudWatch adapter), then
 # formatting, lints, every test, and the rule tests through both promtool and vigil.
 # The tests start their own PostgreSQL and Redis servers on free ports; the machine's
 # shared ones are neither needed nor touched.
@@ -19,6 +19,8 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --workspace
+echo "==> the CloudWatch CBOR adapter's own tests"
+PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m unittest discover -s scripts -p 'test_*.py'
 echo "==> rule tests and the PromQL corpus, through promtool and through vigil"
 rule_tests=(rules/tests/*.yaml tests/promql/*.yaml)
 promtool check rules rules/*.yaml
@@ -29,4 +31,6 @@ VIGIL_SNS_CRITICAL_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:vigil-critical \
 VIGIL_SNS_WARNING_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:vigil-warning \
 VIGIL_HEARTBEAT_URL=http://127.0.0.1:9/heartbeat \
     cargo run -q -p vigil -- check --config vigil.example.yaml
+echo "==> vigil dashboards render"
+cargo run -q -p vigil -- dashboards render --env production --region us-east-1 --account-id 123456789012 >/dev/null
 echo "==> all checks passed"

@@ -140,7 +140,7 @@ pub fn metric_refs(body: &Value) -> Result<Vec<MetricRef>, String> {
                 }
             }
             if strings.len() >= 2 {
-                if strings.len() % 2 != 0 {
+                if !strings.len().is_multiple_of(2) {
                     return Err(format!("a dimension without a value in {strings:?}"));
                 }
                 out.push(MetricRef {

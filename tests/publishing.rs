@@ -4,6 +4,8 @@
 //! and the ECS task metadata endpoint served by a local HTTP server.
 
 mod common;
+#[path = "common/engine.rs"]
+mod engine;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,10 +17,9 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 use chrono::Utc;
 use common::{DEADLINE, Vigil};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use vigil::publish::cloudwatch::CloudWatchSink;
 use vigil::publish::{self, CloudWatchConfig, Place, PublishSettings, PublishView};
-use vigil::rules::manager::Input;
 use vigil::store::{Labels, Store};
 use vigil_testkit::{CwAdapter, Moto, Redis};
 
@@ -53,28 +54,6 @@ fn place() -> Place {
         cluster: "local".into(),
         availability_zone: "local".into(),
     }
-}
-
-/// Answers the publisher's snapshot requests as the manager would: the first with
-/// `store`'s samples in `(from, to]`, later ones with nothing (only the heartbeat
-/// is sent then).
-fn fake_engine(store: Store, from: i64, to: i64) -> mpsc::Sender<Input> {
-    let (tx, mut rx) = mpsc::channel(8);
-    tokio::spawn(async move {
-        let mut first = true;
-        while let Some(input) = rx.recv().await {
-            if let Input::Snapshot { metrics, reply, .. } = input {
-                let windows = if first {
-                    publish::aggregate::snapshot(&store, &metrics, from, to)
-                } else {
-                    metrics.iter().map(|_| Vec::new()).collect()
-                };
-                first = false;
-                let _ = reply.send(windows);
-            }
-        }
-    });
-    tx
 }
 
 /// Waits until the publisher's view satisfies `ok`.
@@ -215,7 +194,7 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
     );
 
     let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
-    let (mut view, _tasks) = publish::start(cfg, place(), sink, fake_engine(store, from, to));
+    let (mut view, _tasks) = publish::start(cfg, place(), sink, engine::fake(store, from, to));
     // 2 summaries, 1 distribution, 1 histogram, 2 increases, the heartbeat.
     wait_view(&mut view, "the first flush to be sent", |v| {
         v.datums_sent >= 7 && v.queued == 0
@@ -377,7 +356,7 @@ async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
     }
     let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
     let (mut view, _tasks) =
-        publish::start(cfg, place(), sink, fake_engine(store, to - 60_000, to));
+        publish::start(cfg, place(), sink, engine::fake(store, to - 60_000, to));
     wait_view(&mut view, "2 500 datums sent", |v| {
         v.datums_sent >= 2_500 && v.queued == 0
     })

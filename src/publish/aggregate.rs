@@ -394,29 +394,24 @@ fn distribution(pairs: Vec<(f64, f64)>) -> Vec<DatumValue> {
         .collect()
 }
 
-/// Splits `datums` into calls of at most `max_datums` and `max_bytes` (by
-/// [`Datum::size_bound`]), in order.
-pub fn batches(
-    datums: &[Datum],
+/// How many datums from the head of `datums` fit one call of at most `max_datums`
+/// and `max_bytes` (by [`Datum::size_bound`]); at least one when any is there.
+pub fn batch_len<'a>(
+    datums: impl IntoIterator<Item = &'a Datum>,
     max_datums: usize,
     max_bytes: usize,
-) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
+) -> usize {
     let mut bytes = 0;
-    for (i, d) in datums.iter().enumerate() {
+    let mut n = 0;
+    for d in datums {
         let size = d.size_bound();
-        if i > start && (i - start == max_datums || bytes + size > max_bytes) {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
+        if n == max_datums || (n > 0 && bytes + size > max_bytes) {
+            break;
         }
         bytes += size;
+        n += 1;
     }
-    if start < datums.len() {
-        out.push(start..datums.len());
-    }
-    out
+    n
 }
 
 #[cfg(test)]
@@ -646,13 +641,21 @@ mod tests {
             unit: None,
             high_resolution: false,
         };
+        let calls = |datums: &[Datum], max_datums, max_bytes| {
+            let mut out = Vec::new();
+            let mut rest = datums;
+            while !rest.is_empty() {
+                let n = batch_len(rest, max_datums, max_bytes);
+                out.push(n);
+                rest = &rest[n..];
+            }
+            out
+        };
         let many = vec![d.clone(); 2_500];
-        let b = batches(&many, 1_000, 1_000_000);
-        assert_eq!(b, vec![0..1_000, 1_000..2_000, 2_000..2_500]);
+        assert_eq!(calls(&many, 1_000, 1_000_000), vec![1_000, 1_000, 500]);
         let size = d.size_bound();
-        let b = batches(&many[..10], 1_000, size * 3);
-        assert_eq!(b.len(), 4);
-        assert!(b.iter().all(|r| r.len() <= 3));
-        assert!(batches(&[], 1_000, 1_000).is_empty());
+        assert_eq!(calls(&many[..10], 1_000, size * 3), vec![3, 3, 3, 1]);
+        assert_eq!(batch_len(&many, 1_000, 1), 1, "one datum always goes");
+        assert_eq!(batch_len(&[], 1_000, 1_000), 0);
     }
 }

@@ -372,6 +372,14 @@ impl PublishSettings {
                 .as_ref()
                 .map(|n| n.value.clone())
                 .unwrap_or_else(|| base.trim_end_matches("_total").to_string());
+            if name == super::HEARTBEAT {
+                let at = m
+                    .name
+                    .as_ref()
+                    .map(|n| n.referenced)
+                    .unwrap_or(m.series.referenced);
+                c.at(at, format!("{name} is Vigil's own heartbeat, published every interval; pick another name"));
+            }
             if !valid_cloudwatch_name(&name, 255) {
                 let at = m
                     .name

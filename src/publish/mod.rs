@@ -137,16 +137,7 @@ impl Queue {
     /// Takes the next batch within the sink's limits.
     fn take(&self, max_datums: usize, max_bytes: usize) -> Vec<Datum> {
         let mut q = self.datums.lock().expect("queue lock");
-        let mut bytes = 0;
-        let mut n = 0;
-        for d in q.iter() {
-            let size = d.size_bound();
-            if n == max_datums || (n > 0 && bytes + size > max_bytes) {
-                break;
-            }
-            bytes += size;
-            n += 1;
-        }
+        let n = aggregate::batch_len(q.iter(), max_datums, max_bytes);
         q.drain(..n).collect()
     }
 
