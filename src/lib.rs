@@ -11,14 +11,16 @@
 //! ```
 //!
 //! Data flows one way; each stage owns its state and hands the next one values.
-//! Later stages (the series store, rule evaluation, routing and notification,
-//! CloudWatch publishing) attach to the same flow.
+//! The series store and rule evaluation ([`rules`]), routing and notification
+//! ([`paging`]) and CloudWatch publishing ([`publish`]) attach to the same flow.
 //!
 //! - [`config`]: the YAML file, `${VAR}` expansion, every problem as `file:line:col`,
 //!   secrets that never print.
 //! - [`probe`]: the [`probe::Probe`] trait, one file per kind, and the scheduler.
 //! - [`health`]: reports → component states and the overall verdict.
 //! - [`api`]: the HTTP endpoints and their renderings.
+//! - [`publish`]: the store's series to CloudWatch (PutMetricData or EMF), with
+//!   [`ecs`] (the task metadata endpoint) and [`dashboards`] (render, push, check).
 //! - [`daemon`]: wiring and the run loop with graceful shutdown.
 //! - [`logging`]: JSON logs off a terminal, readable logs on one.
 

@@ -51,6 +51,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The container health check: GET a local daemon's /healthz; exit 0 when it
+    /// answers 200, 1 otherwise (the runtime image has no curl).
+    Healthcheck {
+        /// The URL to ask.
+        #[arg(
+            long,
+            env = "VIGIL_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:9464/healthz"
+        )]
+        url: String,
+    },
     /// Render or upload the CloudWatch dashboards of dashboards/.
     Dashboards {
         #[command(subcommand)]
@@ -187,6 +198,7 @@ fn main() -> ExitCode {
         }
         Command::Silence { url, what } => silence(&url, what),
         Command::Dashboards { what } => dashboards(what),
+        Command::Healthcheck { url } => healthcheck(&url),
         Command::Status { url, json } => {
             match runtime().and_then(|rt| rt.block_on(fetch_status(&url))) {
                 Ok((report, raw)) => {
@@ -355,6 +367,30 @@ fn dashboards(what: DashboardsCommand) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `vigil healthcheck`: 0 when `url` answers 200 within 3 s.
+fn healthcheck(url: &str) -> ExitCode {
+    let ask = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()?;
+        let resp = client.get(url).send().await?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        anyhow::Ok((status, body))
+    };
+    match runtime().and_then(|rt| rt.block_on(ask)) {
+        Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            eprintln!("unhealthy: {url} answered {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -327,7 +327,18 @@ fn vigil_status_prints_the_table_and_exits_by_verdict() {
             .any(|l| l.starts_with("port ") && l.contains(" ok ")),
         "{text}"
     );
+    let healthz = format!("http://{}/healthz", vigil.addr);
+    let check = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["healthcheck", "--url", url])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(check(&healthz).status.code(), Some(0));
     drop(vigil);
+    let down = check(&healthz);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args([
             "status",

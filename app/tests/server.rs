@@ -269,6 +269,20 @@ async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     });
     let addr: SocketAddr = addr.unwrap();
     assert_eq!(get(addr, "/api/health").await.0, 200);
+    // The container health check: the binary asks its own server.
+    let healthcheck = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_watch-together"))
+            .arg("healthcheck")
+            .env("PORT", addr.port().to_string())
+            .output()
+            .unwrap()
+    };
+    let ok = healthcheck();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let pid = child.0.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -285,4 +299,7 @@ async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     assert!(exit.unwrap().success(), "{:?}", exit);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("Stopped cleanly."), "{text}");
+    let down = healthcheck();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
 }
