@@ -109,8 +109,13 @@ async fn run() {
             .sum();
 
         let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
-        let (mut view, tasks) =
-            publish::start(cfg, place, sink, engine::fake(store, to - 60_000, to));
+        let (mut view, tasks) = publish::start(
+            cfg,
+            place,
+            sink,
+            engine::fake(store, to - 60_000, to),
+            std::time::Duration::ZERO,
+        );
         let datums = n + 1;
         tokio::time::timeout(
             Duration::from_secs(120),

@@ -205,8 +205,13 @@ impl Daemon {
             Some(cw) => {
                 let place = place(&self.config, cw, task_doc.as_ref());
                 let sink = crate::publish::sink(cw).await;
-                let (view, tasks) =
-                    crate::publish::start(cw.clone(), place, sink, engine_tx.clone());
+                let (view, tasks) = crate::publish::start(
+                    cw.clone(),
+                    place,
+                    sink,
+                    engine_tx.clone(),
+                    publish_lag(&self.config),
+                );
                 (Some(view), Some(tasks))
             }
             None => (None, None),
@@ -325,6 +330,14 @@ async fn start_ecs(
         tx,
     ));
     (Some(rx), Some(doc), Some(task))
+}
+
+/// How far behind real time each CloudWatch flush's window ends: the longest probe or
+/// scrape timeout (a sample is stamped when its check starts) and a second.
+pub fn publish_lag(config: &Config) -> Duration {
+    let probes = config.probes.iter().map(|p| p.timeout);
+    let scrapes = config.scrapes.iter().map(|s| s.timeout);
+    probes.chain(scrapes).max().unwrap_or_default() + Duration::from_secs(1)
 }
 
 /// Where this Vigil runs, for CloudWatch's fixed dimensions: the ECS task, or the

@@ -194,7 +194,13 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
     );
 
     let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
-    let (mut view, _tasks) = publish::start(cfg, place(), sink, engine::fake(store, from, to));
+    let (mut view, _tasks) = publish::start(
+        cfg,
+        place(),
+        sink,
+        engine::fake(store, from, to),
+        std::time::Duration::ZERO,
+    );
     // 2 summaries, 1 distribution, 1 histogram, 2 increases, the heartbeat.
     wait_view(&mut view, "the first flush to be sent", |v| {
         v.datums_sent >= 7 && v.queued == 0
@@ -355,8 +361,13 @@ async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
         );
     }
     let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
-    let (mut view, _tasks) =
-        publish::start(cfg, place(), sink, engine::fake(store, to - 60_000, to));
+    let (mut view, _tasks) = publish::start(
+        cfg,
+        place(),
+        sink,
+        engine::fake(store, to - 60_000, to),
+        std::time::Duration::ZERO,
+    );
     wait_view(&mut view, "2 500 datums sent", |v| {
         v.datums_sent >= 2_500 && v.queued == 0
     })

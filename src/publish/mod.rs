@@ -156,11 +156,17 @@ pub async fn sink(cfg: &CloudWatchConfig) -> Arc<dyn Sink> {
 
 /// Starts the flusher and the sender. Snapshots are asked of the manager through
 /// `engine`; what happens shows in the returned view.
+///
+/// Samples are stamped when their check or scrape started and reach the store up to
+/// a timeout later, so each flush covers the interval that ended `lag` ago (the
+/// longest timeout and a second): every sample of it is in the store by then, and
+/// none is sent twice or lost between two flushes.
 pub fn start(
     cfg: CloudWatchConfig,
     place: Place,
     sink: Arc<dyn Sink>,
     engine: mpsc::Sender<Input>,
+    lag: Duration,
 ) -> (watch::Receiver<PublishView>, JoinSet<()>) {
     let (view_tx, view_rx) = watch::channel(PublishView {
         mode: match cfg.mode {
@@ -182,6 +188,7 @@ pub fn start(
         cfg,
         place,
         engine,
+        lag,
         Arc::clone(&queue),
         Arc::clone(&view),
     ));
@@ -205,17 +212,19 @@ async fn flusher(
     cfg: CloudWatchConfig,
     place: Place,
     engine: mpsc::Sender<Input>,
+    lag: Duration,
     queue: Arc<Queue>,
     view: Arc<watch::Sender<PublishView>>,
 ) {
     let metrics = Arc::new(cfg.metrics.clone());
     let mut ticks = tokio::time::interval(cfg.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let lag_ms = lag.as_millis() as i64;
     ticks.tick().await;
-    let mut from = Utc::now().timestamp_millis();
+    let mut from = Utc::now().timestamp_millis() - lag_ms;
     loop {
         ticks.tick().await;
-        let to = Utc::now().timestamp_millis();
+        let to = Utc::now().timestamp_millis() - lag_ms;
         let (reply, answer) = oneshot::channel();
         let asked = engine
             .send(Input::Snapshot {
