@@ -4,8 +4,8 @@
 //! follows from CloudWatch's published prices. Real SDK, real moto behind the CBOR
 //! adapter. Run through `bench/publishing.sh`; results in `bench/README.md`.
 
-#[path = "../tests/common/engine.rs"]
-mod engine;
+#[path = "../tests/common/cloudwatch.rs"]
+mod cloudwatch;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,15 +58,7 @@ async fn run() {
         // A fresh adapter per size: a call of the previous size still in flight
         // cannot be counted with this one.
         let adapter = CwAdapter::start(&moto);
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(adapter.endpoint())
-            .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
-                "testing", "testing", None, None, "bench",
-            ))
-            .load()
-            .await;
-        let client = aws_sdk_cloudwatch::Client::new(&conf);
+        let client = cloudwatch::client(&adapter.endpoint()).await;
         let yaml = format!(
             "cloudwatch:\n  namespace: Bench{n}\n  interval: 1s\n  max_queued: 20000\n  metrics:\n    - series: vigil_probe_duration_seconds\n      stat: summary\n      unit: Seconds\n      labels: [probe]\n"
         );
@@ -113,7 +105,7 @@ async fn run() {
             cfg,
             place,
             sink,
-            engine::fake(store, to - 60_000, to),
+            cloudwatch::fake(store, to - 60_000, to),
             std::time::Duration::ZERO,
         );
         let datums = n + 1;

@@ -2,6 +2,8 @@
 //! the shipped config publishes (so a renamed metric cannot leave an empty graph),
 //! and `vigil dashboards push` uploads bodies that GetDashboard returns unchanged.
 
+#[path = "common/cloudwatch.rs"]
+mod cloudwatch;
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
@@ -209,15 +211,7 @@ async fn pushed_dashboards_come_back_unchanged() {
         "123456789012",
     )
     .unwrap();
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(adapter.endpoint())
-        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_cloudwatch::Client::new(&conf);
+    let client = cloudwatch::client(&adapter.endpoint()).await;
     for d in &rendered {
         assert!(stdout.contains(&format!("pushed {}", d.name)), "{stdout}");
         let got = client

@@ -3,9 +3,9 @@
 //! GetMetricData and ListMetrics; the daemon through a CloudWatch outage; EMF lines
 //! and the ECS task metadata endpoint served by a local HTTP server.
 
+#[path = "common/cloudwatch.rs"]
+mod cloudwatch;
 mod common;
-#[path = "common/engine.rs"]
-mod engine;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,19 +22,6 @@ use vigil::publish::cloudwatch::CloudWatchSink;
 use vigil::publish::{self, CloudWatchConfig, Place, PublishSettings, PublishView};
 use vigil::store::{Labels, Store};
 use vigil_testkit::{CwAdapter, Moto, Redis};
-
-/// An SDK client for the adapter, with moto's test credentials.
-async fn cw_client(endpoint: &str) -> aws_sdk_cloudwatch::Client {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_cloudwatch::Client::new(&conf)
-}
 
 /// `publish:` settings from YAML, validated.
 fn settings(yaml: &str) -> CloudWatchConfig {
@@ -117,7 +104,7 @@ fn append(store: &mut Store, name: &str, labels: &[(&str, &str)], points: &[(i64
 async fn known_samples_read_back_exactly_with_their_dimensions() {
     let moto = Moto::start();
     let adapter = CwAdapter::start(&moto);
-    let client = cw_client(&adapter.endpoint()).await;
+    let client = cloudwatch::client(&adapter.endpoint()).await;
     let cfg = settings(
         r#"cloudwatch:
   namespace: VigilExact
@@ -198,7 +185,7 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
         cfg,
         place(),
         sink,
-        engine::fake(store, from, to),
+        cloudwatch::fake(store, from, to),
         std::time::Duration::ZERO,
     );
     // 2 summaries, 1 distribution, 1 histogram, 2 increases, the heartbeat.
@@ -344,7 +331,7 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
 async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
     let moto = Moto::start();
     let adapter = CwAdapter::start(&moto);
-    let client = cw_client(&adapter.endpoint()).await;
+    let client = cloudwatch::client(&adapter.endpoint()).await;
     let cfg = settings(
         "cloudwatch:\n  namespace: VigilBatch\n  interval: 1s\n  metrics:\n    - series: load\n      stat: last\n      labels: [instance]\n",
     );
@@ -365,7 +352,7 @@ async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
         cfg,
         place(),
         sink,
-        engine::fake(store, to - 60_000, to),
+        cloudwatch::fake(store, to - 60_000, to),
         std::time::Duration::ZERO,
     );
     wait_view(&mut view, "2 500 datums sent", |v| {
@@ -536,7 +523,7 @@ publish:
         .await;
     assert!(n(&s, "errors") >= 1, "{s:#}");
     // What was measured during the outage (the cache down) arrives after it.
-    let client = cw_client(&adapter.endpoint()).await;
+    let client = cloudwatch::client(&adapter.endpoint()).await;
     let start = Instant::now();
     loop {
         let r = client

@@ -299,10 +299,7 @@ impl Redis {
 
     /// Kills the server with SIGKILL and waits for it to be gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts the server (again) on the same port and waits until it answers PING.
@@ -575,10 +572,7 @@ impl Moto {
 
     /// Stops the server (its state is lost).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts the server (again) on the same port, empty, and waits until it answers.
@@ -673,6 +667,14 @@ impl Drop for Moto {
     }
 }
 
+/// Kills `child` with SIGKILL, if it runs, and waits for it.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// `scripts/cw-adapter.py` in front of a [`Moto`]: CloudWatch's CBOR protocol (the
 /// only one the newest SDK speaks) turned into the JSON protocol moto takes, with
 /// every CBOR call recorded (`/_adapter/calls`). Everything else passes through.
@@ -721,10 +723,7 @@ impl CwAdapter {
 
     /// Stops the adapter: CloudWatch is unreachable.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts the adapter (again) on the same port and waits until it answers.

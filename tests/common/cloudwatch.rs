@@ -1,5 +1,6 @@
-//! A stand-in for the rule manager's side of publishing, shared by the publishing
-//! tests and `benches/publish_calls.rs`.
+//! What the CloudWatch tests and `benches/publish_calls.rs` share: an SDK client for
+//! the CBOR adapter, and a stand-in for the rule manager's side of publishing.
+#![allow(dead_code)]
 
 use tokio::sync::mpsc;
 use vigil::rules::manager::Input;
@@ -25,4 +26,17 @@ pub fn fake(store: Store, from: i64, to: i64) -> mpsc::Sender<Input> {
         }
     });
     tx
+}
+
+/// An SDK client for the adapter at `endpoint`, with moto's test credentials.
+pub async fn client(endpoint: &str) -> aws_sdk_cloudwatch::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_cloudwatch::Client::new(&conf)
 }
