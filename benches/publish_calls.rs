@@ -101,13 +101,14 @@ async fn run() {
             .sum();
 
         let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
-        let (mut view, tasks) = publish::start(
+        let publisher = publish::start(
             cfg,
             place,
             sink,
             cloudwatch::fake(store, to - 60_000, to),
             std::time::Duration::ZERO,
         );
+        let mut view = publisher.view.clone();
         let datums = n + 1;
         tokio::time::timeout(
             Duration::from_secs(120),
@@ -116,7 +117,7 @@ async fn run() {
         .await
         .expect("sent in time")
         .expect("publisher running");
-        drop(tasks);
+        drop(publisher);
         // The first flush's calls: until their datums add up.
         let mut calls = 0;
         let (mut wire, mut body, mut seen) = (0, 0, 0);

@@ -201,21 +201,21 @@ impl Daemon {
             .map(|t| Arc::new(crate::config::secret::Secret::new(t)));
         let manager_task = tokio::spawn(manager.run(engine_rx));
         let (ecs, task_doc, _ecs_task) = start_ecs(&self.config, engine_tx.clone()).await;
-        let (publish, _publish_tasks) = match &self.config.publish {
+        let publisher = match &self.config.publish {
             Some(cw) => {
                 let place = place(&self.config, cw, task_doc.as_ref());
                 let sink = crate::publish::sink(cw).await;
-                let (view, tasks) = crate::publish::start(
+                Some(crate::publish::start(
                     cw.clone(),
                     place,
                     sink,
                     engine_tx.clone(),
                     publish_lag(&self.config),
-                );
-                (Some(view), Some(tasks))
+                ))
             }
-            None => (None, None),
+            None => None,
         };
+        let publish = publisher.as_ref().map(|p| p.view.clone());
         let health_task = tokio::spawn(health::run(
             report_rx,
             state_tx.clone(),
@@ -291,6 +291,10 @@ impl Daemon {
             }
         };
         // Dropping the control task drops the probe and scrape tasks it owns.
+        // The last interval's datums, sent while the manager still answers.
+        if let Some(p) = publisher {
+            p.finish(PUBLISH_DEADLINE).await;
+        }
         control_task.abort();
         let _ = control_task.await;
         health_task.abort();
@@ -362,6 +366,10 @@ fn place(
         availability_zone: or_local(task.as_ref().map(|t| t.availability_zone.as_str())),
     }
 }
+
+/// At a stop, the last CloudWatch flush gets this long to be sent (ECS waits 30 s
+/// between SIGTERM and SIGKILL; the API's deadline comes first).
+pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A reload asked through the API; the answer is the new config hash or the problems.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;

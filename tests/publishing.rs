@@ -181,13 +181,14 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
     );
 
     let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
-    let (mut view, _tasks) = publish::start(
+    let publisher = publish::start(
         cfg,
         place(),
         sink,
         cloudwatch::fake(store, from, to),
         std::time::Duration::ZERO,
     );
+    let mut view = publisher.view.clone();
     // 2 summaries, 1 distribution, 1 histogram, 2 increases, the heartbeat.
     wait_view(&mut view, "the first flush to be sent", |v| {
         v.datums_sent >= 7 && v.queued == 0
@@ -348,13 +349,14 @@ async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
         );
     }
     let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
-    let (mut view, _tasks) = publish::start(
+    let publisher = publish::start(
         cfg,
         place(),
         sink,
         cloudwatch::fake(store, to - 60_000, to),
         std::time::Duration::ZERO,
     );
+    let mut view = publisher.view.clone();
     wait_view(&mut view, "2 500 datums sent", |v| {
         v.datums_sent >= 2_500 && v.queued == 0
     })
@@ -713,4 +715,56 @@ publish:
         json!([["Environment", "Service", "TaskId", "container"]])
     );
     assert_eq!(v["vigil_container_memory_used_bytes"], json!(918552576.0));
+}
+
+#[test]
+fn a_stop_flushes_the_last_interval_before_exiting() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body = r#"probes:
+  - name: disk
+    interval: 200ms
+    disk:
+      paths: [/]
+publish:
+  cloudwatch:
+    mode: emf
+    interval: 1h
+    metrics:
+      - series: vigil_probe_success
+        stat: summary
+        labels: [probe]
+"#;
+    let vigil = Vigil::start_in(tempfile::tempdir().unwrap(), body);
+    rt.block_on(vigil.wait_for("five checks", |s| {
+        s["components"][0]["checks_total"].as_u64() >= Some(5)
+    }));
+    assert_eq!(
+        vigil.stdout_text(),
+        "",
+        "nothing is flushed before the hour"
+    );
+    let log = vigil.log.clone();
+    let dir = vigil.stop();
+    let out = std::fs::read_to_string(dir.path().join("vigil.out")).unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| {
+            vigil::publish::emf::validate(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            serde_json::from_str(l).unwrap()
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["vigil_heartbeat"] == json!(1.0)),
+        "{out}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let successes: usize = lines
+        .iter()
+        .filter_map(|v| v.get("vigil_probe_success"))
+        .map(|v| v.as_array().map_or(1, Vec::len))
+        .sum();
+    assert!(
+        successes >= 5,
+        "every check of the unfinished hour is sent: {out}"
+    );
 }

@@ -21,6 +21,7 @@ pub mod emf;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,6 +109,8 @@ struct Queue {
     max: usize,
     /// Wakes the sender.
     ready: Notify,
+    /// Set after the last flush: the sender stops once the queue is empty.
+    closed: AtomicBool,
 }
 
 impl Queue {
@@ -154,6 +157,35 @@ pub async fn sink(cfg: &CloudWatchConfig) -> Arc<dyn Sink> {
     }
 }
 
+/// The running publisher.
+pub struct Publisher {
+    /// What `/status` and `/metrics` show.
+    pub view: watch::Receiver<PublishView>,
+    /// Asks for the last flush.
+    stop: watch::Sender<bool>,
+    /// The flusher and the sender.
+    tasks: JoinSet<()>,
+}
+
+impl Publisher {
+    /// Flushes what the last interval has so far (the heartbeat included) and sends
+    /// the queue, for at most `deadline`; what is still queued then is logged and
+    /// counted as dropped. Called when the daemon stops, so a task's last minute is
+    /// not lost.
+    pub async fn finish(mut self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            let left = self.view.borrow().queued;
+            tracing::warn!(
+                message = "Stopping with datums not sent to CloudWatch.",
+                datums = left
+            );
+            self.tasks.abort_all();
+        }
+    }
+}
+
 /// Starts the flusher and the sender. Snapshots are asked of the manager through
 /// `engine`; what happens shows in the returned view.
 ///
@@ -167,7 +199,7 @@ pub fn start(
     sink: Arc<dyn Sink>,
     engine: mpsc::Sender<Input>,
     lag: Duration,
-) -> (watch::Receiver<PublishView>, JoinSet<()>) {
+) -> Publisher {
     let (view_tx, view_rx) = watch::channel(PublishView {
         mode: match cfg.mode {
             Mode::Api => "api".into(),
@@ -182,18 +214,25 @@ pub fn start(
         datums: Mutex::new(VecDeque::new()),
         max: cfg.max_queued,
         ready: Notify::new(),
+        closed: AtomicBool::new(false),
     });
+    let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tasks.spawn(flusher(
         cfg,
         place,
         engine,
         lag,
+        stopping,
         Arc::clone(&queue),
         Arc::clone(&view),
     ));
     tasks.spawn(sender(sink, queue, view));
-    (view_rx, tasks)
+    Publisher {
+        view: view_rx,
+        stop,
+        tasks,
+    }
 }
 
 /// The datum of [`HEARTBEAT`].
@@ -213,6 +252,7 @@ async fn flusher(
     place: Place,
     engine: mpsc::Sender<Input>,
     lag: Duration,
+    mut stopping: watch::Receiver<bool>,
     queue: Arc<Queue>,
     view: Arc<watch::Sender<PublishView>>,
 ) {
@@ -223,8 +263,13 @@ async fn flusher(
     ticks.tick().await;
     let mut from = Utc::now().timestamp_millis() - lag_ms;
     loop {
-        ticks.tick().await;
-        let to = Utc::now().timestamp_millis() - lag_ms;
+        // The last flush, when stopping, takes everything up to now: nothing more
+        // is coming.
+        let last = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = stopping.wait_for(|s| *s) => true,
+        };
+        let to = Utc::now().timestamp_millis() - if last { 0 } else { lag_ms };
         let (reply, answer) = oneshot::channel();
         let asked = engine
             .send(Input::Snapshot {
@@ -256,8 +301,13 @@ async fn flusher(
             v.skipped_values += skipped;
             v.queued = queue.len();
         });
-        tracing::debug!(message = "Flushed.", datums = n);
+        tracing::debug!(message = "Flushed.", datums = n, last);
         from = to;
+        if last {
+            queue.closed.store(true, Ordering::SeqCst);
+            queue.ready.notify_one();
+            return;
+        }
     }
 }
 
@@ -272,6 +322,9 @@ async fn sender(sink: Arc<dyn Sink>, queue: Arc<Queue>, view: Arc<watch::Sender<
     loop {
         let batch = queue.take(sink.max_datums(), sink.max_bytes());
         if batch.is_empty() {
+            if queue.closed.load(Ordering::SeqCst) {
+                return;
+            }
             queue.ready.notified().await;
             continue;
         }
@@ -332,6 +385,7 @@ mod tests {
             datums: Mutex::new(VecDeque::new()),
             max: 5,
             ready: Notify::new(),
+            closed: AtomicBool::new(false),
         };
         assert_eq!(q.push((0..4).map(d).collect()), 0);
         assert_eq!(q.push((4..7).map(d).collect()), 2);
