@@ -2,7 +2,8 @@
 # Everything CI checks, on a fresh machine too: installs what is missing (PostgreSQL,
 # Redis and promtool from Debian's packages, a Python venv under .venv/ with
 # moto_server, the local AWS, and cbor2 for its CloudWatch adapter), then
-# formatting, lints, every test, and the rule tests through both promtool and vigil.
+# formatting, lints, every test, the rule tests through both promtool and vigil, and
+# the deployment's static checks (scripts/check-infrastructure.sh, with its own venv).
 # The tests start their own PostgreSQL and Redis servers on free ports; the machine's
 # shared ones are neither needed nor touched.
 set -euo pipefail
@@ -31,6 +32,8 @@ VIGIL_SNS_CRITICAL_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:vigil-critical \
 VIGIL_SNS_WARNING_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:vigil-warning \
 VIGIL_HEARTBEAT_URL=http://127.0.0.1:9/heartbeat \
     cargo run -q -p vigil -- check --config vigil.example.yaml
+echo "==> the deployment: hadolint, checkov, terraform fmt and the structure tests"
+scripts/check-infrastructure.sh
 echo "==> vigil dashboards render"
 cargo run -q -p vigil -- dashboards render --env production --region us-east-1 --account-id 123456789012 >/dev/null
 echo "==> all checks passed"
