@@ -271,6 +271,22 @@ class TaskDefinition(unittest.TestCase):
         self.assertIn("random_password.db.result", parameters["database_url"]["value"])
         self.assertIn("random_password.redis_auth.result", parameters["redis_url"]["value"])
 
+    def test_every_variable_the_shipped_config_needs_is_given(self):
+        # The image carries vigil.example.yaml and alerts/routing.yaml. A ${VAR} without
+        # a default that the task does not set would stop Vigil at start, and one whose
+        # default is meant for a laptop (127.0.0.1, .dev/) would probe the wrong thing:
+        # the task sets every one.
+        repo = Path(__file__).resolve().parents[2]
+        needed = set()
+        for f in ("vigil.example.yaml", "alerts/routing.yaml"):
+            text = (repo / f).read_text()
+            body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+            needed |= set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)(?::-[^}]*)?\}", body))
+        self.assertIn("VIGIL_SNS_CRITICAL_TOPIC_ARN", needed, "the scan finds the routing file's variables")
+        self.assertIn("DATABASE_URL", needed, "the scan finds variables with defaults")
+        given = set(env_of(self.vigil)) | set(secrets_of(self.vigil))
+        self.assertEqual(needed - given, set(), "set in the vigil container of ecs.tf")
+
     def test_operator_set_parameters_are_never_overwritten(self):
         parameters = MODEL.resources["aws_ssm_parameter"]
         for name in ("vigil_heartbeat_url", "vigil_api_token"):
