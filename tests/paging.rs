@@ -562,3 +562,60 @@ async fn pagerduty_and_webhook_retry_429_500_and_a_hang_and_deliver_page_and_res
     );
     assert!(t["oncall/webhook"]["failures"].as_u64() >= Some(2), "{t:#}");
 }
+
+/// POST /-/reload; the status code and the JSON answer.
+async fn reload(vigil: &Vigil) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/-/reload", vigil.addr))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_routing_file_sends_the_next_page_to_its_new_receiver() {
+    let moto = Moto::start();
+    let old = moto.create_topic("us-east-1", "old-critical");
+    let new = moto.create_topic("us-east-1", "new-critical");
+    let mut redis = Redis::start();
+    let (dir, body) = setup(&old, "", &redis_probe(&redis.url()));
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    let routing = vigil.dir.path().join("routing.yaml");
+    let text = std::fs::read_to_string(&routing).unwrap();
+
+    // A broken routing file is refused with its position; the old routing stays.
+    std::fs::write(
+        &routing,
+        text.replace("receiver: critical", "receiver: nobody"),
+    )
+    .unwrap();
+    let (code, answer) = reload(&vigil).await;
+    assert_eq!(code, 400, "{answer}");
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("routing.yaml:") && reason.contains("nobody"),
+        "{reason}"
+    );
+
+    // A good one: the next page goes to the new topic, and only there.
+    std::fs::write(&routing, text.replace(&old, &new)).unwrap();
+    let (code, answer) = reload(&vigil).await;
+    assert_eq!(code, 200, "{answer}");
+    redis.kill();
+    let m = wait_messages(&moto, &new, 1, &vigil).await;
+    assert_eq!(pagerduty_view(&m[0]).0, "ALARM");
+    more_evaluations(&vigil, 3).await;
+    assert!(moto.messages(&old).is_empty(), "the old topic got nothing");
+    let (_, s) = vigil.status().await;
+    assert_eq!(
+        s["paging"]["targets"]["critical/sns"]["delivered"].as_u64(),
+        Some(1),
+        "{s:#}"
+    );
+}
