@@ -114,10 +114,7 @@ pub async fn start(
             .map_err(|e| fail(&settings.state_dir, &e))?,
     );
     let sent = outbox.sent().map_err(|e| fail(&settings.state_dir, &e))?;
-    let pending = outbox
-        .all()
-        .map_err(|e| fail(&settings.state_dir, &e))?
-        .len();
+    let pending = outbox.queued().map_err(|e| fail(&settings.state_dir, &e))?;
     if pending > 0 {
         tracing::info!(
             message = "Notifications from before the restart are still queued; delivering them.",

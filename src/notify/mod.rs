@@ -368,7 +368,8 @@ pub async fn worker(
 
 async fn remove(outbox: &Arc<Outbox>, id: u64, target: &str) {
     let o = outbox.clone();
-    match tokio::task::spawn_blocking(move || o.remove(id)).await {
+    let t = target.to_string();
+    match tokio::task::spawn_blocking(move || o.remove(&t, id)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::error!(message = "Cannot remove a delivered notification from the outbox; it may be sent again.", target = %target, error = %e)

@@ -13,13 +13,18 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::Notification;
 use crate::route::silence::Silence;
 
-const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Waiting notifications by (target, id): each integration's queue is one range, so
+/// finding its head or depth reads only its own entries, however long another
+/// integration's queue has grown.
+const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
+/// The first format of the queue, keyed by id alone; moved into `QUEUE` at open.
+const OUTBOX_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const NFLOG: TableDefinition<&str, &[u8]> = TableDefinition::new("nflog");
 const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 /// Counters: `next_id`, so ids grow across removals and restarts.
@@ -53,11 +58,28 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Opens (or creates) `notify.redb` in `dir`.
+    /// Opens (or creates) `notify.redb` in `dir`, moving entries of the first queue
+    /// format into the current one.
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         let db = Database::create(dir.join("notify.redb")).map_err(err)?;
         let txn = db.begin_write().map_err(err)?;
-        txn.open_table(OUTBOX).map_err(err)?;
+        {
+            let mut queue = txn.open_table(QUEUE).map_err(err)?;
+            let mut old = txn.open_table(OUTBOX_V1).map_err(err)?;
+            let mut moved = Vec::new();
+            for row in old.iter().map_err(err)? {
+                let (k, v) = row.map_err(err)?;
+                if let Ok(n) = serde_json::from_slice::<Notification>(v.value()) {
+                    moved.push((n.target, k.value(), v.value().to_vec()));
+                }
+            }
+            for (target, id, bytes) in &moved {
+                queue
+                    .insert((target.as_str(), *id), bytes.as_slice())
+                    .map_err(err)?;
+            }
+            old.retain(|_, _| false).map_err(err)?;
+        }
         txn.open_table(NFLOG).map_err(err)?;
         txn.open_table(SILENCES).map_err(err)?;
         txn.open_table(META).map_err(err)?;
@@ -74,7 +96,7 @@ impl Outbox {
     ) -> Result<(), OutboxError> {
         let txn = self.db.begin_write().map_err(err)?;
         {
-            let mut outbox = txn.open_table(OUTBOX).map_err(err)?;
+            let mut queue = txn.open_table(QUEUE).map_err(err)?;
             let mut meta = txn.open_table(META).map_err(err)?;
             let mut next = meta
                 .get("next_id")
@@ -83,7 +105,9 @@ impl Outbox {
                 .unwrap_or(1);
             for n in notifications {
                 let bytes = serde_json::to_vec(n).map_err(err)?;
-                outbox.insert(next, bytes.as_slice()).map_err(err)?;
+                queue
+                    .insert((n.target.as_str(), next), bytes.as_slice())
+                    .map_err(err)?;
                 next += 1;
             }
             meta.insert("next_id", next).map_err(err)?;
@@ -106,18 +130,15 @@ impl Outbox {
     /// The oldest notification waiting for `target`.
     pub fn head(&self, target: &str) -> Result<Option<(u64, Notification)>, OutboxError> {
         let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(OUTBOX).map_err(err)?;
-        for row in table.iter().map_err(err)? {
+        let table = txn.open_table(QUEUE).map_err(err)?;
+        for row in table.range((target, 0)..=(target, u64::MAX)).map_err(err)? {
             let (k, v) = row.map_err(err)?;
-            let n: Notification = match serde_json::from_slice(v.value()) {
-                Ok(n) => n,
+            let id = k.value().1;
+            match serde_json::from_slice(v.value()) {
+                Ok(n) => return Ok(Some((id, n))),
                 Err(e) => {
-                    tracing::error!(message = "Skipping an unreadable outbox entry.", id = k.value(), error = %e);
-                    continue;
+                    tracing::error!(message = "Skipping an unreadable outbox entry.", id, error = %e)
                 }
-            };
-            if n.target == target {
-                return Ok(Some((k.value(), n)));
             }
         }
         Ok(None)
@@ -125,37 +146,29 @@ impl Outbox {
 
     /// How many notifications wait for `target`, and since when the oldest.
     pub fn depth(&self, target: &str) -> Result<(usize, Option<DateTime<Utc>>), OutboxError> {
-        let mut depth = 0;
-        let mut oldest = None;
-        for (_, n) in self.all()? {
-            if n.target == target {
-                depth += 1;
-                oldest = oldest.or(Some(n.created_at));
-            }
-        }
+        let oldest = self.head(target)?.map(|(_, n)| n.created_at);
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = txn.open_table(QUEUE).map_err(err)?;
+        let depth = table
+            .range((target, 0)..=(target, u64::MAX))
+            .map_err(err)?
+            .count();
         Ok((depth, oldest))
     }
 
-    /// Every waiting notification, oldest first.
-    pub fn all(&self) -> Result<Vec<(u64, Notification)>, OutboxError> {
+    /// How many notifications wait, for every target.
+    pub fn queued(&self) -> Result<usize, OutboxError> {
         let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(OUTBOX).map_err(err)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(err)? {
-            let (k, v) = row.map_err(err)?;
-            if let Ok(n) = serde_json::from_slice(v.value()) {
-                out.push((k.value(), n));
-            }
-        }
-        Ok(out)
+        let table = txn.open_table(QUEUE).map_err(err)?;
+        Ok(table.len().map_err(err)? as usize)
     }
 
-    /// Removes a delivered (or refused) notification.
-    pub fn remove(&self, id: u64) -> Result<(), OutboxError> {
+    /// Removes a delivered (or refused) notification of `target`.
+    pub fn remove(&self, target: &str, id: u64) -> Result<(), OutboxError> {
         let txn = self.db.begin_write().map_err(err)?;
-        txn.open_table(OUTBOX)
+        txn.open_table(QUEUE)
             .map_err(err)?
-            .remove(id)
+            .remove((target, id))
             .map_err(err)?;
         txn.commit().map_err(err)
     }
@@ -235,14 +248,39 @@ mod tests {
         let o = Outbox::open(dir.path()).unwrap();
         let (first, _) = o.head("a/sns").unwrap().unwrap();
         assert_eq!(o.depth("a/sns").unwrap().0, 2);
-        o.remove(first).unwrap();
+        o.remove("a/sns", first).unwrap();
         let (second, _) = o.head("a/sns").unwrap().unwrap();
         assert!(second > first);
         assert_eq!(o.head("b/webhook").unwrap().unwrap().0, 2);
-        o.remove(second).unwrap();
+        o.remove("a/sns", second).unwrap();
         assert!(o.head("a/sns").unwrap().is_none());
         // Ids keep growing after removals, so order holds across restarts.
         o.commit(&[note("a/sns")], &[]).unwrap();
         assert!(o.head("a/sns").unwrap().unwrap().0 > second);
+    }
+
+    #[test]
+    fn a_queue_of_the_first_format_is_moved_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join("notify.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut old = txn.open_table(OUTBOX_V1).unwrap();
+                for (id, target) in [(7u64, "a/sns"), (8, "b/webhook"), (9, "a/sns")] {
+                    let bytes = serde_json::to_vec(&note(target)).unwrap();
+                    old.insert(id, bytes.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.queued().unwrap(), 3);
+        assert_eq!(o.depth("a/sns").unwrap().0, 2);
+        assert_eq!(o.head("a/sns").unwrap().unwrap().0, 7);
+        assert_eq!(o.head("b/webhook").unwrap().unwrap().0, 8);
+        drop(o);
+        // Moved, not copied: a second open finds the same three.
+        assert_eq!(Outbox::open(dir.path()).unwrap().queued().unwrap(), 3);
     }
 }
