@@ -64,7 +64,9 @@ async fn run() {
         );
         let settings: PublishSettings = serde_saphyr::from_str(&yaml).expect("yaml");
         let mut c = vigil::config::Collector::new(Path::new("bench.yaml"));
-        let cfg = settings.validate(&mut c).expect("valid");
+        let cfg = settings
+            .validate(&mut c, vigil::config::DEFAULT_RETENTION)
+            .expect("valid");
         let to = Utc::now().timestamp_millis();
         let mut store = Store::new(20_000, 3_600_000);
         // Six samples a minute per series (a 10 s probe), each series one datum.

@@ -465,6 +465,13 @@ impl Control {
         {
             tracing::warn!(message = "publish settings take effect at the next restart.");
         }
+        if self.config.publish.is_some() && publish_lag(&new) > publish_lag(&self.config) {
+            tracing::warn!(
+                message = "A probe or scrape timeout grew past the publisher's lag: samples of slow checks may miss their CloudWatch window until the next restart.",
+                lag_seconds = publish_lag(&self.config).as_secs_f64(),
+                needed_seconds = publish_lag(&new).as_secs_f64()
+            );
+        }
         match (&self.paging, &new.routing) {
             (Some(p), Some(r)) => p.reload(r.clone()).await,
             (None, Some(_)) | (Some(_), None) => {

@@ -39,11 +39,18 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// Fills `${name}` from `vars`; any other `${…}` is an error.
+/// Fills `${name}` from `vars`; any other `${…}` is an error. `$${` is a literal
+/// `${`, as in Terraform's `templatefile`.
 pub fn fill(text: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("${") {
+        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
         let end = after
@@ -109,6 +116,8 @@ pub struct MetricRef {
     pub name: String,
     /// Dimension names and values, in the order written.
     pub dimensions: Vec<(String, Option<String>)>,
+    /// The statistic graphed (`Sum`, `p95`, …), from the row or the widget.
+    pub stat: Option<String>,
 }
 
 /// Every metric `body` refers to: the metric arrays of its widgets
@@ -119,9 +128,11 @@ pub fn metric_refs(body: &Value) -> Result<Vec<MetricRef>, String> {
     let mut out = Vec::new();
     for w in body["widgets"].as_array().into_iter().flatten() {
         let mut previous: Vec<String> = Vec::new();
+        let widget_stat = w["properties"]["stat"].as_str();
         for row in w["properties"]["metrics"].as_array().into_iter().flatten() {
             let row = row.as_array().ok_or("a metrics entry is not an array")?;
             let mut strings: Vec<String> = Vec::new();
+            let mut stat = widget_stat.map(str::to_string);
             for (i, cell) in row.iter().enumerate() {
                 match cell {
                     Value::String(s) if s == "." => strings.push(
@@ -134,6 +145,9 @@ pub fn metric_refs(body: &Value) -> Result<Vec<MetricRef>, String> {
                     Value::Object(o) => {
                         if let Some(e) = o.get("expression").and_then(Value::as_str) {
                             out.extend(search_refs(e)?);
+                        }
+                        if let Some(s) = o.get("stat").and_then(Value::as_str) {
+                            stat = Some(s.to_string());
                         }
                     }
                     _ => return Err(format!("unexpected metrics entry {cell}")),
@@ -150,6 +164,7 @@ pub fn metric_refs(body: &Value) -> Result<Vec<MetricRef>, String> {
                         .chunks(2)
                         .map(|p| (p[0].clone(), Some(p[1].clone())))
                         .collect(),
+                    stat,
                 });
                 previous = strings;
             }
@@ -165,7 +180,7 @@ fn search_refs(expr: &str) -> Result<Vec<MetricRef>, String> {
     while let Some(i) = rest.find("SEARCH(") {
         rest = &rest[i + 7..];
         let open = rest.find('{').ok_or("SEARCH without a {schema}")?;
-        let close = rest.find('}').ok_or("SEARCH without a {schema}")?;
+        let close = open + rest[open..].find('}').ok_or("SEARCH without a {schema}")?;
         let mut schema = rest[open + 1..close]
             .split(',')
             .map(|s| s.trim().to_string());
@@ -177,10 +192,12 @@ fn search_refs(expr: &str) -> Result<Vec<MetricRef>, String> {
             .nth(1)
             .and_then(|t| t.split('"').next())
             .ok_or("SEARCH without MetricName=\"…\"")?;
+        let stat = tail.split('\'').nth(3).map(str::to_string);
         out.push(MetricRef {
             namespace,
             name: name.to_string(),
             dimensions: dims,
+            stat,
         });
     }
     Ok(out)
@@ -237,6 +254,8 @@ mod tests {
                 .contains("unknown variable ${nope}")
         );
         assert!(fill("${environment", &vars).is_err());
+        assert_eq!(fill("$${x} ${environment}", &vars), Ok("${x} prod".into()));
+        assert!(search_refs("SEARCH('} {NS} MetricName=\"a\"')").is_ok());
     }
 
     #[test]

@@ -57,8 +57,9 @@ fn published(cfg: &vigil::publish::CloudWatchConfig) -> BTreeSet<(String, BTreeS
     out
 }
 
-/// What is wrong with `r` against the config: an unknown metric or dimension set, or
-/// a fixed dimension's value that no Vigil of `environment` sends.
+/// What is wrong with `r` against the config: an unknown metric or dimension set, a
+/// percentile of a metric sent without values, or a fixed dimension's value that no
+/// Vigil of `environment` sends.
 fn problems(
     r: &MetricRef,
     cfg: &vigil::config::Config,
@@ -77,6 +78,25 @@ fn problems(
         return Some(format!(
             "{} with dimensions {names:?} is not published",
             r.name
+        ));
+    }
+    // CloudWatch computes percentiles only from values (Values/Counts), not from a
+    // statistic set or single values.
+    let percentile = r.stat.as_deref().is_some_and(|s| {
+        s.starts_with('p') && s[1..].chars().next().is_some_and(|c| c.is_ascii_digit())
+    });
+    let distribution = cw.metrics.iter().any(|m| {
+        m.name == r.name
+            && matches!(
+                m.stat,
+                vigil::publish::config::Stat::Values | vigil::publish::config::Stat::Histogram
+            )
+    });
+    if percentile && !distribution {
+        return Some(format!(
+            "{} is graphed as {} but published without values: CloudWatch has no percentile of it",
+            r.name,
+            r.stat.as_deref().unwrap_or("")
         ));
     }
     let probes: Vec<&str> = cfg.probes.iter().map(|p| p.name.as_str()).collect();
@@ -155,6 +175,7 @@ fn the_check_catches_a_renamed_metric_and_a_wrong_dimension() {
             .iter()
             .map(|(k, v)| (k.to_string(), Some(v.to_string())))
             .collect(),
+        stat: Some("Sum".into()),
     };
     let env = [("Environment", "production"), ("Service", "watch-together")];
     assert_eq!(
@@ -174,6 +195,12 @@ fn the_check_catches_a_renamed_metric_and_a_wrong_dimension() {
         )
         .is_some()
     );
+    // A percentile of a metric published as a statistic set graphs nothing.
+    let mut p95 = r("vigil_postgres_connections", &env);
+    p95.stat = Some("p95".into());
+    assert!(problems(&p95, &cfg, "production", &known).is_some());
+    p95.name = "http_request_duration_seconds".into();
+    assert_eq!(problems(&p95, &cfg, "production", &known), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

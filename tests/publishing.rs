@@ -27,7 +27,7 @@ use vigil_testkit::{CwAdapter, Moto, Redis};
 fn settings(yaml: &str) -> CloudWatchConfig {
     let s: PublishSettings = serde_saphyr::from_str(yaml).expect("valid YAML");
     let mut c = vigil::config::Collector::new(Path::new("test.yaml"));
-    match s.validate(&mut c) {
+    match s.validate(&mut c, vigil::config::DEFAULT_RETENTION) {
         Some(cfg) => cfg,
         None => panic!("invalid settings: {:?}", c.finish()),
     }
@@ -728,7 +728,7 @@ fn a_stop_flushes_the_last_interval_before_exiting() {
 publish:
   cloudwatch:
     mode: emf
-    interval: 1h
+    interval: 30m
     metrics:
       - series: vigil_probe_success
         stat: summary
@@ -741,7 +741,7 @@ publish:
     assert_eq!(
         vigil.stdout_text(),
         "",
-        "nothing is flushed before the hour"
+        "nothing is flushed before the half hour"
     );
     let log = vigil.log.clone();
     let dir = vigil.stop();
@@ -765,6 +765,6 @@ publish:
         .sum();
     assert!(
         successes >= 5,
-        "every check of the unfinished hour is sent: {out}"
+        "every check of the unfinished interval is sent: {out}"
     );
 }

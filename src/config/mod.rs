@@ -583,7 +583,7 @@ fn validate(
         }
         None => listen.map(|l| format!("http://{l}")).unwrap_or_default(),
     };
-    let publish = raw.publish.and_then(|p| p.validate(c));
+    let publish = raw.publish.and_then(|p| p.validate(c, retention));
     let hash = Sha256::digest(text.as_bytes());
     let hash: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
     Some(Config {

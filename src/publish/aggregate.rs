@@ -24,8 +24,14 @@ pub struct SeriesWindow {
     pub points: Vec<(i64, f64)>,
 }
 
+/// How far before a window a counter's baseline is looked for (Prometheus's
+/// lookback): a scrape that failed just before the window leaves a stale marker, and
+/// the value before it is still the right baseline.
+pub const BASELINE_LOOKBACK_MS: i64 = 300_000;
+
 /// The samples of every configured metric in `(from, to]`, as the manager hands them
-/// over: one list per entry of `metrics`, in order.
+/// over: one list per entry of `metrics`, in order; empty lists when `to <= from`
+/// (the clock stepped back).
 pub fn snapshot(
     store: &Store,
     metrics: &[MetricConfig],
@@ -36,6 +42,9 @@ pub fn snapshot(
     metrics
         .iter()
         .map(|m| {
+            if to <= from {
+                return Vec::new();
+            }
             store
                 .select(&equalities(&m.selector), |l| selects(&m.selector, l))
                 .into_iter()
@@ -47,7 +56,11 @@ pub fn snapshot(
                     if points.is_empty() {
                         return None;
                     }
-                    let before = s.latest(from).map(|(_, v)| v).filter(|v| !is_stale(*v));
+                    let before = s
+                        .range(from - BASELINE_LOOKBACK_MS, from)
+                        .filter(|(_, v)| !is_stale(*v))
+                        .last()
+                        .map(|(_, v)| v);
                     Some(SeriesWindow {
                         labels: s.labels.clone(),
                         before,
@@ -238,10 +251,7 @@ pub fn datums(
             let key: Vec<String> = m
                 .labels
                 .iter()
-                .map(|l| match s.labels.get(l) {
-                    "" => "none".to_string(),
-                    v => v.to_string(),
-                })
+                .map(|l| dimension_value(s.labels.get(l)))
                 .collect();
             let acc = groups.entry(key).or_default();
             let mut take = |v: f64, into: &mut Vec<f64>| {
@@ -282,6 +292,10 @@ pub fn datums(
                         },
                     };
                     let inc = increase(s.before, &s.points);
+                    if !sendable(inc) {
+                        *skipped += 1;
+                        continue;
+                    }
                     *acc.buckets.entry(OrderedBound(le)).or_default() += inc;
                 }
             }
@@ -313,6 +327,8 @@ pub fn datums(
                     out.extend(distribution(counted(&acc.values)).into_iter().map(datum))
                 }
                 Stat::Increase => out.push(datum(DatumValue::Single(clamp(acc.increase)))),
+                // Without a finite bucket there is no value to count observations at.
+                Stat::Histogram if !acc.buckets.keys().any(|b| b.0.is_finite()) => *skipped += 1,
                 Stat::Histogram => out.extend(
                     distribution(histogram_counts(&acc.buckets))
                         .into_iter()
@@ -322,6 +338,28 @@ pub fn datums(
         }
     }
     out
+}
+
+/// A label value as CloudWatch takes a dimension value: ASCII without control
+/// characters (others become `_`), at least one non-blank character (else `none`), at
+/// most 1 024 characters.
+pub fn dimension_value(label: &str) -> String {
+    let clean: String = label
+        .chars()
+        .take(1024)
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.trim().is_empty() {
+        "none".to_string()
+    } else {
+        clean
+    }
 }
 
 /// Count, sum, minimum and maximum of `values`; `None` when empty.
@@ -357,8 +395,8 @@ fn counted(values: &[f64]) -> Vec<(f64, f64)> {
 
 /// A histogram's buckets as distinct values with counts: each bucket's observations
 /// at its upper bound (the `+Inf` bucket's at the highest finite bound, as
-/// `histogram_quantile` does), so the count is exact and a percentile never under-
-/// states a latency.
+/// `histogram_quantile` does), so the count is exact and a percentile is never below
+/// the true one except for observations above the highest finite bound.
 fn histogram_counts(buckets: &BTreeMap<OrderedBound, f64>) -> Vec<(f64, f64)> {
     let mut out: Vec<(f64, f64)> = Vec::new();
     let mut below = 0.0;
@@ -372,7 +410,7 @@ fn histogram_counts(buckets: &BTreeMap<OrderedBound, f64>) -> Vec<(f64, f64)> {
         } else {
             highest_finite
         };
-        if n > 0.0 && sendable(at) {
+        if n > 0.0 && n.is_finite() && sendable(at) {
             match out.last_mut() {
                 Some((v, c)) if *v == at => *c += n,
                 _ => out.push((clamp(at), n)),
@@ -427,7 +465,9 @@ mod tests {
         let settings: super::super::config::PublishSettings =
             serde_saphyr::from_str(&yaml).expect("valid yaml");
         let mut c = Collector::new(std::path::Path::new("t.yaml"));
-        let cw = settings.validate(&mut c).expect("valid settings");
+        let cw = settings
+            .validate(&mut c, crate::config::DEFAULT_RETENTION)
+            .expect("valid settings");
         cw.metrics.into_iter().next().expect("one metric")
     }
 
@@ -629,6 +669,56 @@ mod tests {
             },
             "the +Inf bucket's 2 observations count at 2 s with the 2 s bucket's 1"
         );
+    }
+
+    #[test]
+    fn windows_survive_a_clock_step_back_and_stale_baselines() {
+        let store = store_with(&[(
+            "c_total",
+            &[],
+            &[
+                (10_000, 100.0),
+                (15_000, crate::store::stale_nan()),
+                (30_000, 130.0),
+                (45_000, 140.0),
+            ],
+        )]);
+        let m = metric("c_total", "increase", &[]);
+        // The baseline is the value before the failed scrape, not the window's first.
+        let (d, _) = flush(&store, &m, 20_000, 80_000);
+        assert_eq!(d[0].value, DatumValue::Single(40.0));
+        // The clock went back: no window, no panic.
+        let (d, _) = flush(&store, &m, 40_000, 20_000);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn label_values_become_valid_dimension_values() {
+        assert_eq!(dimension_value("/watch/café"), "/watch/caf_");
+        assert_eq!(dimension_value("a\tb"), "a_b");
+        assert_eq!(dimension_value(" "), "none");
+        assert_eq!(dimension_value(""), "none");
+        assert_eq!(dimension_value(&"x".repeat(2_000)).len(), 1_024);
+    }
+
+    #[test]
+    fn infinite_bucket_counts_and_bucketless_histograms_are_skipped() {
+        let mut store = Store::new(100, 3_600_000);
+        for (le, v) in [("1", f64::INFINITY), ("+Inf", 5.0)] {
+            let l = Labels::from_pairs("h_bucket", &[("le", le)]);
+            store.append(&l, 10_000, 1.0).unwrap();
+            store.append(&l, 30_000, v).unwrap();
+        }
+        let l = Labels::from_pairs("g_bucket", &[("le", "+Inf")]);
+        store.append(&l, 10_000, 1.0).unwrap();
+        store.append(&l, 30_000, 3.0).unwrap();
+        // The infinite bucket is skipped; what is left has no finite bucket: skipped.
+        let (d, skipped) = flush(&store, &metric("h", "histogram", &[]), 0, 60_000);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(skipped, 2);
+        let (d, skipped) = flush(&store, &metric("g", "histogram", &[]), 0, 60_000);
+        assert!(d.is_empty());
+        assert_eq!(skipped, 1);
     }
 
     #[test]

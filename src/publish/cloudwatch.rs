@@ -125,8 +125,11 @@ impl Sink for CloudWatchSink {
     }
 }
 
-/// Invalid parameters cannot succeed on a retry; everything else (unreachable,
-/// throttled, 5xx, expired credentials that the provider renews) is retried.
+/// A batch CloudWatch refuses for what it holds (invalid or missing parameters, a
+/// body it cannot read or too large) cannot succeed on a retry, and retrying it
+/// would hold up every batch behind it: it is dropped. Everything else — unreachable,
+/// throttled, 5xx, credentials or permissions (the same for every batch, and fixed
+/// outside Vigil) — is retried.
 fn classify<E>(e: aws_sdk_cloudwatch::error::SdkError<E>) -> SinkError
 where
     E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -144,8 +147,13 @@ where
             | "InvalidParameterValueException"
             | "InvalidParameterCombination"
             | "InvalidParameterCombinationException"
+            | "MissingParameter"
             | "MissingRequiredParameter"
             | "MissingRequiredParameterException"
+            | "ValidationError"
+            | "ValidationException"
+            | "SerializationException"
+            | "InvalidFormatFault"
     ) || status == Some(413);
     SinkError {
         reason,

@@ -227,8 +227,14 @@ pub struct CloudWatchConfig {
     pub metrics: Vec<MetricConfig>,
 }
 
+/// CloudWatch's rule for names and dimension values: ASCII, no control characters,
+/// not blank, not starting with `:`, at most `max` long.
 fn valid_cloudwatch_name(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.is_ascii() && !s.starts_with(':')
+    !s.trim().is_empty()
+        && s.len() <= max
+        && s.is_ascii()
+        && !s.chars().any(|c| c.is_ascii_control())
+        && !s.starts_with(':')
 }
 
 fn fixed_dimensions(v: &Spanned<Vec<String>>, c: &mut Collector) -> Vec<Fixed> {
@@ -275,9 +281,11 @@ fn selector(text: &Spanned<String>, c: &mut Collector) -> Option<VectorSelector>
 }
 
 impl PublishSettings {
-    /// Checks everything against CloudWatch's limits; `None` when nothing is
-    /// published or something is wrong (the problems are in `c`).
-    pub fn validate(self, c: &mut Collector) -> Option<CloudWatchConfig> {
+    /// Checks everything against CloudWatch's limits, and the interval against the
+    /// store's `retention` (a flush reads the interval and the five minutes before
+    /// it); `None` when nothing is published or something is wrong (the problems are
+    /// in `c`).
+    pub fn validate(self, c: &mut Collector, retention: Duration) -> Option<CloudWatchConfig> {
         let cw = self.cloudwatch?;
         let before = c.len();
         let mode = match cw.mode.as_ref().map(|m| m.value.as_str()) {
@@ -315,6 +323,20 @@ impl PublishSettings {
         let interval = match &cw.interval {
             None => DEFAULT_INTERVAL,
             Some(i) => match duration::parse(&i.value) {
+                Ok(d)
+                    if d + Duration::from_millis(super::aggregate::BASELINE_LOOKBACK_MS as u64)
+                        > retention =>
+                {
+                    c.at(
+                        i.referenced,
+                        format!(
+                            "interval {} needs the store to keep {} of samples (the interval and the 5m before it); raise store.retention",
+                            duration::format(d),
+                            duration::format(d + Duration::from_secs(300))
+                        ),
+                    );
+                    DEFAULT_INTERVAL
+                }
                 Ok(d) if d >= Duration::from_secs(1) && d.subsec_nanos() == 0 => d,
                 Ok(_) => {
                     c.at(i.referenced, "interval must be whole seconds, at least 1s");
@@ -427,9 +449,30 @@ impl PublishSettings {
                 .as_ref()
                 .map(|l| l.value.clone())
                 .unwrap_or_default();
+            // In an EMF line the metric and its dimensions are members of one object.
+            if name == "_aws" || fixed.iter().any(|f| f.name() == name) || labels.contains(&name) {
+                let at = m
+                    .name
+                    .as_ref()
+                    .map(|n| n.referenced)
+                    .unwrap_or(m.series.referenced);
+                c.at(
+                    at,
+                    format!(
+                        "metric name {name:?} is taken by one of its dimensions or by EMF's _aws"
+                    ),
+                );
+            }
             if let Some(l) = &m.labels {
                 for (i, label) in l.value.iter().enumerate() {
-                    if label == "le" && stat == Stat::Histogram {
+                    if label == "_aws" || Fixed::ALL.iter().any(|(n, _)| n == label) {
+                        c.at(
+                            l.referenced,
+                            format!(
+                                "label {label:?} would clash with the dimension of that name; rename it with a recording rule"
+                            ),
+                        );
+                    } else if label == "le" && stat == Stat::Histogram {
                         c.at(
                             l.referenced,
                             "le is the histogram's bucket bound, not a dimension",

@@ -29,6 +29,10 @@ pub const MAX_DIMENSIONS: usize = 30;
 pub const MAX_DIMENSION_VALUE: usize = 1024;
 /// Largest log event.
 pub const MAX_EVENT_BYTES: usize = 1_048_576;
+/// Most values one datum expands to (100 lines); a larger distribution (a busy
+/// histogram) is left out and counted, since EMF cannot carry counts: publish such
+/// metrics with `mode: api`.
+pub const MAX_EXPANDED: usize = 10_000;
 
 /// Writes EMF lines.
 pub struct EmfSink {
@@ -54,7 +58,8 @@ impl EmfSink {
 }
 
 /// One metric's values as EMF takes them: each distinct value repeated by its
-/// count (counts are whole for every stat Vigil sends), in chunks of [`MAX_VALUES`].
+/// count (counts are whole for every stat Vigil sends), in chunks of [`MAX_VALUES`];
+/// nothing when that would be more than [`MAX_EXPANDED`] values.
 fn value_chunks(v: &DatumValue) -> Vec<Value> {
     match v {
         DatumValue::Single(x) => vec![json!(x)],
@@ -67,6 +72,11 @@ fn value_chunks(v: &DatumValue) -> Vec<Value> {
             };
             vec![json!(sum / count)]
         }
+        DatumValue::Distribution { counts, .. }
+            if counts.iter().sum::<f64>() > MAX_EXPANDED as f64 =>
+        {
+            Vec::new()
+        }
         DatumValue::Distribution { values, counts } => {
             let all: Vec<f64> = values
                 .iter()
@@ -78,6 +88,14 @@ fn value_chunks(v: &DatumValue) -> Vec<Value> {
                 .collect()
         }
     }
+}
+
+/// Datums of `batch` that EMF cannot carry (see [`MAX_EXPANDED`]).
+pub fn unwritable(batch: &[Datum]) -> usize {
+    batch
+        .iter()
+        .filter(|d| value_chunks(&d.value).is_empty())
+        .count()
 }
 
 /// The EMF lines for `batch`: datums with the same dimensions and timestamp share a
@@ -252,6 +270,15 @@ impl Sink for EmfSink {
         batch: &'a [Datum],
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
         Box::pin(async move {
+            let too_large = unwritable(batch);
+            if too_large > 0 {
+                tracing::warn!(
+                    message =
+                        "Left out distributions too large for EMF; publish them with mode: api.",
+                    datums = too_large,
+                    max_values = MAX_EXPANDED
+                );
+            }
             let mut text = String::new();
             for line in render(&self.namespace, batch) {
                 if let Err(e) = validate(&line) {
@@ -335,6 +362,28 @@ mod tests {
         assert_eq!(
             first["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
             "Seconds"
+        );
+    }
+
+    #[test]
+    fn distributions_too_large_to_expand_are_left_out() {
+        let big = datum(
+            "h",
+            &[("Environment", "test")],
+            DatumValue::Distribution {
+                values: vec![0.1, 1.0],
+                counts: vec![9_000.0, 1_001.0],
+            },
+        );
+        let small = datum("g", &[("Environment", "test")], DatumValue::Single(1.0));
+        let batch = [big, small];
+        assert_eq!(unwritable(&batch), 1);
+        let lines = render("NS", &batch);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains("\"g\"") && !lines[0].contains("\"h\""),
+            "{}",
+            lines[0]
         );
     }
 

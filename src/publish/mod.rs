@@ -227,7 +227,7 @@ pub fn start(
         Arc::clone(&queue),
         Arc::clone(&view),
     ));
-    tasks.spawn(sender(sink, queue, view));
+    tasks.spawn(sender(sink, queue, view, stop.subscribe()));
     Publisher {
         view: view_rx,
         stop,
@@ -281,7 +281,12 @@ async fn flusher(
             .await;
         let windows = match asked {
             Ok(()) => answer.await.unwrap_or_default(),
-            Err(_) => return,
+            Err(_) => {
+                // The manager is gone: nothing more to flush; let the sender finish.
+                queue.closed.store(true, Ordering::SeqCst);
+                queue.ready.notify_one();
+                return;
+            }
         };
         let mut skipped = 0;
         let expand = cfg.mode == Mode::Emf;
@@ -317,7 +322,15 @@ const BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(30),
 };
 
-async fn sender(sink: Arc<dyn Sink>, queue: Arc<Queue>, view: Arc<watch::Sender<PublishView>>) {
+/// The longest wait between two attempts while stopping.
+const STOPPING_RETRY: Duration = Duration::from_millis(500);
+
+async fn sender(
+    sink: Arc<dyn Sink>,
+    queue: Arc<Queue>,
+    view: Arc<watch::Sender<PublishView>>,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut failures = 0u32;
     loop {
         let batch = queue.take(sink.max_datums(), sink.max_bytes());
@@ -357,7 +370,18 @@ async fn sender(sink: Arc<dyn Sink>, queue: Arc<Queue>, view: Arc<watch::Sender<
                     });
                 });
                 if e.retry {
-                    tokio::time::sleep(BACKOFF.delay(failures)).await;
+                    // While stopping, retries come every half second at most, so the
+                    // last flush gets its chances before the deadline; a stop also
+                    // cuts a long wait short.
+                    let wait = BACKOFF.delay(failures);
+                    if *stopping.borrow() {
+                        tokio::time::sleep(wait.min(STOPPING_RETRY)).await;
+                    } else {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            _ = stopping.wait_for(|s| *s) => {}
+                        }
+                    }
                 }
             }
         }

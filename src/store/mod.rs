@@ -45,10 +45,10 @@ pub struct Series {
 
 impl Series {
     /// The samples with `mint <= t <= maxt` (both ends included, as Prometheus 2.x),
-    /// as at most two slices of the ring buffer.
+    /// as at most two slices of the ring buffer; none when `maxt < mint`.
     pub fn range(&self, mint: i64, maxt: i64) -> impl ExactSizeIterator<Item = (i64, f64)> + '_ {
         let start = self.position(|t| t < mint);
-        let end = self.position(|t| t <= maxt);
+        let end = self.position(|t| t <= maxt).max(start);
         self.samples.range(start..end).copied()
     }
 
