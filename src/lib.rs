@@ -25,6 +25,7 @@
 //! - [`logging`]: JSON logs off a terminal, readable logs on one.
 
 pub mod api;
+pub mod aws;
 pub mod config;
 pub mod daemon;
 pub mod dashboards;

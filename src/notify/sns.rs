@@ -292,17 +292,7 @@ pub struct SnsNotifier {
 impl SnsNotifier {
     /// A client for the topic's region, each call bounded by `timeout`.
     pub async fn new(spec: SnsSpec, timeout: Duration) -> SnsNotifier {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(spec.region.clone()))
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(timeout)
-                    .connect_timeout(timeout.min(Duration::from_secs(3)))
-                    .build(),
-            )
-            .load()
-            .await;
+        let config = crate::aws::sdk_config(Some(&spec.region), timeout).await;
         SnsNotifier {
             spec,
             client: aws_sdk_sns::Client::new(&config),

@@ -17,21 +17,9 @@ pub const MAX_BYTES: usize = 1_000_000;
 /// How long one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A CloudWatch client for Vigil's own calls: no SDK retries (the sender retries
-/// with its own backoff, so a failure shows in `/status` at once), bounded calls.
+/// A CloudWatch client for Vigil's own calls (see [`crate::aws::sdk_config`]).
 pub async fn client(region: Option<&str>) -> aws_sdk_cloudwatch::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(CALL_TIMEOUT)
-                .connect_timeout(Duration::from_secs(3))
-                .build(),
-        );
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r.to_string()));
-    }
-    aws_sdk_cloudwatch::Client::new(&loader.load().await)
+    aws_sdk_cloudwatch::Client::new(&crate::aws::sdk_config(region, CALL_TIMEOUT).await)
 }
 
 /// Sends batches with PutMetricData.
