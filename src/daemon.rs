@@ -460,9 +460,7 @@ impl Control {
         if new.listen != self.config.listen || new.state_dir != self.config.state_dir {
             tracing::warn!(message = "listen and state_dir take effect at the next restart.");
         }
-        if new.publish.as_ref().map(|p| format!("{p:?}"))
-            != self.config.publish.as_ref().map(|p| format!("{p:?}"))
-        {
+        if new.publish != self.config.publish {
             tracing::warn!(message = "publish settings take effect at the next restart.");
         }
         if self.config.publish.is_some() && publish_lag(&new) > publish_lag(&self.config) {

@@ -39,12 +39,12 @@ pub fn snapshot(
     to: i64,
 ) -> Vec<Vec<SeriesWindow>> {
     use crate::promql::eval::{equalities, selects};
+    if to <= from {
+        return vec![Vec::new(); metrics.len()];
+    }
     metrics
         .iter()
         .map(|m| {
-            if to <= from {
-                return Vec::new();
-            }
             store
                 .select(&equalities(&m.selector), |l| selects(&m.selector, l))
                 .into_iter()

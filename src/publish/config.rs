@@ -175,7 +175,7 @@ impl Fixed {
 }
 
 /// One validated metric to publish.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricConfig {
     /// The selector as written (for messages and `/status`).
     pub series: String,
@@ -207,7 +207,7 @@ impl MetricConfig {
 }
 
 /// Validated `publish.cloudwatch`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CloudWatchConfig {
     /// API or EMF.
     pub mode: Mode,

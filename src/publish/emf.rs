@@ -57,26 +57,27 @@ impl EmfSink {
     }
 }
 
+/// Whether EMF can carry `v`: a distribution expands to one value per observation,
+/// and more than [`MAX_EXPANDED`] of them are left out.
+fn writable(v: &DatumValue) -> bool {
+    match v {
+        DatumValue::Distribution { counts, .. } => {
+            counts.iter().sum::<f64>() <= MAX_EXPANDED as f64
+        }
+        _ => true,
+    }
+}
+
 /// One metric's values as EMF takes them: each distinct value repeated by its
 /// count (counts are whole for every stat Vigil sends), in chunks of [`MAX_VALUES`];
-/// nothing when that would be more than [`MAX_EXPANDED`] values.
+/// nothing when it is not [`writable`].
 fn value_chunks(v: &DatumValue) -> Vec<Value> {
     match v {
         DatumValue::Single(x) => vec![json!(x)],
-        DatumValue::Stats { count, sum, .. } if *count == 1.0 => vec![json!(sum)],
-        DatumValue::Stats { .. } => {
-            // Not produced in EMF mode (the aggregation expands summaries); a set
-            // cannot be written exactly, so it is written as its mean, once.
-            let DatumValue::Stats { count, sum, .. } = v else {
-                unreachable!()
-            };
-            vec![json!(sum / count)]
-        }
-        DatumValue::Distribution { counts, .. }
-            if counts.iter().sum::<f64>() > MAX_EXPANDED as f64 =>
-        {
-            Vec::new()
-        }
+        // Not produced in EMF mode (the aggregation expands summaries); a set cannot
+        // be written exactly, so it is written as its mean, once.
+        DatumValue::Stats { count, sum, .. } => vec![json!(sum / count)],
+        DatumValue::Distribution { .. } if !writable(v) => Vec::new(),
         DatumValue::Distribution { values, counts } => {
             let all: Vec<f64> = values
                 .iter()
@@ -92,34 +93,38 @@ fn value_chunks(v: &DatumValue) -> Vec<Value> {
 
 /// Datums of `batch` that EMF cannot carry (see [`MAX_EXPANDED`]).
 pub fn unwritable(batch: &[Datum]) -> usize {
-    batch
-        .iter()
-        .filter(|d| value_chunks(&d.value).is_empty())
-        .count()
+    batch.iter().filter(|d| !writable(&d.value)).count()
+}
+
+/// One line being filled: the metrics' values and their definitions.
+#[derive(Default)]
+struct Line {
+    /// Metric name → value or array of values.
+    values: Map<String, Value>,
+    /// `{"Name", "Unit", "StorageResolution"}` per metric.
+    metrics: Vec<Value>,
 }
 
 /// The EMF lines for `batch`: datums with the same dimensions and timestamp share a
 /// line, up to [`MAX_METRICS`] metrics and one value array per metric name.
 pub fn render(namespace: &str, batch: &[Datum]) -> Vec<String> {
-    type Key = (i64, Vec<(String, String)>);
-    // Per line key, the lines being filled: metric name → (unit, resolution, value).
-    let mut groups: BTreeMap<Key, Vec<Map<String, Value>>> = BTreeMap::new();
-    let mut defs: BTreeMap<Key, Vec<Vec<Value>>> = BTreeMap::new();
+    // Per (timestamp, dimensions), the lines being filled.
+    type Key<'a> = (i64, &'a [(String, String)]);
+    let mut groups: BTreeMap<Key, Vec<Line>> = BTreeMap::new();
     for d in batch {
-        let key = (d.timestamp_ms, d.dimensions.clone());
-        let lines = groups.entry(key.clone()).or_default();
-        let line_defs = defs.entry(key).or_default();
+        let lines = groups
+            .entry((d.timestamp_ms, d.dimensions.as_slice()))
+            .or_default();
         for chunk in value_chunks(&d.value) {
             // The first line of this key without this metric and with room.
             let i = lines
                 .iter()
-                .position(|l| !l.contains_key(&d.name) && l.len() < MAX_METRICS)
+                .position(|l| !l.values.contains_key(&d.name) && l.metrics.len() < MAX_METRICS)
                 .unwrap_or_else(|| {
-                    lines.push(Map::new());
-                    line_defs.push(Vec::new());
+                    lines.push(Line::default());
                     lines.len() - 1
                 });
-            lines[i].insert(d.name.clone(), chunk);
+            lines[i].values.insert(d.name.clone(), chunk);
             let mut def = json!({"Name": d.name});
             if let Some(u) = &d.unit {
                 def["Unit"] = json!(u);
@@ -127,15 +132,14 @@ pub fn render(namespace: &str, batch: &[Datum]) -> Vec<String> {
             if d.high_resolution {
                 def["StorageResolution"] = json!(1);
             }
-            line_defs[i].push(def);
+            lines[i].metrics.push(def);
         }
     }
     let mut out = Vec::new();
     for ((t, dims), lines) in groups {
-        let line_defs = &defs[&(t, dims.clone())];
-        for (values, metrics) in lines.into_iter().zip(line_defs) {
+        for line in lines {
             let mut root = Map::new();
-            for (k, v) in &dims {
+            for (k, v) in dims {
                 root.insert(k.clone(), json!(v));
             }
             let names: Vec<&String> = dims.iter().map(|(k, _)| k).collect();
@@ -146,11 +150,11 @@ pub fn render(namespace: &str, batch: &[Datum]) -> Vec<String> {
                     "CloudWatchMetrics": [{
                         "Namespace": namespace,
                         "Dimensions": [names],
-                        "Metrics": metrics,
+                        "Metrics": line.metrics,
                     }],
                 }),
             );
-            root.extend(values);
+            root.extend(line.values);
             out.push(Value::Object(root).to_string());
         }
     }

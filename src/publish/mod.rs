@@ -118,11 +118,10 @@ impl Queue {
     fn push(&self, new: Vec<Datum>) -> usize {
         let mut q = self.datums.lock().expect("queue lock");
         q.extend(new);
-        let over = q.len().saturating_sub(self.max);
-        q.drain(..over);
+        let dropped = self.drop_oldest(&mut q);
         drop(q);
         self.ready.notify_one();
-        over
+        dropped
     }
 
     /// Puts a batch that failed back at the head, dropping the oldest past the
@@ -132,6 +131,11 @@ impl Queue {
         for d in batch.into_iter().rev() {
             q.push_front(d);
         }
+        self.drop_oldest(&mut q)
+    }
+
+    /// Drops the oldest datums of `q` past the limit; returns how many.
+    fn drop_oldest(&self, q: &mut VecDeque<Datum>) -> usize {
         let over = q.len().saturating_sub(self.max);
         q.drain(..over);
         over
