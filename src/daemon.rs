@@ -200,10 +200,10 @@ impl Daemon {
             .filter(|t| !t.is_empty())
             .map(|t| Arc::new(crate::config::secret::Secret::new(t)));
         let manager_task = tokio::spawn(manager.run(engine_rx));
-        let (ecs, task_doc, _ecs_task) = start_ecs(&self.config, engine_tx.clone()).await;
+        let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone()).await;
         let publisher = match &self.config.publish {
             Some(cw) => {
-                let place = place(&self.config, cw, task_doc.as_ref());
+                let place = place(&self.config, cw, task.as_ref());
                 let sink = crate::publish::sink(cw).await;
                 Some(crate::publish::start(
                     cw.clone(),
@@ -305,13 +305,13 @@ impl Daemon {
 }
 
 /// Starts reading the ECS task metadata when `ECS_CONTAINER_METADATA_URI_V4` is set:
-/// the view for the API, the task document (for dimensions) and the polling task.
+/// the view for the API, the task (for dimensions) and the polling task.
 async fn start_ecs(
     config: &Config,
     engine: mpsc::Sender<Input>,
 ) -> (
     Option<watch::Receiver<crate::ecs::EcsView>>,
-    Option<serde_json::Value>,
+    Option<crate::ecs::TaskInfo>,
     Option<tokio::task::JoinHandle<()>>,
 ) {
     let Some(endpoint) = crate::ecs::Endpoint::from_env() else {
@@ -326,14 +326,16 @@ async fn start_ecs(
             serde_json::Value::Null
         }
     };
-    let task = tokio::spawn(crate::ecs::run(
+    let task = crate::ecs::task_info(&doc).ok();
+    let poll = tokio::spawn(crate::ecs::run(
         endpoint,
-        doc.clone(),
+        task.clone(),
+        crate::ecs::container_names(&doc),
         config.evaluation_interval,
         engine,
         tx,
     ));
-    (Some(rx), Some(doc), Some(task))
+    (Some(rx), task, Some(poll))
 }
 
 /// How far behind real time each CloudWatch flush's window ends: the longest probe or
@@ -349,21 +351,22 @@ pub fn publish_lag(config: &Config) -> Duration {
 fn place(
     config: &Config,
     cw: &crate::publish::CloudWatchConfig,
-    task_doc: Option<&serde_json::Value>,
+    task: Option<&crate::ecs::TaskInfo>,
 ) -> crate::publish::Place {
-    let task = task_doc.and_then(|d| crate::ecs::task_info(d).ok());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "local".to_string());
+    let host = || {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "local".to_string())
+    };
     let or_local = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("local").to_string();
     crate::publish::Place {
         environment: config.environment.clone(),
         service: cw.service.clone(),
-        task_id: task.as_ref().map_or(host, |t| t.task_id.clone()),
-        cluster: or_local(task.as_ref().map(|t| t.cluster.as_str())),
-        availability_zone: or_local(task.as_ref().map(|t| t.availability_zone.as_str())),
+        task_id: task.map_or_else(host, |t| t.task_id.clone()),
+        cluster: or_local(task.map(|t| t.cluster.as_str())),
+        availability_zone: or_local(task.map(|t| t.availability_zone.as_str())),
     }
 }
 

@@ -223,7 +223,7 @@ pub fn usage(
 }
 
 /// Container names by Docker id, from the task document.
-fn container_names(doc: &Value) -> HashMap<String, String> {
+pub fn container_names(doc: &Value) -> HashMap<String, String> {
     doc.get("Containers")
         .and_then(Value::as_array)
         .map(|cs| {
@@ -308,16 +308,16 @@ pub async fn read_task(endpoint: &Endpoint) -> Result<Value, String> {
 }
 
 /// Polls the stats every `interval`, handing the series to the manager as source
-/// `ecs` and showing them in `view`.
+/// `ecs` and showing them in `view`; `task` and `names` are what the task document
+/// said (none when it could not be read).
 pub async fn run(
     endpoint: Endpoint,
-    task_doc: Value,
+    task: Option<TaskInfo>,
+    names: HashMap<String, String>,
     interval: Duration,
     engine: mpsc::Sender<Input>,
     view: watch::Sender<EcsView>,
 ) {
-    let task = task_info(&task_doc).ok();
-    let names = container_names(&task_doc);
     view.send_modify(|v| v.task = task.clone());
     let task = task.unwrap_or_default();
     let mut previous = HashMap::new();
