@@ -358,7 +358,9 @@ pub(crate) fn check_quoted_references(text: &str, c: &mut Collector) {
     }
 }
 
-fn duration_at(value: &Option<Spanned<String>>, c: &mut Collector) -> Option<Duration> {
+/// The duration written in `value`, if any; a malformed one is a problem at its
+/// position.
+pub(crate) fn duration_at(value: &Option<Spanned<String>>, c: &mut Collector) -> Option<Duration> {
     let v = value.as_ref()?;
     match duration::parse(&v.value) {
         Ok(d) => Some(d),

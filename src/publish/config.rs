@@ -320,33 +320,26 @@ impl PublishSettings {
                 n.value.clone()
             }
         };
-        let interval = match &cw.interval {
-            None => DEFAULT_INTERVAL,
-            Some(i) => match duration::parse(&i.value) {
-                Ok(d)
-                    if d + Duration::from_millis(super::aggregate::BASELINE_LOOKBACK_MS as u64)
-                        > retention =>
-                {
-                    c.at(
-                        i.referenced,
-                        format!(
-                            "interval {} needs the store to keep {} of samples (the interval and the 5m before it); raise store.retention",
-                            duration::format(d),
-                            duration::format(d + Duration::from_secs(300))
-                        ),
-                    );
-                    DEFAULT_INTERVAL
-                }
-                Ok(d) if d >= Duration::from_secs(1) && d.subsec_nanos() == 0 => d,
-                Ok(_) => {
-                    c.at(i.referenced, "interval must be whole seconds, at least 1s");
-                    DEFAULT_INTERVAL
-                }
-                Err(m) => {
-                    c.at(i.referenced, m);
-                    DEFAULT_INTERVAL
-                }
-            },
+        let lookback = Duration::from_millis(super::aggregate::BASELINE_LOOKBACK_MS as u64);
+        let interval = match (crate::config::duration_at(&cw.interval, c), &cw.interval) {
+            (Some(d), Some(i)) if d + lookback > retention => {
+                c.at(
+                    i.referenced,
+                    format!(
+                        "interval {} needs the store to keep {} of samples (the interval and the {} before it); raise store.retention",
+                        duration::format(d),
+                        duration::format(d + lookback),
+                        duration::format(lookback)
+                    ),
+                );
+                DEFAULT_INTERVAL
+            }
+            (Some(d), _) if d >= Duration::from_secs(1) && d.subsec_nanos() == 0 => d,
+            (Some(_), Some(i)) => {
+                c.at(i.referenced, "interval must be whole seconds, at least 1s");
+                DEFAULT_INTERVAL
+            }
+            _ => DEFAULT_INTERVAL,
         };
         let service = match &cw.service {
             None => DEFAULT_SERVICE.to_string(),
@@ -394,21 +387,17 @@ impl PublishSettings {
                 .as_ref()
                 .map(|n| n.value.clone())
                 .unwrap_or_else(|| base.trim_end_matches("_total").to_string());
+            // Problems of the name point at `name:`, or at `series:` it came from.
+            let name_at = m
+                .name
+                .as_ref()
+                .map(|n| n.referenced)
+                .unwrap_or(m.series.referenced);
             if name == super::HEARTBEAT {
-                let at = m
-                    .name
-                    .as_ref()
-                    .map(|n| n.referenced)
-                    .unwrap_or(m.series.referenced);
-                c.at(at, format!("{name} is Vigil's own heartbeat, published every interval; pick another name"));
+                c.at(name_at, format!("{name} is Vigil's own heartbeat, published every interval; pick another name"));
             }
             if !valid_cloudwatch_name(&name, 255) {
-                let at = m
-                    .name
-                    .as_ref()
-                    .map(|n| n.referenced)
-                    .unwrap_or(m.series.referenced);
-                c.at(at, format!("invalid metric name {name:?}: 1 to 255 ASCII characters, not starting with ':'"));
+                c.at(name_at, format!("invalid metric name {name:?}: 1 to 255 ASCII characters, not starting with ':'"));
             }
             if stat == Stat::Histogram {
                 if base.ends_with("_bucket") {
@@ -451,13 +440,8 @@ impl PublishSettings {
                 .unwrap_or_default();
             // In an EMF line the metric and its dimensions are members of one object.
             if name == "_aws" || fixed.iter().any(|f| f.name() == name) || labels.contains(&name) {
-                let at = m
-                    .name
-                    .as_ref()
-                    .map(|n| n.referenced)
-                    .unwrap_or(m.series.referenced);
                 c.at(
-                    at,
+                    name_at,
                     format!(
                         "metric name {name:?} is taken by one of its dimensions or by EMF's _aws"
                     ),
