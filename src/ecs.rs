@@ -45,8 +45,10 @@ pub struct TaskInfo {
     /// Task definition family and revision, `family:revision`.
     pub task_definition: String,
     /// The task's CPU limit in vCPUs, if set.
+    #[serde(with = "crate::float::option", default)]
     pub cpu_limit_vcpus: Option<f64>,
     /// The task's memory limit in bytes, if set.
+    #[serde(with = "crate::float::option", default)]
     pub memory_limit_bytes: Option<f64>,
 }
 
@@ -59,8 +61,10 @@ pub struct EcsView {
     #[serde(skip)]
     pub series: Vec<(Labels, f64)>,
     /// Memory used over the limit, from the last poll.
+    #[serde(with = "crate::float::option", default)]
     pub memory_used_ratio: Option<f64>,
     /// CPU used over the limit, from the last two polls.
+    #[serde(with = "crate::float::option", default)]
     pub cpu_used_ratio: Option<f64>,
     /// When the stats were last read.
     pub last_poll: Option<DateTime<Utc>>,

@@ -55,8 +55,10 @@ pub struct Component {
     /// Whether being down makes the overall status `down`.
     pub critical: bool,
     /// Time between checks, in seconds.
+    #[serde(with = "crate::float")]
     pub interval_seconds: f64,
     /// The check timeout, in seconds.
+    #[serde(with = "crate::float")]
     pub timeout_seconds: f64,
     /// State by the last check.
     pub status: ComponentStatus,
@@ -65,6 +67,7 @@ pub struct Component {
     /// When a check last succeeded.
     pub last_success: Option<DateTime<Utc>>,
     /// Duration of the last check, in milliseconds.
+    #[serde(with = "crate::float::option", default)]
     pub latency_ms: Option<f64>,
     /// Failed checks since the last success.
     pub consecutive_failures: u64,

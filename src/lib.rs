@@ -14,6 +14,7 @@
 //! The series store and rule evaluation ([`rules`]), routing and notification
 //! ([`paging`]) and CloudWatch publishing ([`publish`]) attach to the same flow.
 //!
+//! - [`clock`]: times bounded where they enter and arithmetic that saturates.
 //! - [`config`]: the YAML file, `${VAR}` expansion, every problem as `file:line:col`,
 //!   secrets that never print.
 //! - [`probe`]: the [`probe::Probe`] trait, one file per kind, and the scheduler.
@@ -22,14 +23,17 @@
 //! - [`publish`]: the store's series to CloudWatch (PutMetricData or EMF), with
 //!   [`ecs`] (the task metadata endpoint) and [`dashboards`] (render, push, check).
 //! - [`daemon`]: wiring and the run loop with graceful shutdown.
+//! - [`float`]: NaN and ±Inf in every JSON Vigil stores or sends, as Prometheus writes them.
 //! - [`logging`]: JSON logs off a terminal, readable logs on one.
 
 pub mod api;
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dashboards;
 pub mod ecs;
+pub mod float;
 pub mod health;
 pub mod logging;
 pub mod notify;

@@ -41,6 +41,7 @@ pub struct RunInfo {
     pub config_hash: String,
     /// `/healthz` fails when no probe has reported for this long: the scheduler or
     /// the health stage is stuck.
+    #[serde(with = "crate::float")]
     pub stale_after_seconds: f64,
     /// The last reload, if any.
     pub last_reload: Option<ReloadOutcome>,

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// The longest duration any setting takes: 10 years. Bounding durations where they
+/// enter keeps every time computed with them inside chrono's range.
+pub const LONGEST_MS: u64 = 3650 * 86_400_000;
+
 /// Parses a duration such as `250ms`, `10s`, `1m30s`, `1h`, `7d`. Units must come from
 /// largest to smallest, each at most once, and the result must be above zero.
 pub fn parse(text: &str) -> Result<Duration, String> {
@@ -49,6 +53,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     }
     if total == 0 {
         return Err(format!("duration {text:?} must be above zero"));
+    }
+    if total > LONGEST_MS {
+        return Err(format!(
+            "duration {text:?} is longer than 10 years (3650d); no setting needs that long, and time computations with it could overflow"
+        ));
     }
     Ok(Duration::from_millis(total))
 }
@@ -109,6 +118,13 @@ mod tests {
             parse("0s"),
             Err("duration \"0s\" must be above zero".into())
         );
+    }
+
+    #[test]
+    fn durations_past_ten_years_are_refused() {
+        assert_eq!(parse("3650d"), Ok(Duration::from_secs(3650 * 86_400)));
+        let e = parse("100000000d").unwrap_err();
+        assert!(e.starts_with("duration \"100000000d\" is longer than 10 years"), "{e}");
     }
 
     #[test]

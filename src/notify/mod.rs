@@ -45,10 +45,12 @@ pub struct AlertEvent {
     /// Its expanded annotations.
     pub annotations: BTreeMap<String, String>,
     /// The expression's last value.
+    #[serde(with = "crate::float")]
     pub value: f64,
     /// The rule's expression.
     pub expr: String,
     /// The rule's `for`, in seconds.
+    #[serde(with = "crate::float")]
     pub for_seconds: f64,
     /// When it became active.
     pub starts_at: DateTime<Utc>,

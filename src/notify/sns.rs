@@ -186,6 +186,8 @@ fn comparison(expr: &str) -> (&'static str, f64) {
     for (op, name) in ops {
         if let Some(i) = expr.rfind(op)
             && let Ok(v) = expr[i + op.len()..].trim().parse::<f64>()
+            // CloudWatch's Threshold is a finite number; `> Inf` has none to show.
+            && v.is_finite()
         {
             return (name, v);
         }

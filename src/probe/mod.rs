@@ -30,6 +30,7 @@ pub struct Sample {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<(String, String)>,
     /// The value.
+    #[serde(with = "crate::float")]
     pub value: f64,
 }
 

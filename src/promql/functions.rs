@@ -60,15 +60,7 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
 
 /// NaN and the infinities as Go and the Prometheus text format write them.
 pub fn non_finite(v: f64) -> Option<&'static str> {
-    if v.is_nan() {
-        Some("NaN")
-    } else if v == f64::INFINITY {
-        Some("+Inf")
-    } else if v == f64::NEG_INFINITY {
-        Some("-Inf")
-    } else {
-        None
-    }
+    crate::float::non_finite_text(v)
 }
 
 /// A value as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, which is also

@@ -71,6 +71,7 @@ pub struct PublishView {
     /// The namespace.
     pub namespace: String,
     /// Seconds between flushes.
+    #[serde(with = "crate::float")]
     pub interval_seconds: f64,
     /// Datums waiting to be sent.
     pub queued: usize,

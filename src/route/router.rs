@@ -39,6 +39,9 @@ pub struct RoutedAlert {
     pub annotations: BTreeMap<String, String>,
     /// Firing, or resolved (kept 15 minutes after it resolved).
     pub firing: bool,
+    /// Active but not yet firing (waiting out `for`): never paged nor resolved, but
+    /// a page already sent for it stays open.
+    pub pending: bool,
     /// The expression's last value.
     pub value: f64,
     /// The rule's expression.
@@ -318,6 +321,14 @@ impl Router {
         for a in alerts {
             let id = Identity::of(&self.environment, &a.labels);
             let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
+            if a.pending {
+                // Still failing, only not yet for `for` (its state may have been lost
+                // at a restart): what was paged stays open, nothing new is sent.
+                for route in routing.route.matching(get) {
+                    routed.insert(sent_key(&route.receiver, &id.fingerprint));
+                }
+                continue;
+            }
             let muted = if a.firing {
                 self.muted(a, &sources, silences, lease, wall)
             } else {
@@ -508,6 +519,7 @@ lease:
             ]),
             annotations: BTreeMap::new(),
             firing,
+            pending: false,
             value: 1.0,
             expr: "up == 0".into(),
             for_seconds: 0.0,
@@ -818,6 +830,33 @@ lease:
             step(&mut r, &[], &[], LeaseState::Holder, T + 2000)
                 .notifications
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_paged_alert_pending_again_after_lost_state_is_neither_resolved_nor_paged_twice() {
+        let mut r = router();
+        let firing = alert("AppDown", "critical", "app", true, T);
+        assert_eq!(
+            states(&step(&mut r, &[firing.clone()], &[], LeaseState::Holder, T)),
+            [("critical/sns".into(), "AppDown".into(), true)]
+        );
+        // A restart lost alerts.json: the same alert is pending again.
+        let mut pending = alert("AppDown", "critical", "app", false, T + 1000);
+        pending.pending = true;
+        pending.resolved_at = None;
+        for t in [T + 1000, T + 60_000] {
+            let d = step(&mut r, &[pending.clone()], &[], LeaseState::Holder, t);
+            assert!(d.notifications.is_empty(), "{:?}", states(&d));
+        }
+        // It fires again after `for`: the page already sent stands (no second one).
+        let d = step(&mut r, &[firing], &[], LeaseState::Holder, T + 120_000);
+        assert!(d.notifications.is_empty(), "{:?}", states(&d));
+        // And when it really ends, the resolve goes out.
+        let d = step(&mut r, &[], &[], LeaseState::Holder, T + 130_000);
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "AppDown".into(), false)]
         );
     }
 

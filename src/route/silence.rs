@@ -74,6 +74,15 @@ impl NewSilence {
             );
         }
         let starts_at = self.starts_at.unwrap_or(now).max(now);
+        for (name, t) in [("startsAt", starts_at), ("endsAt", self.ends_at)] {
+            if !crate::clock::accepted(t) {
+                return Err(format!(
+                    "{name} {} is after {}, the latest time a silence can hold",
+                    t.to_rfc3339(),
+                    crate::clock::latest().to_rfc3339()
+                ));
+            }
+        }
         if self.ends_at <= starts_at {
             return Err(format!(
                 "endsAt {} must be after startsAt {} and after now",
@@ -118,7 +127,7 @@ impl Silence {
 
     /// Whether it can be forgotten at `now`.
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
-        now >= self.ends_at + KEEP_EXPIRED
+        now >= crate::clock::plus(self.ends_at, KEEP_EXPIRED)
     }
 }
 
@@ -266,5 +275,27 @@ mod tests {
             .unwrap_err(),
             "comment must say why the alerts are silenced"
         );
+    }
+
+    #[test]
+    fn a_silence_past_the_year_9999_is_refused_and_one_already_stored_does_not_panic() {
+        let e = new(
+            r#"{"matchers":["a=\"b\""],"endsAt":"+262142-12-31T23:00:00Z","createdBy":"a","comment":"c"}"#,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("endsAt +262142-12-31T23:00:00+00:00 is after 9999-12-31T23:59:59.999+00:00"), "{e}");
+        // Stored by an earlier version: read, listed, never stale, no panic.
+        let mut s = new(&format!(
+            r#"{{"matchers":["a=\"b\""],"endsAt":"{}","createdBy":"a","comment":"c"}}"#,
+            t(60).to_rfc3339()
+        ))
+        .unwrap();
+        s.ends_at = DateTime::<Utc>::MAX_UTC;
+        assert!(!s.is_stale(t(0)));
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = std::sync::Arc::new(crate::notify::outbox::Outbox::open(dir.path()).unwrap());
+        outbox.put_silence(&s).unwrap();
+        let store = SilenceStore::open(outbox, t(0)).unwrap();
+        assert_eq!(store.list().len(), 1);
     }
 }

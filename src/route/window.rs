@@ -77,6 +77,15 @@ impl Window {
             .ok()
             .filter(|d| *d > chrono::Duration::zero())
             .ok_or(("duration", "duration must be above zero".to_string()))?;
+        if duration > chrono::Duration::days(366) {
+            return Err((
+                "duration",
+                format!(
+                    "duration {} is longer than a year (366d); a window that long mutes for good: use a silence",
+                    crate::config::duration::format(duration.to_std().unwrap_or_default())
+                ),
+            ));
+        }
         Ok(Window {
             name: name.to_string(),
             schedule,
@@ -90,10 +99,10 @@ impl Window {
     pub fn active_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // The latest start at or before `now` (the iterator's back end yields starts
         // strictly before its anchor).
-        let anchor = (now + chrono::Duration::seconds(1)).with_timezone(&self.time_zone);
+        let anchor = crate::clock::plus(now, chrono::Duration::seconds(1)).with_timezone(&self.time_zone);
         let start = self.schedule.after(&anchor).next_back()?;
         // The second pass through a repeated hour is the same start as the first.
-        let end = self.first_occurrence(&start) + self.duration;
+        let end = crate::clock::plus(self.first_occurrence(&start), self.duration);
         (end > now).then_some(end)
     }
 
@@ -219,6 +228,10 @@ mod tests {
 
     #[test]
     fn bad_parts_are_named() {
+        let e = Window::new("w", "0 0 2 * * *", Duration::from_secs(367 * 86_400), "UTC", vec![])
+            .unwrap_err();
+        assert_eq!(e.0, "duration");
+        assert!(e.1.starts_with("duration 367d is longer than a year"), "{}", e.1);
         let e = Window::new("w", "0 0 2 * *", Duration::from_secs(60), "UTC", vec![]).unwrap_err();
         assert_eq!(e.0, "schedule");
         let e = Window::new(

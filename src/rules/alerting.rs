@@ -40,6 +40,7 @@ pub struct Alert {
     /// Its state.
     pub state: State,
     /// The expression's value at the last evaluation where it was active.
+    #[serde(with = "crate::float")]
     pub value: f64,
     /// When it became active (ms).
     pub active_at: i64,

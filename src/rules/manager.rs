@@ -67,6 +67,7 @@ pub struct AlertView {
     /// Expanded annotations.
     pub annotations: BTreeMap<String, String>,
     /// The expression's last value.
+    #[serde(with = "crate::float")]
     pub value: f64,
     /// Active since.
     pub active_at: DateTime<Utc>,
@@ -94,11 +95,16 @@ pub struct EngineView {
     /// When the rules were last evaluated.
     pub last_evaluation: Option<DateTime<Utc>>,
     /// How long that evaluation took, in seconds.
+    #[serde(with = "crate::float")]
     pub evaluation_seconds: f64,
     /// Evaluations since the start.
     pub evaluations_total: u64,
     /// Rules whose last evaluation failed, with the error.
     pub rule_errors: BTreeMap<String, String>,
+    /// What of the alert state file could not be read at the start, and where it
+    /// was kept.
+    #[serde(default)]
+    pub state_problems: Vec<String>,
 }
 
 /// The persisted alert state: per group and alert name, its alerts.
@@ -139,6 +145,8 @@ pub struct Manager {
     warm_from: Option<i64>,
     /// Where firing and resolved alerts go after every evaluation (the router).
     routed: Option<watch::Sender<Option<Vec<RoutedAlert>>>>,
+    /// What of the state file could not be read, for the view.
+    state_problems: Vec<String>,
 }
 
 /// What of an alert is persisted on change: its state and the times of its moves.
@@ -181,6 +189,7 @@ impl Manager {
             warmup,
             warm_from: None,
             routed: None,
+            state_problems: Vec::new(),
         };
         let restored = m.read_state();
         m.set_groups(groups, restored);
@@ -193,17 +202,18 @@ impl Manager {
         self
     }
 
-    /// Firing alerts and those resolved in the last 15 minutes, for the router.
+    /// Firing and pending alerts and those resolved in the last 15 minutes, for the
+    /// router. Pending ones are handed over so that the router does not take an
+    /// alert whose state was lost at a restart (and that is pending again while
+    /// still failing) for one that vanished, and resolve its page mid-outage.
     pub fn routed_alerts(&self) -> Vec<RoutedAlert> {
         let mut out = Vec::new();
         for (g, _) in &self.groups {
             for r in &g.rules {
                 let Rule::Alerting(a) = r else { continue };
                 for x in a.active.values() {
-                    if x.state == State::Pending {
-                        continue;
-                    }
                     out.push(RoutedAlert {
+                        pending: x.state == State::Pending,
                         labels: x.labels.to_map(),
                         annotations: x.annotations.iter().cloned().collect(),
                         firing: x.state == State::Firing,
@@ -220,21 +230,57 @@ impl Manager {
         out
     }
 
-    fn read_state(&self) -> HashMap<String, Vec<Alert>> {
-        let Ok(text) = std::fs::read_to_string(&self.state_file) else {
-            return HashMap::new();
-        };
-        match serde_json::from_str::<Persisted>(&text) {
-            Ok(p) => {
-                let n: usize = p.alerts.values().map(Vec::len).sum();
-                tracing::info!(message = "Restored alert state.", alerts = n, file = %self.state_file.display());
-                p.alerts.into_iter().collect()
-            }
+    /// The alert state kept in the state file. What cannot be read is never dropped:
+    /// a file that is not JSON at all (truncated, say) is moved aside as
+    /// `alerts.json.unreadable-<time>` before the next write could overwrite it, an
+    /// alert that cannot be decoded is left out while the file is copied aside, and
+    /// either is logged and shown in `/status` ([`EngineView::state_problems`]).
+    fn read_state(&mut self) -> HashMap<String, Vec<Alert>> {
+        let text = match std::fs::read(&self.state_file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
             Err(e) => {
-                tracing::warn!(message = "Ignoring an unreadable alert state file.", file = %self.state_file.display(), error = %e);
-                HashMap::new()
+                self.state_problem(format!("cannot read {}: {e}", self.state_file.display()));
+                return HashMap::new();
             }
+        };
+        let (restored, problem) = decode_state(&text);
+        if let Some(problem) = problem {
+            let aside = self.set_aside(problem.whole);
+            let what = match &aside {
+                Ok(path) => format!("kept as {}", path.display()),
+                Err(e) => format!("could not be kept aside: {e}"),
+            };
+            self.state_problem(format!(
+                "{} was partly unreadable ({}); {what}",
+                self.state_file.display(),
+                problem.reason
+            ));
         }
+        let n: usize = restored.values().map(Vec::len).sum();
+        if n > 0 {
+            tracing::info!(message = "Restored alert state.", alerts = n, file = %self.state_file.display());
+        }
+        restored
+    }
+
+    /// Moves (`whole`) or copies the state file to `alerts.json.unreadable-<time>`.
+    fn set_aside(&self, whole: bool) -> std::io::Result<PathBuf> {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let mut name = self.state_file.as_os_str().to_owned();
+        name.push(format!(".unreadable-{stamp}"));
+        let aside = PathBuf::from(name);
+        if whole {
+            std::fs::rename(&self.state_file, &aside)?;
+        } else {
+            std::fs::copy(&self.state_file, &aside)?;
+        }
+        Ok(aside)
+    }
+
+    fn state_problem(&mut self, problem: String) {
+        tracing::error!(message = "The alert state file is unreadable; starting with what could be read.", problem = %problem);
+        self.state_problems.push(problem);
     }
 
     /// Installs `groups`, giving each alerting rule the alerts kept under its name.
@@ -420,6 +466,7 @@ impl Manager {
             evaluation_seconds: took.as_secs_f64(),
             evaluations_total: self.evaluations,
             rule_errors,
+            state_problems: self.state_problems.clone(),
         });
     }
 
@@ -476,6 +523,49 @@ impl Manager {
     }
 }
 
+/// Why a state file could not be read in full.
+#[derive(Debug)]
+struct Unreadable {
+    /// Nothing could be read (the file is set aside whole) or only some alerts.
+    whole: bool,
+    /// What was wrong.
+    reason: String,
+}
+
+/// Decodes a state file alert by alert, so that one alert that cannot be read (a
+/// newer format, a flipped byte) costs that alert, not every alert's state.
+fn decode_state(text: &[u8]) -> (HashMap<String, Vec<Alert>>, Option<Unreadable>) {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        alerts: BTreeMap<String, Vec<serde_json::Value>>,
+    }
+    let loose: Loose = match serde_json::from_slice(text) {
+        Ok(l) => l,
+        Err(e) => {
+            let reason = e.to_string();
+            return (HashMap::new(), Some(Unreadable { whole: true, reason }));
+        }
+    };
+    let mut out = HashMap::new();
+    let mut bad = Vec::new();
+    for (key, alerts) in loose.alerts {
+        let mut kept = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            match serde_json::from_value::<Alert>(a) {
+                Ok(a) => kept.push(a),
+                Err(e) => bad.push(format!("an alert of {key}: {e}")),
+            }
+        }
+        out.insert(key, kept);
+    }
+    let problem = (!bad.is_empty()).then(|| Unreadable {
+        whole: false,
+        reason: bad.join("; "),
+    });
+    (out, problem)
+}
+
 /// Writes `bytes` to `path` through a temporary file, synced before the rename, so a
 /// crash leaves the old file or the new one, never half of one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -526,6 +616,79 @@ mod tests {
         let l = Labels::from_pairs("vigil_probe_success", &[("probe", "cache")]);
         m.ingest("probe/cache".into(), t, vec![(l, v)]);
         m.evaluate(t, true);
+    }
+
+    fn rules(text: &str) -> Vec<Group> {
+        let mut c = Collector::new(Path::new("r.yaml"));
+        let g = super::super::parse(text, &mut c);
+        c.finish().unwrap();
+        g
+    }
+
+    #[test]
+    fn an_infinite_alert_value_survives_a_restart_with_every_other_alert() {
+        let g = "groups:\n  - name: g\n    rules:\n      - alert: Inf\n        expr: vector(1) / vector(0) > 2\n        for: 1m\n      - alert: Down\n        expr: vigil_probe_success == 0\n        for: 1m\n";
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(EngineView::default());
+        let mut m = manager(rules(g), dir.path(), tx);
+        down(&mut m, 1_000_000, 0.0);
+        down(&mut m, 1_070_000, 0.0);
+        drop(m);
+        let (tx, rx) = watch::channel(EngineView::default());
+        let m = manager(rules(g), dir.path(), tx);
+        m.publish(None, Duration::ZERO, BTreeMap::new());
+        let v = rx.borrow();
+        assert!(v.state_problems.is_empty(), "{:?}", v.state_problems);
+        assert_eq!(v.alerts.len(), 2, "{:?}", v.alerts);
+        assert!(v.alerts.iter().all(|a| a.state == State::Firing));
+        let inf = v.alerts.iter().find(|a| a.name == "Inf").unwrap();
+        assert_eq!(inf.value, f64::INFINITY);
+        // The API's JSON carries it as Prometheus writes it.
+        let json = serde_json::to_value(&*v).unwrap();
+        assert!(json.to_string().contains(r#""value":"+Inf""#), "{json}");
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_kept_aside_and_reported_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(EngineView::default());
+        let mut m = manager(groups(), dir.path(), tx);
+        down(&mut m, 1_000_000, 0.0);
+        drop(m);
+        let file = dir.path().join("alerts.json");
+        let whole = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+        let (tx, rx) = watch::channel(EngineView::default());
+        let mut m = manager(groups(), dir.path(), tx);
+        down(&mut m, 1_010_000, 0.0);
+        let problems = rx.borrow().state_problems.clone();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("was partly unreadable") && problems[0].contains("kept as"), "{problems:?}");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("alerts.json.unreadable-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), &whole[..whole.len() / 2]);
+    }
+
+    #[test]
+    fn one_undecodable_alert_costs_that_alert_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(EngineView::default());
+        let mut m = manager(groups(), dir.path(), tx);
+        down(&mut m, 1_000_000, 0.0);
+        drop(m);
+        let file = dir.path().join("alerts.json");
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        v["alerts"]["g/Other"] = serde_json::json!([{"labels": 7}]);
+        std::fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
+        let (tx, rx) = watch::channel(EngineView::default());
+        let m = manager(groups(), dir.path(), tx);
+        m.publish(None, Duration::ZERO, BTreeMap::new());
+        assert_eq!(rx.borrow().alerts.len(), 1);
+        assert!(rx.borrow().state_problems[0].contains("an alert of g/Other"));
     }
 
     #[test]
