@@ -109,6 +109,7 @@ async fn run() {
             sink,
             cloudwatch::fake(store, to - 60_000, to),
             std::time::Duration::ZERO,
+            &vigil::supervise::Supervisor::new(),
         );
         let mut view = publisher.view.clone();
         let datums = n + 1;

@@ -30,11 +30,12 @@ pub fn at_ms(ms: i64) -> DateTime<Utc> {
 
 /// `t + d`, saturating at the ends of chrono's range instead of panicking.
 pub fn plus(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
-    t.checked_add_signed(d).unwrap_or(if d < chrono::Duration::zero() {
-        DateTime::<Utc>::MIN_UTC
-    } else {
-        DateTime::<Utc>::MAX_UTC
-    })
+    t.checked_add_signed(d)
+        .unwrap_or(if d < chrono::Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
 }
 
 /// A std duration as chrono's, saturating at chrono's largest.
@@ -54,7 +55,10 @@ mod tests {
     #[test]
     fn arithmetic_at_the_edge_of_time_saturates() {
         let edge = DateTime::<Utc>::MAX_UTC;
-        assert_eq!(plus(edge, chrono::Duration::days(1)), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            plus(edge, chrono::Duration::days(1)),
+            DateTime::<Utc>::MAX_UTC
+        );
         assert_eq!(
             plus(DateTime::<Utc>::MIN_UTC, chrono::Duration::days(-1)),
             DateTime::<Utc>::MIN_UTC

@@ -16,6 +16,7 @@ use crate::health::{self, Component, Health};
 use crate::probe::Probe;
 use crate::probe::scheduler::{self, Scheduled};
 use crate::rules::manager::{EngineView, Input, Manager};
+use crate::supervise::{Supervisor, stage};
 
 /// After a stop is asked for, in-flight API requests get this long to finish.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -53,6 +54,9 @@ pub enum DaemonError {
     /// The paging stage could not start (its outbox).
     #[error(transparent)]
     Paging(#[from] crate::paging::PagingError),
+    /// A long-lived stage panicked or ended while the daemon ran.
+    #[error("{0}; stopping so that the task is replaced")]
+    Stage(String),
 }
 
 /// How long after a start the rules wait for data: every probe's first check (its
@@ -158,6 +162,7 @@ impl Daemon {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
+        let supervisor = Supervisor::new();
         let (components, scheduled): (Vec<_>, Vec<_>) = self.probes.into_iter().unzip();
         let (state_tx, state_rx) = watch::channel(Health::new(components));
         let (report_tx, report_rx) = mpsc::channel(256);
@@ -182,6 +187,7 @@ impl Daemon {
                         environment: self.config.environment.clone(),
                         state_dir: self.config.state_dir.clone(),
                         external_url: self.config.external_url.clone(),
+                        supervisor: supervisor.clone(),
                     },
                     routed_rx,
                 )
@@ -199,8 +205,12 @@ impl Daemon {
             .ok()
             .filter(|t| !t.is_empty())
             .map(|t| Arc::new(crate::config::secret::Secret::new(t)));
-        let manager_task = tokio::spawn(manager.run(engine_rx));
-        let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone()).await;
+        let manager_task = tokio::spawn(stage(
+            &supervisor,
+            "the rule manager",
+            manager.run(engine_rx),
+        ));
+        let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone(), &supervisor).await;
         let publisher = match &self.config.publish {
             Some(cw) => {
                 let place = place(&self.config, cw, task.as_ref());
@@ -211,19 +221,24 @@ impl Daemon {
                     sink,
                     engine_tx.clone(),
                     publish_lag(&self.config),
+                    &supervisor,
                 ))
             }
             None => None,
         };
         let publish = publisher.as_ref().map(|p| p.view.clone());
-        let health_task = tokio::spawn(health::run(
-            report_rx,
-            state_tx.clone(),
-            Some(engine_tx.clone()),
+        let health_task = tokio::spawn(stage(
+            &supervisor,
+            "the health stage",
+            health::run(report_rx, state_tx.clone(), Some(engine_tx.clone())),
         ));
-        let mut probe_tasks = scheduler::start(scheduled, report_tx.clone(), 0);
+        let mut probe_tasks = scheduler::start(scheduled, report_tx.clone(), 0, &supervisor);
         for (i, s) in self.config.scrapes.iter().enumerate() {
-            probe_tasks.spawn(crate::scrape::run(i, s.clone(), engine_tx.clone()));
+            probe_tasks.spawn(stage(
+                &supervisor,
+                format!("scrape {i}"),
+                crate::scrape::run(i, s.clone(), engine_tx.clone()),
+            ));
         }
         let (run_tx, run_rx) = watch::channel(RunInfo {
             environment: self.config.environment.clone(),
@@ -246,6 +261,7 @@ impl Daemon {
             token,
             publish,
             ecs,
+            failed: supervisor.subscribe(),
         });
         tracing::info!(
             message = "Vigil started.",
@@ -267,12 +283,22 @@ impl Daemon {
             generation: 0,
             run: run_tx,
             paging,
+            supervisor: supervisor.clone(),
         };
-        let control_task = tokio::spawn(control.run(reload_rx));
+        let control_task = tokio::spawn(stage(
+            &supervisor,
+            "the reload control",
+            control.run(reload_rx),
+        ));
 
         let (stopping_tx, mut stopping_rx) = watch::channel(false);
+        let mut failed = supervisor.subscribe();
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
+            // A stop asked for, or a stage that failed: the API drains either way.
+            tokio::select! {
+                () = shutdown => {}
+                _ = failed.wait_for(Option::is_some) => {}
+            }
             let _ = stopping_tx.send(true);
         });
         let deadline = async move {
@@ -290,6 +316,9 @@ impl Daemon {
                 Ok(())
             }
         };
+        // What ends from here on ends because the daemon stops.
+        let failure = supervisor.failure();
+        supervisor.stopping();
         // Dropping the control task drops the probe and scrape tasks it owns.
         // The last interval's datums, sent while the manager still answers.
         if let Some(p) = publisher {
@@ -300,7 +329,10 @@ impl Daemon {
         health_task.abort();
         manager_task.abort();
         tracing::info!(message = "Vigil stopped.");
-        result
+        match failure {
+            Some(reason) => Err(DaemonError::Stage(reason)),
+            None => result,
+        }
     }
 }
 
@@ -309,6 +341,7 @@ impl Daemon {
 async fn start_ecs(
     config: &Config,
     engine: mpsc::Sender<Input>,
+    supervisor: &Arc<Supervisor>,
 ) -> (
     Option<watch::Receiver<crate::ecs::EcsView>>,
     Option<crate::ecs::TaskInfo>,
@@ -327,13 +360,17 @@ async fn start_ecs(
         }
     };
     let task = crate::ecs::task_info(&doc).ok();
-    let poll = tokio::spawn(crate::ecs::run(
-        endpoint,
-        task.clone(),
-        crate::ecs::container_names(&doc),
-        config.evaluation_interval,
-        engine,
-        tx,
+    let poll = tokio::spawn(stage(
+        supervisor,
+        "the ECS metadata poller",
+        crate::ecs::run(
+            endpoint,
+            task.clone(),
+            crate::ecs::container_names(&doc),
+            config.evaluation_interval,
+            engine,
+            tx,
+        ),
     ));
     (Some(rx), task, Some(poll))
 }
@@ -395,6 +432,8 @@ struct Control {
     run: watch::Sender<RunInfo>,
     /// The paging stage, which takes a reloaded routing file.
     paging: Option<Arc<crate::paging::Paging>>,
+    /// Told when a probe or scrape task started by a reload panics or ends.
+    supervisor: Arc<Supervisor>,
 }
 
 impl Control {
@@ -491,10 +530,18 @@ impl Control {
         // The reload counts as activity for /healthz until the new probes report.
         health.last_report = Some(Utc::now());
         self.state.send_replace(health);
-        self.tasks = scheduler::start(scheduled, self.reports.clone(), self.generation);
+        self.tasks = scheduler::start(
+            scheduled,
+            self.reports.clone(),
+            self.generation,
+            &self.supervisor,
+        );
         for (i, s) in new.scrapes.iter().enumerate() {
-            self.tasks
-                .spawn(crate::scrape::run(i, s.clone(), self.engine.clone()));
+            self.tasks.spawn(stage(
+                &self.supervisor,
+                format!("scrape {i}"),
+                crate::scrape::run(i, s.clone(), self.engine.clone()),
+            ));
         }
         let _ = self
             .engine

@@ -22,6 +22,7 @@
 //! - [`api`]: the HTTP endpoints and their renderings.
 //! - [`publish`]: the store's series to CloudWatch (PutMetricData or EMF), with
 //!   [`ecs`] (the task metadata endpoint) and [`dashboards`] (render, push, check).
+//! - [`supervise`]: a stage that panics or ends turns /healthz to 503 and stops the daemon.
 //! - [`daemon`]: wiring and the run loop with graceful shutdown.
 //! - [`float`]: NaN and ±Inf in every JSON Vigil stores or sends, as Prometheus writes them.
 //! - [`logging`]: JSON logs off a terminal, readable logs on one.
@@ -45,5 +46,6 @@ pub mod route;
 pub mod rules;
 pub mod scrape;
 pub mod store;
+pub mod supervise;
 
 pub use daemon::Daemon;

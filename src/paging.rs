@@ -47,6 +47,9 @@ pub struct PagingView {
     pub targets: BTreeMap<String, TargetStats>,
     /// When the router last ran.
     pub last_run: Option<DateTime<Utc>>,
+    /// Outbox entries that could not be decoded, kept aside in `notify.redb`.
+    #[serde(default)]
+    pub dead_letters: usize,
 }
 
 /// The handles the API uses.
@@ -95,6 +98,8 @@ pub struct Settings {
     pub state_dir: std::path::PathBuf,
     /// Vigil's own address, linked from pages.
     pub external_url: String,
+    /// Told when the router, the lease or a delivery worker panics or ends.
+    pub supervisor: Arc<crate::supervise::Supervisor>,
 }
 
 /// Opens the outbox and starts the router, the lease and the workers. The tasks
@@ -135,14 +140,18 @@ pub async fn start(
             std::process::id(),
             fastrand::u32(..)
         );
-        tasks.spawn(lease::run(
-            LeaseSpec {
-                redis: l.redis.clone(),
-                ttl: l.ttl,
-                key: format!("vigil:lease:{}", settings.environment),
-            },
-            id,
-            lease_tx,
+        tasks.spawn(crate::supervise::stage(
+            &settings.supervisor,
+            "the paging lease",
+            lease::run(
+                LeaseSpec {
+                    redis: l.redis.clone(),
+                    ttl: l.ttl,
+                    key: format!("vigil:lease:{}", settings.environment),
+                },
+                id,
+                lease_tx,
+            ),
         ));
     } else {
         // No lease configured: this sidecar pages for everything.
@@ -161,8 +170,13 @@ pub async fn start(
         external_url: settings.external_url,
         routing_file: String::new(),
         _fixed_lease: fixed_lease,
+        supervisor: settings.supervisor.clone(),
     };
-    tasks.spawn(task.run(reload_rx));
+    tasks.spawn(crate::supervise::stage(
+        &settings.supervisor,
+        "the router",
+        task.run(reload_rx),
+    ));
     Ok((
         Arc::new(Paging {
             silences,
@@ -199,6 +213,8 @@ struct RouterTask {
     /// Without a lease task, the sender of the fixed lease state, kept so that
     /// the lease channel stays open.
     _fixed_lease: Option<watch::Sender<LeaseState>>,
+    /// Told when a delivery worker panics or ends.
+    supervisor: Arc<crate::supervise::Supervisor>,
 }
 
 impl RouterTask {
@@ -211,13 +227,17 @@ impl RouterTask {
                 let wake = Arc::new(Notify::new());
                 let integration =
                     Integration::build(spec, self.routing.timeout, &self.external_url).await;
-                set.spawn(notify::worker(
-                    target.clone(),
-                    integration,
-                    self.outbox.clone(),
-                    wake.clone(),
-                    self.routing.backoff,
-                    self.stats.clone(),
+                set.spawn(crate::supervise::stage(
+                    &self.supervisor,
+                    format!("the delivery worker of {target}"),
+                    notify::worker(
+                        target.clone(),
+                        integration,
+                        self.outbox.clone(),
+                        wake.clone(),
+                        self.routing.backoff,
+                        self.stats.clone(),
+                    ),
                 ));
                 wakes.insert(target, wake);
             }
@@ -303,6 +323,7 @@ impl RouterTask {
                 .count(),
             targets: BTreeMap::new(),
             last_run: Some(now),
+            dead_letters: self.outbox.dead_letters().unwrap_or(0),
         };
         self.view.send_replace(view);
         next

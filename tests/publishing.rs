@@ -187,6 +187,7 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
         sink,
         cloudwatch::fake(store, from, to),
         std::time::Duration::ZERO,
+        &vigil::supervise::Supervisor::new(),
     );
     let mut view = publisher.view.clone();
     // 2 summaries, 1 distribution, 1 histogram, 2 increases, the heartbeat.
@@ -355,6 +356,7 @@ async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
         sink,
         cloudwatch::fake(store, to - 60_000, to),
         std::time::Duration::ZERO,
+        &vigil::supervise::Supervisor::new(),
     );
     let mut view = publisher.view.clone();
     wait_view(&mut view, "2 500 datums sent", |v| {

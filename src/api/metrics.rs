@@ -240,6 +240,12 @@ pub const CATALOG: &[MetricDef] = &[
         "Notifications waiting for delivery, per integration (receiver/kind).",
     ),
     def(
+        "vigil_outbox_dead_letters",
+        "gauge",
+        "",
+        "Outbox entries that could not be decoded, kept aside (dead_letters in notify.redb).",
+    ),
+    def(
         "vigil_outbox_oldest_age_seconds",
         "gauge",
         "target",
@@ -424,6 +430,10 @@ pub fn paging_series(
             n as f64,
         ));
     }
+    out.push((
+        Labels::from_pairs("vigil_outbox_dead_letters", &[]),
+        v.dead_letters as f64,
+    ));
     if let Some(l) = v.lease {
         out.push((
             Labels::from_pairs("vigil_paging_lease_held", &[]),

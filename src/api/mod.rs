@@ -74,6 +74,9 @@ pub struct ApiState {
     /// Paging: silences, the outbox and the router's view (`None` without a
     /// routing file).
     pub paging: Option<Arc<crate::paging::Paging>>,
+    /// The first stage of the daemon that panicked or ended, if one did:
+    /// `/healthz` then answers 503 while the daemon stops.
+    pub failed: watch::Receiver<Option<String>>,
     /// The bearer token that guards silences (`VIGIL_API_TOKEN`); without one, the
     /// silence endpoints answer 401.
     pub token: Option<Arc<crate::config::secret::Secret>>,
@@ -252,6 +255,9 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         .unwrap_or(state.info.started_at);
     let quiet = (now - since).to_std().unwrap_or_default();
     let stale_after = Duration::from_secs_f64(state.run.borrow().stale_after_seconds);
+    if let Some(reason) = state.failed.borrow().clone() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "stage_stopped", reason);
+    }
     if state.health.has_changed().is_err() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -241,6 +241,12 @@ pub fn paging_lines(r: &StatusReport) -> Vec<String> {
     };
     let now = r.generated_at;
     let mut out = Vec::new();
+    if p.dead_letters > 0 {
+        out.push(format!(
+            "DEAD LETTERS: {} outbox entries could not be read; kept in notify.redb (table dead_letters) for a person to look at",
+            p.dead_letters
+        ));
+    }
     if let Some(l) = p.lease {
         let word = match l {
             crate::notify::lease::LeaseState::Holder => {
@@ -375,6 +381,9 @@ fn render_alerts_text(r: &StatusReport) -> String {
         );
     }
     out.push('\n');
+    for problem in &e.state_problems {
+        let _ = writeln!(out, "ALERT STATE: {problem}");
+    }
     for (rule, err) in &e.rule_errors {
         let _ = writeln!(out, "rule {rule} failed: {err}");
     }
@@ -508,6 +517,9 @@ small{{color:#59636e}}
             String::new()
         }
     );
+    for problem in &e.state_problems {
+        let _ = writeln!(out, "<p><b>Alert state: {}</b></p>", html_escape(problem));
+    }
     out.push_str("</body></html>\n");
     out
 }
@@ -644,6 +656,7 @@ mod tests {
                 )]
                 .into(),
                 last_run: Some(t(0)),
+                dead_letters: 0,
             }),
         }
     }

@@ -124,7 +124,10 @@ mod tests {
     fn durations_past_ten_years_are_refused() {
         assert_eq!(parse("3650d"), Ok(Duration::from_secs(3650 * 86_400)));
         let e = parse("100000000d").unwrap_err();
-        assert!(e.starts_with("duration \"100000000d\" is longer than 10 years"), "{e}");
+        assert!(
+            e.starts_with("duration \"100000000d\" is longer than 10 years"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -176,7 +176,10 @@ impl Outbox {
             let mut queue = txn.open_table(QUEUE).map_err(err)?;
             let mut dead = txn.open_table(DEAD).map_err(err)?;
             for id in ids {
-                let bytes = queue.remove((target, *id)).map_err(err)?.map(|v| v.value().to_vec());
+                let bytes = queue
+                    .remove((target, *id))
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec());
                 if let Some(bytes) = bytes {
                     dead.insert((target, *id), bytes.as_slice()).map_err(err)?;
                 }

@@ -47,10 +47,16 @@ pub fn start(
     probes: Vec<Scheduled>,
     reports: mpsc::Sender<Report>,
     generation: u64,
+    supervisor: &std::sync::Arc<crate::supervise::Supervisor>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for (index, s) in probes.into_iter().enumerate() {
-        tasks.spawn(run(generation, index, s, reports.clone()));
+        let name = format!("probe task {index}");
+        tasks.spawn(crate::supervise::stage(
+            supervisor,
+            name,
+            run(generation, index, s, reports.clone()),
+        ));
     }
     tasks
 }

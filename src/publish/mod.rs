@@ -204,6 +204,7 @@ pub fn start(
     sink: Arc<dyn Sink>,
     engine: mpsc::Sender<Input>,
     lag: Duration,
+    supervisor: &Arc<crate::supervise::Supervisor>,
 ) -> Publisher {
     let (view_tx, view_rx) = watch::channel(PublishView {
         mode: match cfg.mode {
@@ -223,16 +224,24 @@ pub fn start(
     });
     let (stop, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    tasks.spawn(flusher(
-        cfg,
-        place,
-        engine,
-        lag,
-        stopping,
-        Arc::clone(&queue),
-        Arc::clone(&view),
+    tasks.spawn(crate::supervise::stage(
+        supervisor,
+        "the CloudWatch flusher",
+        flusher(
+            cfg,
+            place,
+            engine,
+            lag,
+            stopping,
+            Arc::clone(&queue),
+            Arc::clone(&view),
+        ),
     ));
-    tasks.spawn(sender(sink, queue, view, stop.subscribe()));
+    tasks.spawn(crate::supervise::stage(
+        supervisor,
+        "the CloudWatch sender",
+        sender(sink, queue, view, stop.subscribe()),
+    ));
     Publisher {
         view: view_rx,
         stop,

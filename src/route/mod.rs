@@ -297,6 +297,24 @@ fn duration_or(value: &Option<Spanned<String>>, default: Duration, c: &mut Colle
     }
 }
 
+/// A delivery duration: absent is `default`, zero is refused.
+fn delivery_duration(
+    value: &Option<Spanned<String>>,
+    default: Duration,
+    c: &mut Collector,
+) -> Duration {
+    match value {
+        None => default,
+        Some(v) => match duration::parse(&v.value) {
+            Ok(d) => d,
+            Err(e) => {
+                c.at(v.referenced, e);
+                default
+            }
+        },
+    }
+}
+
 /// Settings a route passes to its children.
 struct Inherited {
     receiver: String,
@@ -472,19 +490,27 @@ fn validate(path: &Path, raw: RawRouting, c: &mut Collector) -> Option<Routing> 
         })
     });
     let d = raw.delivery.as_ref();
+    // Delivery's durations must be above zero: a zero timeout fails every attempt,
+    // a zero backoff retries in a busy loop.
+    let initial_backoff = d.and_then(|d| d.initial_backoff.clone());
+    let max_backoff = d.and_then(|d| d.max_backoff.clone());
     let backoff = Backoff {
-        initial: duration_or(
-            &d.and_then(|d| d.initial_backoff.clone()),
-            Duration::from_secs(1),
-            c,
-        ),
-        max: duration_or(
-            &d.and_then(|d| d.max_backoff.clone()),
-            Duration::from_secs(30),
-            c,
-        ),
+        initial: delivery_duration(&initial_backoff, Duration::from_secs(1), c),
+        max: delivery_duration(&max_backoff, Duration::from_secs(30), c),
     };
-    let timeout = duration_or(
+    if backoff.max < backoff.initial
+        && let Some(m) = max_backoff.as_ref().or(initial_backoff.as_ref())
+    {
+        c.at(
+            m.referenced,
+            format!(
+                "max_backoff {} is shorter than initial_backoff {}",
+                duration::format(backoff.max),
+                duration::format(backoff.initial)
+            ),
+        );
+    }
+    let timeout = delivery_duration(
         &d.and_then(|d| d.timeout.clone()),
         Duration::from_secs(10),
         c,

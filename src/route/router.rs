@@ -360,10 +360,14 @@ impl Router {
                     (true, _) => {
                         // A new page waits for the group's timers.
                         let g = self.groups.entry(gk.clone()).or_default();
-                        let first_seen = *g.first_seen.get_or_insert(now);
-                        let mut ready = first_seen + ms(route.group_wait);
-                        if let Some(last) = g.last_flush {
-                            ready = ready.max(last + ms(route.group_interval));
+                        // Times from before a backward clock step are pulled back
+                        // to now, so the step does not hold the page back.
+                        let first_seen = g.first_seen.get_or_insert(now);
+                        *first_seen = (*first_seen).min(now);
+                        let mut ready = first_seen.saturating_add(ms(route.group_wait));
+                        if let Some(last) = &mut g.last_flush {
+                            *last = (*last).min(now);
+                            ready = ready.max(last.saturating_add(ms(route.group_interval)));
                         }
                         if now >= ready {
                             Some(self.event(a, &id, "first", true, now))
@@ -838,7 +842,13 @@ lease:
         let mut r = router();
         let firing = alert("AppDown", "critical", "app", true, T);
         assert_eq!(
-            states(&step(&mut r, &[firing.clone()], &[], LeaseState::Holder, T)),
+            states(&step(
+                &mut r,
+                std::slice::from_ref(&firing),
+                &[],
+                LeaseState::Holder,
+                T
+            )),
             [("critical/sns".into(), "AppDown".into(), true)]
         );
         // A restart lost alerts.json: the same alert is pending again.

@@ -283,7 +283,12 @@ mod tests {
             r#"{"matchers":["a=\"b\""],"endsAt":"+262142-12-31T23:00:00Z","createdBy":"a","comment":"c"}"#,
         )
         .unwrap_err();
-        assert!(e.starts_with("endsAt +262142-12-31T23:00:00+00:00 is after 9999-12-31T23:59:59.999+00:00"), "{e}");
+        assert!(
+            e.starts_with(
+                "endsAt +262142-12-31T23:00:00+00:00 is after 9999-12-31T23:59:59.999+00:00"
+            ),
+            "{e}"
+        );
         // Stored by an earlier version: read, listed, never stale, no panic.
         let mut s = new(&format!(
             r#"{{"matchers":["a=\"b\""],"endsAt":"{}","createdBy":"a","comment":"c"}}"#,

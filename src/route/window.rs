@@ -99,7 +99,8 @@ impl Window {
     pub fn active_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // The latest start at or before `now` (the iterator's back end yields starts
         // strictly before its anchor).
-        let anchor = crate::clock::plus(now, chrono::Duration::seconds(1)).with_timezone(&self.time_zone);
+        let anchor =
+            crate::clock::plus(now, chrono::Duration::seconds(1)).with_timezone(&self.time_zone);
         let start = self.schedule.after(&anchor).next_back()?;
         // The second pass through a repeated hour is the same start as the first.
         let end = crate::clock::plus(self.first_occurrence(&start), self.duration);
@@ -228,10 +229,20 @@ mod tests {
 
     #[test]
     fn bad_parts_are_named() {
-        let e = Window::new("w", "0 0 2 * * *", Duration::from_secs(367 * 86_400), "UTC", vec![])
-            .unwrap_err();
+        let e = Window::new(
+            "w",
+            "0 0 2 * * *",
+            Duration::from_secs(367 * 86_400),
+            "UTC",
+            vec![],
+        )
+        .unwrap_err();
         assert_eq!(e.0, "duration");
-        assert!(e.1.starts_with("duration 367d is longer than a year"), "{}", e.1);
+        assert!(
+            e.1.starts_with("duration 367d is longer than a year"),
+            "{}",
+            e.1
+        );
         let e = Window::new("w", "0 0 2 * *", Duration::from_secs(60), "UTC", vec![]).unwrap_err();
         assert_eq!(e.0, "schedule");
         let e = Window::new(

@@ -147,7 +147,15 @@ pub struct Manager {
     routed: Option<watch::Sender<Option<Vec<RoutedAlert>>>>,
     /// What of the state file could not be read, for the view.
     state_problems: Vec<String>,
+    /// The latest time seen (a sample's or an evaluation's, ms), to notice the wall
+    /// clock stepping back.
+    clock_high: i64,
 }
+
+/// How far behind the latest time seen a sample or an evaluation may be before it
+/// counts as the clock stepping back: probes stamp samples when their check starts,
+/// so batches from different sources arrive a little out of order.
+const CLOCK_STEP_MS: i64 = 2_000;
 
 /// What of an alert is persisted on change: its state and the times of its moves.
 type StateTimes = (State, i64, Option<i64>, Option<i64>, Option<i64>);
@@ -190,6 +198,7 @@ impl Manager {
             warm_from: None,
             routed: None,
             state_problems: Vec::new(),
+            clock_high: i64::MIN,
         };
         let restored = m.read_state();
         m.set_groups(groups, restored);
@@ -314,8 +323,49 @@ impl Manager {
         out
     }
 
+    /// Notices a backward step of the wall clock at `t` (ms): the samples and alert
+    /// times after `t` are in what is now the future, so they are forgotten or pulled
+    /// back to `t`, and groups due later than one interval from `t` are due now.
+    /// Without this the store refused every new sample and the groups waited, for as
+    /// long as the step, while the probes kept seeing an outage.
+    fn clock(&mut self, t: i64) {
+        if t >= self.clock_high {
+            self.clock_high = t;
+            return;
+        }
+        if self.clock_high - t <= CLOCK_STEP_MS {
+            return;
+        }
+        let dropped = self.store.rewind(t);
+        tracing::warn!(
+            message = "The wall clock stepped back; forgetting samples from the future.",
+            step_seconds = (self.clock_high - t) as f64 / 1000.0,
+            samples_dropped = dropped
+        );
+        for (g, due) in &mut self.groups {
+            let interval = g.interval.unwrap_or(self.default_interval).as_millis() as i64;
+            *due = (*due).min(t.saturating_add(interval));
+            for r in &mut g.rules {
+                if let Rule::Alerting(a) = r {
+                    for x in a.active.values_mut() {
+                        x.active_at = x.active_at.min(t);
+                        x.fired_at = x.fired_at.map(|f| f.min(t));
+                        x.resolved_at = x.resolved_at.map(|f| f.min(t));
+                        x.keep_firing_since = x.keep_firing_since.map(|f| f.min(t));
+                    }
+                }
+            }
+        }
+        if let Some(w) = &mut self.warm_from {
+            *w = w.saturating_sub(self.clock_high - t);
+        }
+        self.last_trim = self.last_trim.min(t);
+        self.clock_high = t;
+    }
+
     /// Stores a batch, marking stale what the source no longer reports.
     pub fn ingest(&mut self, source: String, t: i64, samples: Vec<(Labels, f64)>) {
+        self.clock(t);
         let mut now: HashSet<Labels> = HashSet::with_capacity(samples.len());
         for (labels, v) in samples {
             if self.store.append(&labels, t, v).is_ok() {
@@ -333,6 +383,7 @@ impl Manager {
     /// Evaluates the groups that are due at `now` (all of them with `all`), then
     /// trims the store, persists changed alert state and publishes the view.
     pub fn evaluate(&mut self, now: i64, all: bool) {
+        self.clock(now);
         let warm_from = *self
             .warm_from
             .get_or_insert(now + self.warmup.as_millis() as i64);
@@ -358,6 +409,12 @@ impl Manager {
                 }
             }
         }
+        if now - self.last_trim >= TRIM_EVERY_MS {
+            // Trimmed whether or not a group ran: with no rules at all the store
+            // would otherwise grow without bound.
+            self.store.trim(now);
+            self.last_trim = now;
+        }
         if !ran {
             if self.groups.is_empty() {
                 // No rules: still show what the store holds.
@@ -369,10 +426,6 @@ impl Manager {
         // counts it: trimming, persisting and publishing come after.
         let took = start.elapsed();
         self.evaluations += 1;
-        if now - self.last_trim >= TRIM_EVERY_MS {
-            self.store.trim(now);
-            self.last_trim = now;
-        }
         self.persist();
         if let Some(tx) = &self.routed {
             tx.send_replace(Some(self.routed_alerts()));
@@ -544,7 +597,13 @@ fn decode_state(text: &[u8]) -> (HashMap<String, Vec<Alert>>, Option<Unreadable>
         Ok(l) => l,
         Err(e) => {
             let reason = e.to_string();
-            return (HashMap::new(), Some(Unreadable { whole: true, reason }));
+            return (
+                HashMap::new(),
+                Some(Unreadable {
+                    whole: true,
+                    reason,
+                }),
+            );
         }
     };
     let mut out = HashMap::new();
@@ -663,14 +722,20 @@ mod tests {
         down(&mut m, 1_010_000, 0.0);
         let problems = rx.borrow().state_problems.clone();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("was partly unreadable") && problems[0].contains("kept as"), "{problems:?}");
+        assert!(
+            problems[0].contains("was partly unreadable") && problems[0].contains("kept as"),
+            "{problems:?}"
+        );
         let aside: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.starts_with("alerts.json.unreadable-"))
             .collect();
         assert_eq!(aside.len(), 1, "{aside:?}");
-        assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), &whole[..whole.len() / 2]);
+        assert_eq!(
+            std::fs::read(dir.path().join(&aside[0])).unwrap(),
+            &whole[..whole.len() / 2]
+        );
     }
 
     #[test]
@@ -681,7 +746,8 @@ mod tests {
         down(&mut m, 1_000_000, 0.0);
         drop(m);
         let file = dir.path().join("alerts.json");
-        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         v["alerts"]["g/Other"] = serde_json::json!([{"labels": 7}]);
         std::fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
         let (tx, rx) = watch::channel(EngineView::default());
@@ -689,6 +755,66 @@ mod tests {
         m.publish(None, Duration::ZERO, BTreeMap::new());
         assert_eq!(rx.borrow().alerts.len(), 1);
         assert!(rx.borrow().state_problems[0].contains("an alert of g/Other"));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_an_hour_keeps_storing_and_evaluating() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(EngineView::default());
+        let mut m = manager(groups(), dir.path(), tx);
+        let t = 10_000_000;
+        down(&mut m, t, 1.0);
+        down(&mut m, t + 10_000, 1.0);
+        assert!(rx.borrow().alerts.is_empty());
+        // The clock steps back an hour, then the cache goes down.
+        let back = t + 10_000 - 3_600_000;
+        down(&mut m, back, 0.0);
+        assert_eq!(
+            rx.borrow().alerts.len(),
+            1,
+            "the sample was stored and evaluated"
+        );
+        assert_eq!(rx.borrow().alerts[0].state, State::Pending);
+        // `for: 1m` is waited out on the new clock, not the old one.
+        down(&mut m, back + 30_000, 0.0);
+        down(&mut m, back + 61_000, 0.0);
+        assert_eq!(rx.borrow().alerts[0].state, State::Firing);
+        // Due times from the old clock do not hold the groups back.
+        m.ingest(
+            "probe/cache".into(),
+            back + 70_000,
+            vec![(
+                Labels::from_pairs("vigil_probe_success", &[("probe", "cache")]),
+                1.0,
+            )],
+        );
+        let before = rx.borrow().evaluations_total;
+        m.evaluate(back + 71_000, false);
+        assert_eq!(rx.borrow().evaluations_total, before + 1);
+    }
+
+    #[test]
+    fn the_store_is_trimmed_without_any_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(EngineView::default());
+        let mut m = Manager::new(
+            Vec::new(),
+            Duration::from_secs(10),
+            100,
+            Duration::from_secs(60),
+            dir.path(),
+            tx,
+            Duration::ZERO,
+        );
+        let l = Labels::from_pairs("vigil_probe_success", &[("probe", "cache")]);
+        for i in 0..100 {
+            let t = 1_000_000 + i * 10_000;
+            m.ingest("probe/cache".into(), t, vec![(l.clone(), 1.0)]);
+            m.evaluate(t, false);
+        }
+        // One minute of retention at 10 s: a handful of samples, not a hundred.
+        let samples = rx.borrow().samples;
+        assert!(samples <= 8, "{samples} samples kept");
     }
 
     #[test]

@@ -28,6 +28,9 @@ enum Source {
 }
 
 /// How an action formats its source.
+/// The widest width or precision `printf` takes.
+const MAX_PRINTF: u64 = 100;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Format {
     /// As Go prints it.
@@ -109,6 +112,17 @@ fn parse_action(action: &str) -> Result<Part, String> {
                     .all(|c| c.is_ascii_digit() || c == '.');
             if !ok {
                 return Err(unsupported());
+            }
+            // Width and precision are bounded: `%.1000000000f` would allocate about
+            // a gigabyte at every evaluation.
+            if let Some(n) = fmt[1..fmt.len() - 1]
+                .split('.')
+                .filter_map(|p| p.parse::<u64>().ok())
+                .find(|n| *n > MAX_PRINTF)
+            {
+                return Err(format!(
+                    "printf {fmt:?}: {n} is more than the {MAX_PRINTF} digits a width or precision may have"
+                ));
             }
             Ok(Part::Action {
                 source: parse_source(arg).map_err(|_| unsupported())?,

@@ -190,6 +190,20 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets every sample after `t`: the wall clock stepped back to `t`, and samples
+    /// stamped in what is now the future would make every new one out of order (and
+    /// blind the rules) for as long as the step.
+    pub fn rewind(&mut self, t: i64) -> usize {
+        let mut dropped = 0;
+        for s in self.series.iter_mut().flatten() {
+            while s.samples.back().is_some_and(|&(st, _)| st > t) {
+                s.samples.pop_back();
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// Marks a series stale at `t` (it vanished from its source), if it exists and
     /// is not already stale.
     pub fn mark_stale(&mut self, labels: &Labels, t: i64) {
