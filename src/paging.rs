@@ -50,6 +50,9 @@ pub struct PagingView {
     /// Outbox entries that could not be decoded, kept aside in `notify.redb`.
     #[serde(default)]
     pub dead_letters: usize,
+    /// Whether `notify.redb` is written (paging goes on from memory when not).
+    #[serde(default)]
+    pub storage: crate::notify::outbox::StorageHealth,
 }
 
 /// The handles the API uses.
@@ -276,6 +279,11 @@ impl RouterTask {
 
     /// One decision, committed and handed to the workers.
     async fn step(&mut self, wakes: &HashMap<String, Arc<Notify>>) -> Option<i64> {
+        if !self.outbox.health().ok {
+            // A failing state file is tried again (at most every few seconds).
+            let outbox = self.outbox.clone();
+            let _ = tokio::task::spawn_blocking(move || outbox.retry()).await;
+        }
         let alerts = self.alerts.borrow_and_update().clone()?;
         let lease = *self.lease.borrow_and_update();
         let silences = self.silences.list();
@@ -324,6 +332,7 @@ impl RouterTask {
             targets: BTreeMap::new(),
             last_run: Some(now),
             dead_letters: self.outbox.dead_letters().unwrap_or(0),
+            storage: self.outbox.health(),
         };
         self.view.send_replace(view);
         next

@@ -240,6 +240,12 @@ pub const CATALOG: &[MetricDef] = &[
         "Notifications waiting for delivery, per integration (receiver/kind).",
     ),
     def(
+        "vigil_storage_ok",
+        "gauge",
+        "",
+        "1 while notify.redb is written; 0 while paging runs from memory because the file cannot be written.",
+    ),
+    def(
         "vigil_outbox_dead_letters",
         "gauge",
         "",
@@ -433,6 +439,10 @@ pub fn paging_series(
     out.push((
         Labels::from_pairs("vigil_outbox_dead_letters", &[]),
         v.dead_letters as f64,
+    ));
+    out.push((
+        Labels::from_pairs("vigil_storage_ok", &[]),
+        if v.storage.error.is_none() { 1.0 } else { 0.0 },
     ));
     if let Some(l) = v.lease {
         out.push((

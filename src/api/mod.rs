@@ -272,7 +272,14 @@ async fn healthz(State(state): State<ApiState>) -> Response {
             format!("no probe has reported for {}s", quiet.as_secs()),
         );
     }
-    Json(json!({ "status": "ok" })).into_response()
+    // Storage trouble is said, not failed on: pages go out from memory, and a new
+    // task would find the same full disk.
+    let storage = state.paging.as_ref().map(|p| p.view().storage);
+    match storage.and_then(|s| s.error) {
+        Some(e) => Json(json!({ "status": "ok", "storage": format!("failing: {e}") })),
+        None => Json(json!({ "status": "ok" })),
+    }
+    .into_response()
 }
 
 async fn metrics_page(State(state): State<ApiState>) -> Response {

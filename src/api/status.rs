@@ -241,6 +241,21 @@ pub fn paging_lines(r: &StatusReport) -> Vec<String> {
     };
     let now = r.generated_at;
     let mut out = Vec::new();
+    if let Some(e) = &p.storage.error {
+        out.push(format!(
+            "STORAGE FAILING{}: notify.redb cannot be written ({e}); pages go out from memory and the file is retried every {} s",
+            p.storage
+                .failing_since
+                .map(|t| format!(" since {}", ago(Some(t), now)))
+                .unwrap_or_default(),
+            crate::notify::outbox::RETRY_EVERY.as_secs()
+        ));
+    }
+    for f in &p.storage.set_aside {
+        out.push(format!(
+            "STORAGE: an unreadable notify.redb was kept as {f}; alerts paged before it may be paged again"
+        ));
+    }
     if p.dead_letters > 0 {
         out.push(format!(
             "DEAD LETTERS: {} outbox entries could not be read; kept in notify.redb (table dead_letters) for a person to look at",
@@ -657,6 +672,7 @@ mod tests {
                 .into(),
                 last_run: Some(t(0)),
                 dead_letters: 0,
+                storage: Default::default(),
             }),
         }
     }

@@ -1,19 +1,34 @@
 //! The outbox: one redb file in the state directory (`notify.redb`) holding
 //!
-//! - every notification until its integration accepted it (`outbox`),
+//! - every notification until its integration accepted it (`queue`),
 //! - what was sent for which alert (`nflog`: the notification log, so that a restart
 //!   neither pages again nor forgets to resolve),
-//! - the silences (`silences`).
+//! - the silences (`silences`),
+//! - entries that could not be decoded (`dead_letters`), kept for a person.
 //!
 //! The router queues notifications and records them as sent in one write
 //! transaction; redb syncs the file on every commit (its default durability), so once
 //! a decision is made it survives a SIGKILL or a power cut.
+//!
+//! **Storage trouble degrades, it does not stop paging.** Everything the file holds
+//! is also held in memory, and every read is answered from memory. A write goes to
+//! memory first, then to the file; when the file cannot be written (a full disk, an
+//! I/O error — after which redb fails every later commit — or a `notify.redb` that is
+//! locked or corrupt at the start) the outbox keeps working from memory, says so in
+//! [`Outbox::health`], and tries again at most every [`RETRY_EVERY`]: it reopens the
+//! file and writes the whole of memory into it in one transaction, so nothing
+//! committed before or during the trouble is lost, and nothing delivered during it is
+//! sent again. A file that cannot be opened at the start is merged in when it can:
+//! its queue first, then what was queued meanwhile. A corrupt file is moved aside
+//! (`notify.redb.unreadable-<time>`) and a new one started.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::Notification;
@@ -33,6 +48,9 @@ const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_let
 const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 /// Counters: `next_id`, so ids grow across removals and restarts.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// How often a failing file is tried again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(5);
 
 /// What the notification log keeps per receiver and alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,189 +73,494 @@ fn err(e: impl std::fmt::Display) -> OutboxError {
     OutboxError(e.to_string())
 }
 
+/// Whether the file behind the outbox is being written, as `/status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageHealth {
+    /// Whether everything in memory is also in the file.
+    pub ok: bool,
+    /// The last error, while failing.
+    pub error: Option<String>,
+    /// Since when it fails.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Files set aside because they could not be read.
+    pub set_aside: Vec<String>,
+}
+
+/// Everything the file holds, in memory.
+#[derive(Debug, Default)]
+struct Tables {
+    queue: BTreeMap<(String, u64), Vec<u8>>,
+    dead: BTreeMap<(String, u64), Vec<u8>>,
+    nflog: BTreeMap<String, Vec<u8>>,
+    silences: BTreeMap<String, Vec<u8>>,
+    next_id: u64,
+}
+
+/// The outbox's state behind its lock.
+struct Inner {
+    /// The open file, when it is usable.
+    db: Option<Database>,
+    /// Everything, whatever the file's state.
+    mem: Tables,
+    /// Whether `mem` started from the file (false when the file could not be read at
+    /// the start: it is merged in when it can be).
+    loaded: bool,
+    /// Whether `mem` holds changes the file lacks.
+    dirty: bool,
+    /// The last storage error, while failing.
+    error: Option<String>,
+    /// Since when.
+    failing_since: Option<DateTime<Utc>>,
+    /// When the file was last tried.
+    last_try: Option<Instant>,
+    /// Files moved aside.
+    set_aside: Vec<String>,
+}
+
 /// The outbox database.
 pub struct Outbox {
-    /// The redb database.
-    db: Database,
+    /// `notify.redb`.
+    path: PathBuf,
+    /// The file and the memory copy.
+    inner: Mutex<Inner>,
+}
+
+/// Opens `path`, moving a corrupt file aside (and starting a new one).
+fn open_db(path: &Path, set_aside: &mut Vec<String>) -> Result<Database, OutboxError> {
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        Err(e) if is_corrupt(&e) => {
+            let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".unreadable-{stamp}"));
+            let aside = PathBuf::from(name);
+            std::fs::rename(path, &aside).map_err(err)?;
+            tracing::error!(message = "The outbox file is unreadable; it is kept aside and a new one started. Alerts paged before may be paged again.", file = %aside.display(), error = %e);
+            set_aside.push(aside.display().to_string());
+            Database::create(path).map_err(err)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Whether opening failed because the file is not a database redb can read (rather
+/// than locked or on a failing disk, which may pass).
+fn is_corrupt(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
+        | redb::DatabaseError::UpgradeRequired(_) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    }
+}
+
+/// Reads every table of `db` (moving entries of the first queue format).
+fn read_all(db: &Database) -> Result<Tables, OutboxError> {
+    let txn = db.begin_write().map_err(err)?;
+    let mut t = Tables::default();
+    {
+        let queue = txn.open_table(QUEUE).map_err(err)?;
+        for row in queue.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let (target, id) = k.value();
+            t.queue.insert((target.to_string(), id), v.value().to_vec());
+        }
+        let mut old = txn.open_table(OUTBOX_V1).map_err(err)?;
+        for row in old.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            match serde_json::from_slice::<Notification>(v.value()) {
+                Ok(n) => t.queue.insert((n.target, k.value()), v.value().to_vec()),
+                Err(_) => t.dead.insert((String::new(), k.value()), v.value().to_vec()),
+            };
+        }
+        old.retain(|_, _| false).map_err(err)?;
+        let dead = txn.open_table(DEAD).map_err(err)?;
+        for row in dead.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let (target, id) = k.value();
+            t.dead.insert((target.to_string(), id), v.value().to_vec());
+        }
+        let nflog = txn.open_table(NFLOG).map_err(err)?;
+        for row in nflog.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            t.nflog.insert(k.value().to_string(), v.value().to_vec());
+        }
+        let silences = txn.open_table(SILENCES).map_err(err)?;
+        for row in silences.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            t.silences.insert(k.value().to_string(), v.value().to_vec());
+        }
+        let meta = txn.open_table(META).map_err(err)?;
+        let stored = meta.get("next_id").map_err(err)?.map_or(1, |v| v.value());
+        let highest = t.queue.keys().chain(t.dead.keys()).map(|k| k.1 + 1).max();
+        t.next_id = stored.max(highest.unwrap_or(1));
+    }
+    txn.commit().map_err(err)?;
+    Ok(t)
+}
+
+/// Replaces every table of `db` with `t`, in one synced transaction.
+fn write_all(db: &Database, t: &Tables) -> Result<(), OutboxError> {
+    let txn = db.begin_write().map_err(err)?;
+    {
+        let mut queue = txn.open_table(QUEUE).map_err(err)?;
+        queue.retain(|_, _| false).map_err(err)?;
+        for ((target, id), v) in &t.queue {
+            queue.insert((target.as_str(), *id), v.as_slice()).map_err(err)?;
+        }
+        let mut dead = txn.open_table(DEAD).map_err(err)?;
+        dead.retain(|_, _| false).map_err(err)?;
+        for ((target, id), v) in &t.dead {
+            dead.insert((target.as_str(), *id), v.as_slice()).map_err(err)?;
+        }
+        let mut nflog = txn.open_table(NFLOG).map_err(err)?;
+        nflog.retain(|_, _| false).map_err(err)?;
+        for (k, v) in &t.nflog {
+            nflog.insert(k.as_str(), v.as_slice()).map_err(err)?;
+        }
+        let mut silences = txn.open_table(SILENCES).map_err(err)?;
+        silences.retain(|_, _| false).map_err(err)?;
+        for (k, v) in &t.silences {
+            silences.insert(k.as_str(), v.as_slice()).map_err(err)?;
+        }
+        txn.open_table(META)
+            .map_err(err)?
+            .insert("next_id", t.next_id)
+            .map_err(err)?;
+    }
+    txn.commit().map_err(err)
+}
+
+/// One change, applied to memory and then to the file.
+enum Change<'a> {
+    /// Queue entries and log changes (one router decision).
+    Commit(&'a [((String, u64), Vec<u8>)], &'a [(String, Option<Vec<u8>>)], u64),
+    /// A queue entry delivered or refused.
+    Remove(&'a str, u64),
+    /// Queue entries moved to the dead letters.
+    Bury(&'a str, &'a [u64]),
+    /// A silence stored.
+    PutSilence(&'a str, &'a [u8]),
+    /// A silence forgotten.
+    DeleteSilence(&'a str),
+}
+
+impl Change<'_> {
+    fn apply_mem(&self, t: &mut Tables) {
+        match self {
+            Change::Commit(queued, sent, next) => {
+                for (k, v) in *queued {
+                    t.queue.insert(k.clone(), v.clone());
+                }
+                for (k, v) in *sent {
+                    match v {
+                        Some(v) => t.nflog.insert(k.clone(), v.clone()),
+                        None => t.nflog.remove(k),
+                    };
+                }
+                t.next_id = *next;
+            }
+            Change::Remove(target, id) => {
+                t.queue.remove(&(target.to_string(), *id));
+            }
+            Change::Bury(target, ids) => {
+                for id in *ids {
+                    let k = (target.to_string(), *id);
+                    if let Some(v) = t.queue.remove(&k) {
+                        t.dead.insert(k, v);
+                    }
+                }
+            }
+            Change::PutSilence(id, v) => {
+                t.silences.insert(id.to_string(), v.to_vec());
+            }
+            Change::DeleteSilence(id) => {
+                t.silences.remove(*id);
+            }
+        }
+    }
+
+    fn apply_db(&self, db: &Database) -> Result<(), OutboxError> {
+        let txn = db.begin_write().map_err(err)?;
+        match self {
+            Change::Commit(queued, sent, next) => {
+                let mut queue = txn.open_table(QUEUE).map_err(err)?;
+                for ((target, id), v) in *queued {
+                    queue.insert((target.as_str(), *id), v.as_slice()).map_err(err)?;
+                }
+                let mut nflog = txn.open_table(NFLOG).map_err(err)?;
+                for (k, v) in *sent {
+                    match v {
+                        Some(v) => nflog.insert(k.as_str(), v.as_slice()).map(|_| ()),
+                        None => nflog.remove(k.as_str()).map(|_| ()),
+                    }
+                    .map_err(err)?;
+                }
+                txn.open_table(META)
+                    .map_err(err)?
+                    .insert("next_id", *next)
+                    .map_err(err)?;
+            }
+            Change::Remove(target, id) => {
+                txn.open_table(QUEUE)
+                    .map_err(err)?
+                    .remove((*target, *id))
+                    .map_err(err)?;
+            }
+            Change::Bury(target, ids) => {
+                let mut queue = txn.open_table(QUEUE).map_err(err)?;
+                let mut dead = txn.open_table(DEAD).map_err(err)?;
+                for id in *ids {
+                    let v = queue
+                        .remove((*target, *id))
+                        .map_err(err)?
+                        .map(|v| v.value().to_vec());
+                    if let Some(v) = v {
+                        dead.insert((*target, *id), v.as_slice()).map_err(err)?;
+                    }
+                }
+            }
+            Change::PutSilence(id, v) => {
+                txn.open_table(SILENCES)
+                    .map_err(err)?
+                    .insert(*id, *v)
+                    .map_err(err)?;
+            }
+            Change::DeleteSilence(id) => {
+                txn.open_table(SILENCES)
+                    .map_err(err)?
+                    .remove(*id)
+                    .map_err(err)?;
+            }
+        }
+        txn.commit().map_err(err)
+    }
 }
 
 impl Outbox {
-    /// Opens (or creates) `notify.redb` in `dir`, moving entries of the first queue
-    /// format into the current one.
+    /// Opens (or creates) `notify.redb` in `dir`. A file that cannot be opened or
+    /// read does not stop paging: the outbox starts from memory and merges the file
+    /// in once it can (see the module's documentation).
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
-        let db = Database::create(dir.join("notify.redb")).map_err(err)?;
-        let txn = db.begin_write().map_err(err)?;
+        let path = dir.join("notify.redb");
+        let inner = Inner {
+            db: None,
+            mem: Tables {
+                next_id: 1,
+                ..Tables::default()
+            },
+            loaded: false,
+            dirty: false,
+            error: None,
+            failing_since: None,
+            last_try: None,
+            set_aside: Vec::new(),
+        };
+        let outbox = Outbox {
+            path,
+            inner: Mutex::new(inner),
+        };
         {
-            let mut queue = txn.open_table(QUEUE).map_err(err)?;
-            let mut old = txn.open_table(OUTBOX_V1).map_err(err)?;
-            let mut moved = Vec::new();
-            for row in old.iter().map_err(err)? {
-                let (k, v) = row.map_err(err)?;
-                if let Ok(n) = serde_json::from_slice::<Notification>(v.value()) {
-                    moved.push((n.target, k.value(), v.value().to_vec()));
-                }
-            }
-            for (target, id, bytes) in &moved {
-                queue
-                    .insert((target.as_str(), *id), bytes.as_slice())
-                    .map_err(err)?;
-            }
-            old.retain(|_, _| false).map_err(err)?;
+            let mut inner = outbox.lock();
+            outbox.reconnect(&mut inner);
         }
-        txn.open_table(NFLOG).map_err(err)?;
-        txn.open_table(DEAD).map_err(err)?;
-        txn.open_table(SILENCES).map_err(err)?;
-        txn.open_table(META).map_err(err)?;
-        txn.commit().map_err(err)?;
-        Ok(Outbox { db })
+        Ok(outbox)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens the file when it is closed, merges it in if memory did not start from
+    /// it, and writes memory into it when memory holds more.
+    fn reconnect(&self, inner: &mut Inner) {
+        inner.last_try = Some(Instant::now());
+        let result = (|| {
+            if inner.db.is_none() {
+                inner.db = Some(open_db(&self.path, &mut inner.set_aside)?);
+            }
+            let db = inner.db.as_ref().expect("just opened");
+            if !inner.loaded {
+                let file = read_all(db)?;
+                merge(&mut inner.mem, file);
+                inner.loaded = true;
+                inner.dirty = true;
+            }
+            if inner.dirty {
+                write_all(db, &inner.mem)?;
+                inner.dirty = false;
+            }
+            Ok::<(), OutboxError>(())
+        })();
+        match result {
+            Ok(()) => {
+                if inner.error.take().is_some() {
+                    tracing::info!(message = "The outbox file is written again; nothing was lost.", file = %self.path.display());
+                }
+                inner.failing_since = None;
+            }
+            Err(e) => self.failed(inner, e),
+        }
+    }
+
+    fn failed(&self, inner: &mut Inner, e: OutboxError) {
+        // A redb database that failed a commit fails every later one: drop it and
+        // open the file afresh at the next try.
+        inner.db = None;
+        inner.dirty = true;
+        if inner.error.is_none() {
+            tracing::error!(message = "Cannot write the outbox file; paging goes on from memory and the file is retried.", file = %self.path.display(), error = %e, retry_in_seconds = RETRY_EVERY.as_secs());
+            inner.failing_since = Some(Utc::now());
+        }
+        inner.error = Some(e.to_string());
+    }
+
+    /// Applies `change` to memory, then to the file (or leaves it for the next try).
+    fn change(&self, change: Change<'_>) {
+        let mut inner = self.lock();
+        change.apply_mem(&mut inner.mem);
+        if inner.db.is_some() && !inner.dirty {
+            let result = change.apply_db(inner.db.as_ref().expect("checked"));
+            if let Err(e) = result {
+                self.failed(&mut inner, e);
+            }
+        } else {
+            inner.dirty = true;
+            self.retry_due(&mut inner);
+        }
+    }
+
+    fn retry_due(&self, inner: &mut Inner) {
+        if inner.last_try.is_none_or(|t| t.elapsed() >= RETRY_EVERY) {
+            self.reconnect(inner);
+        }
+    }
+
+    /// Tries the file again if it is failing and the last try is [`RETRY_EVERY`] old;
+    /// the router calls this at every step.
+    pub fn retry(&self) {
+        let mut inner = self.lock();
+        if inner.dirty || inner.db.is_none() {
+            self.retry_due(&mut inner);
+        }
+    }
+
+    /// Tries the file now, whatever the time of the last try (for `vigil` commands
+    /// and tests; the daemon uses [`Outbox::retry`]).
+    pub fn try_file_now(&self) {
+        let mut inner = self.lock();
+        if inner.dirty || inner.db.is_none() {
+            self.reconnect(&mut inner);
+        }
+    }
+
+    /// Whether the file is written, and why not.
+    pub fn health(&self) -> StorageHealth {
+        let inner = self.lock();
+        StorageHealth {
+            ok: inner.error.is_none() && !inner.dirty && inner.db.is_some(),
+            error: inner.error.clone(),
+            failing_since: inner.failing_since,
+            set_aside: inner.set_aside.clone(),
+        }
     }
 
     /// Queues `notifications` and records `sent` (key → entry, or removal) in one
-    /// synced transaction.
+    /// synced transaction (in memory first: see the module's documentation).
     pub fn commit(
         &self,
         notifications: &[Notification],
         sent: &[(String, Option<Sent>)],
     ) -> Result<(), OutboxError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        {
-            let mut queue = txn.open_table(QUEUE).map_err(err)?;
-            let mut meta = txn.open_table(META).map_err(err)?;
-            let mut next = meta
-                .get("next_id")
-                .map_err(err)?
-                .map(|v| v.value())
-                .unwrap_or(1);
-            for n in notifications {
-                let bytes = serde_json::to_vec(n).map_err(err)?;
-                queue
-                    .insert((n.target.as_str(), next), bytes.as_slice())
-                    .map_err(err)?;
-                next += 1;
-            }
-            meta.insert("next_id", next).map_err(err)?;
-            let mut nflog = txn.open_table(NFLOG).map_err(err)?;
-            for (key, entry) in sent {
-                match entry {
-                    Some(e) => {
-                        let bytes = serde_json::to_vec(e).map_err(err)?;
-                        nflog.insert(key.as_str(), bytes.as_slice()).map_err(err)?;
-                    }
-                    None => {
-                        nflog.remove(key.as_str()).map_err(err)?;
-                    }
-                }
-            }
+        let mut next = self.lock().mem.next_id;
+        let mut queued = Vec::with_capacity(notifications.len());
+        for n in notifications {
+            queued.push(((n.target.clone(), next), serde_json::to_vec(n).map_err(err)?));
+            next += 1;
         }
-        txn.commit().map_err(err)
+        let mut log = Vec::with_capacity(sent.len());
+        for (k, e) in sent {
+            let bytes = match e {
+                Some(e) => Some(serde_json::to_vec(e).map_err(err)?),
+                None => None,
+            };
+            log.push((k.clone(), bytes));
+        }
+        self.change(Change::Commit(&queued, &log, next));
+        Ok(())
     }
 
     /// The oldest notification waiting for `target`. An entry that cannot be decoded
     /// is moved to the dead letters (never skipped in place, which would leave it at
     /// the head for ever, nor deleted).
     pub fn head(&self, target: &str) -> Result<Option<(u64, Notification)>, OutboxError> {
-        loop {
-            let mut unreadable = Vec::new();
-            let mut found = None;
-            {
-                let txn = self.db.begin_read().map_err(err)?;
-                let table = txn.open_table(QUEUE).map_err(err)?;
-                for row in table.range((target, 0)..=(target, u64::MAX)).map_err(err)? {
-                    let (k, v) = row.map_err(err)?;
-                    let id = k.value().1;
-                    match serde_json::from_slice(v.value()) {
-                        Ok(n) => {
-                            found = Some((id, n));
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(message = "An outbox entry cannot be read; moving it to the dead letters.", target, id, error = %e);
-                            unreadable.push(id);
-                            if unreadable.len() >= 100 {
-                                break;
-                            }
-                        }
+        let mut unreadable = Vec::new();
+        let mut found = None;
+        {
+            let inner = self.lock();
+            let from = (target.to_string(), 0);
+            let to = (target.to_string(), u64::MAX);
+            for ((_, id), v) in inner.mem.queue.range(from..=to) {
+                match serde_json::from_slice(v) {
+                    Ok(n) => {
+                        found = Some((*id, n));
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(message = "An outbox entry cannot be read; moving it to the dead letters.", target, id, error = %e);
+                        unreadable.push(*id);
                     }
                 }
             }
-            if !unreadable.is_empty() {
-                self.bury(target, &unreadable)?;
-            }
-            if found.is_some() || unreadable.is_empty() {
-                return Ok(found);
-            }
         }
-    }
-
-    /// Moves the entries `ids` of `target` from the queue to the dead letters.
-    fn bury(&self, target: &str, ids: &[u64]) -> Result<(), OutboxError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        {
-            let mut queue = txn.open_table(QUEUE).map_err(err)?;
-            let mut dead = txn.open_table(DEAD).map_err(err)?;
-            for id in ids {
-                let bytes = queue
-                    .remove((target, *id))
-                    .map_err(err)?
-                    .map(|v| v.value().to_vec());
-                if let Some(bytes) = bytes {
-                    dead.insert((target, *id), bytes.as_slice()).map_err(err)?;
-                }
-            }
+        if !unreadable.is_empty() {
+            self.change(Change::Bury(target, &unreadable));
         }
-        txn.commit().map_err(err)
+        Ok(found)
     }
 
     /// How many entries wait in the dead letters.
     pub fn dead_letters(&self) -> Result<usize, OutboxError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(DEAD).map_err(err)?;
-        Ok(table.len().map_err(err)? as usize)
+        Ok(self.lock().mem.dead.len())
     }
 
     /// How many notifications wait for `target`, and since when the oldest.
     pub fn depth(&self, target: &str) -> Result<(usize, Option<DateTime<Utc>>), OutboxError> {
         let oldest = self.head(target)?.map(|(_, n)| n.created_at);
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(QUEUE).map_err(err)?;
-        let depth = table
-            .range((target, 0)..=(target, u64::MAX))
-            .map_err(err)?
+        let inner = self.lock();
+        let depth = inner
+            .mem
+            .queue
+            .range((target.to_string(), 0)..=(target.to_string(), u64::MAX))
             .count();
         Ok((depth, oldest))
     }
 
     /// How many notifications wait, for every target.
     pub fn queued(&self) -> Result<usize, OutboxError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(QUEUE).map_err(err)?;
-        Ok(table.len().map_err(err)? as usize)
+        Ok(self.lock().mem.queue.len())
     }
 
     /// Removes a delivered (or refused) notification of `target`.
     pub fn remove(&self, target: &str, id: u64) -> Result<(), OutboxError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        txn.open_table(QUEUE)
-            .map_err(err)?
-            .remove((target, id))
-            .map_err(err)?;
-        txn.commit().map_err(err)
+        self.change(Change::Remove(target, id));
+        Ok(())
     }
 
     /// The notification log.
     pub fn sent(&self) -> Result<HashMap<String, Sent>, OutboxError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(NFLOG).map_err(err)?;
+        let inner = self.lock();
         let mut out = HashMap::new();
-        for row in table.iter().map_err(err)? {
-            let (k, v) = row.map_err(err)?;
-            match serde_json::from_slice(v.value()) {
+        for (k, v) in &inner.mem.nflog {
+            match serde_json::from_slice(v) {
                 Ok(s) => {
-                    out.insert(k.value().to_string(), s);
+                    out.insert(k.clone(), s);
                 }
                 // Left in place (the next page for that alert replaces it).
                 Err(e) => {
-                    tracing::error!(message = "A notification log entry cannot be read; that alert may be paged again.", key = %k.value().replace('\0', "/"), error = %e)
+                    tracing::error!(message = "A notification log entry cannot be read; that alert may be paged again.", key = %k.replace('\0', "/"), error = %e)
                 }
             }
         }
@@ -246,16 +569,14 @@ impl Outbox {
 
     /// Every silence kept.
     pub fn silences(&self) -> Result<Vec<Silence>, OutboxError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(SILENCES).map_err(err)?;
+        let inner = self.lock();
         let mut out = Vec::new();
-        for row in table.iter().map_err(err)? {
-            let (k, v) = row.map_err(err)?;
-            match serde_json::from_slice(v.value()) {
+        for (k, v) in &inner.mem.silences {
+            match serde_json::from_slice(v) {
                 Ok(s) => out.push(s),
                 // Left in place, for a person to look at; it mutes nothing.
                 Err(e) => {
-                    tracing::error!(message = "A stored silence cannot be read; it is ignored.", id = %k.value(), error = %e)
+                    tracing::error!(message = "A stored silence cannot be read; it is ignored.", id = %k, error = %e)
                 }
             }
         }
@@ -265,28 +586,50 @@ impl Outbox {
     /// Stores (or replaces) a silence.
     pub fn put_silence(&self, s: &Silence) -> Result<(), OutboxError> {
         let bytes = serde_json::to_vec(s).map_err(err)?;
-        let txn = self.db.begin_write().map_err(err)?;
-        txn.open_table(SILENCES)
-            .map_err(err)?
-            .insert(s.id.as_str(), bytes.as_slice())
-            .map_err(err)?;
-        txn.commit().map_err(err)
+        self.change(Change::PutSilence(&s.id, &bytes));
+        Ok(())
     }
 
     /// Forgets a silence.
     pub fn delete_silence(&self, id: &str) -> Result<(), OutboxError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        txn.open_table(SILENCES)
-            .map_err(err)?
-            .remove(id)
-            .map_err(err)?;
-        txn.commit().map_err(err)
+        self.change(Change::DeleteSilence(id));
+        Ok(())
     }
+}
+
+
+/// Merges what the file held (`file`) into what memory gathered while the file
+/// could not be read: the file's queue keeps its ids and order, memory's entries
+/// follow it with new ids; memory's log entries and silences are the newer.
+fn merge(mem: &mut Tables, file: Tables) {
+    let gathered = std::mem::take(mem);
+    *mem = file;
+    let mut next = mem.next_id.max(1);
+    for ((target, _), v) in gathered.queue {
+        mem.queue.insert((target, next), v);
+        next += 1;
+    }
+    for ((target, _), v) in gathered.dead {
+        mem.dead.insert((target, next), v);
+        next += 1;
+    }
+    mem.next_id = next;
+    mem.nflog.extend(gathered.nflog);
+    mem.silences.extend(gathered.silences);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Outbox {
+        /// Puts bytes in the queue as they are, in memory and in the file.
+        fn insert_raw(&self, target: &str, id: u64, bytes: &[u8]) {
+            let queued = [((target.to_string(), id), bytes.to_vec())];
+            let next = self.lock().mem.next_id.max(id + 1);
+            self.change(Change::Commit(&queued, &[], next));
+        }
+    }
 
     fn note(target: &str) -> Notification {
         Notification {
@@ -364,14 +707,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let o = Outbox::open(dir.path()).unwrap();
         o.commit(&[note("a/sns"), note("a/sns")], &[]).unwrap();
-        {
-            let txn = o.db.begin_write().unwrap();
-            txn.open_table(QUEUE)
-                .unwrap()
-                .insert(("a/sns", 1), b"{not json".as_slice())
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        o.insert_raw("a/sns", 1, b"{not json");
         let (id, _) = o.head("a/sns").unwrap().unwrap();
         assert_eq!(id, 2);
         assert_eq!(o.dead_letters().unwrap(), 1);
@@ -381,15 +717,7 @@ mod tests {
         let mut e = serde_json::to_value(event(1.0, 0.0)).unwrap();
         e["value"] = serde_json::Value::Null;
         v["events"] = serde_json::json!([e]);
-        {
-            let txn = o.db.begin_write().unwrap();
-            let bytes = serde_json::to_vec(&v).unwrap();
-            txn.open_table(QUEUE)
-                .unwrap()
-                .insert(("b/sns", 9), bytes.as_slice())
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        o.insert_raw("b/sns", 9, &serde_json::to_vec(&v).unwrap());
         assert!(o.head("b/sns").unwrap().unwrap().1.events[0].value.is_nan());
     }
 
@@ -485,6 +813,145 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_locked_file_at_the_start_pages_from_memory_and_is_merged_in_later() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            o.commit(&[note("a/sns")], &[]).unwrap();
+        }
+        // Another process holds the file (a second daemon, a stuck copy).
+        let holder = Database::create(dir.path().join("notify.redb")).unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let h = o.health();
+        assert!(!h.ok && h.error.is_some(), "{h:?}");
+        let mut n = note("a/sns");
+        n.receiver = "during".into();
+        o.commit(&[n], &[("k".into(), None)]).unwrap();
+        let (id, first) = o.head("a/sns").unwrap().expect("pages go out from memory");
+        assert_eq!(first.receiver, "during");
+        o.remove("a/sns", id).unwrap();
+        o.commit(&[note("a/sns")], &[]).unwrap();
+        drop(holder);
+        o.try_file_now();
+        assert!(o.health().ok, "{:?}", o.health());
+        // The file's entry first, then what was queued meanwhile; the delivered one
+        // is not sent again.
+        assert_eq!(o.queued().unwrap(), 2);
+        drop(o);
+        let o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.queued().unwrap(), 2);
+        let (a, _) = o.head("a/sns").unwrap().unwrap();
+        o.remove("a/sns", a).unwrap();
+        let (b, _) = o.head("a/sns").unwrap().unwrap();
+        assert!(b > a);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_kept_aside_and_a_new_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            o.commit(&[note("a/sns")], &[]).unwrap();
+        }
+        let path = dir.path().join("notify.redb");
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in bytes.iter_mut().take(4096) {
+            *b = 0xa5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        o.commit(&[note("a/sns")], &[]).unwrap();
+        assert!(o.head("a/sns").unwrap().is_some());
+        let h = o.health();
+        assert!(h.ok, "{h:?}");
+        assert_eq!(h.set_aside.len(), 1, "{h:?}");
+        assert!(h.set_aside[0].contains("notify.redb.unreadable-"));
+        assert_eq!(std::fs::read(&h.set_aside[0]).unwrap(), bytes);
+    }
+
+    /// A tmpfs of `size` at a fresh directory, unmounted when dropped. Tests run
+    /// as root (as CI does), which `mount` needs.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn new(size: &str) -> Tmpfs {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount -t tmpfs needs root");
+            Tmpfs(dir)
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    /// Fills the filesystem at `dir` with one file, to the last byte.
+    fn fill(dir: &Path) -> PathBuf {
+        use std::io::Write;
+        let path = dir.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+
+    #[test]
+    fn a_full_disk_pages_from_memory_and_nothing_is_lost_or_sent_twice_when_space_returns() {
+        let fs = Tmpfs::new("4m");
+        let state = fs.0.path();
+        let o = Outbox::open(state).unwrap();
+        o.commit(&[note("a/sns")], &[]).unwrap();
+        assert!(o.health().ok);
+        let filler = fill(state);
+        // Pages big enough that the file must grow: the commit fails on disk.
+        let mut big = note("a/sns");
+        big.events = vec![event(1.0, 0.0)];
+        big.events[0]
+            .annotations
+            .insert("description".into(), "x".repeat(512 * 1024));
+        let sent = Sent {
+            firing: true,
+            at: 5,
+            event: big.events[0].clone(),
+        };
+        o.commit(&[big.clone(), big.clone()], &[("r\0f".into(), Some(sent))])
+            .unwrap();
+        let h = o.health();
+        assert!(!h.ok && h.failing_since.is_some(), "{h:?}");
+        // Paging goes on: the queue is answered from memory, deliveries are removed.
+        assert_eq!(o.queued().unwrap(), 3);
+        let (first, _) = o.head("a/sns").unwrap().unwrap();
+        o.remove("a/sns", first).unwrap();
+        let (second, n) = o.head("a/sns").unwrap().unwrap();
+        assert_eq!(n, big);
+        o.remove("a/sns", second).unwrap();
+        // Still full: a try fails and changes nothing.
+        o.try_file_now();
+        assert!(!o.health().ok);
+        std::fs::remove_file(&filler).unwrap();
+        o.try_file_now();
+        assert!(o.health().ok, "{:?}", o.health());
+        drop(o);
+        // After a restart: the one undelivered page and the log, nothing delivered.
+        let o = Outbox::open(state).unwrap();
+        assert_eq!(o.queued().unwrap(), 1);
+        assert!(o.head("a/sns").unwrap().unwrap().0 > second);
+        assert_eq!(o.sent().unwrap()["r\0f"].at, 5);
     }
 
     #[test]
