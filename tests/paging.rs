@@ -619,3 +619,107 @@ async fn a_reloaded_routing_file_sends_the_next_page_to_its_new_receiver() {
         "{s:#}"
     );
 }
+
+/// A tmpfs of `size` mounted at `at`, unmounted when dropped. Tests run as root (as
+/// CI does), which `mount` needs.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t tmpfs needs root");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem at `dir` to the last byte with one file.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&[0]).is_ok() {}
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_disk_still_pages_and_loses_nothing_once_space_is_freed() {
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let mut redis = Redis::start();
+    let (dir, body) = setup(&arn, "", &redis_probe(&redis.url()));
+    // A page too big for what is left on the disk: the commit cannot be written.
+    let rules = RULES.replace(
+        "description: \"PING to {{ $labels.target }} failed.\"",
+        &format!("description: \"PING failed. {}\"", "x".repeat(600_000)),
+    );
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+    let fs = Tmpfs::mount(&dir.path().join("state"), "4m");
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    let filler = fill(&fs.0);
+
+    redis.kill();
+    let m = wait_messages(&moto, &arn, 1, &vigil).await;
+    assert_eq!(pagerduty_view(&m[0]).0, "ALARM");
+    let s = vigil
+        .wait_for("storage to be reported failing", |s| {
+            s["paging"]["storage"]["error"].is_string()
+        })
+        .await;
+    assert_eq!(
+        s["paging"]["targets"]["critical/sns"]["delivered"].as_u64(),
+        Some(1),
+        "{s:#}"
+    );
+    let (code, health) = vigil.get("/healthz").await;
+    assert_eq!(code, 200, "paging works: the task is not replaced");
+    assert!(health.contains("\"storage\":\"failing: "), "{health}");
+    let (_, metrics) = vigil.get("/metrics").await;
+    assert!(metrics.contains("\nvigil_storage_ok 0\n"), "{metrics}");
+
+    std::fs::remove_file(&filler).unwrap();
+    vigil
+        .wait_for("storage to recover", |s| {
+            s["paging"]["storage"]["error"].is_null()
+        })
+        .await;
+    // A SIGKILL right after: what was decided during the outage is on disk, so the
+    // restarted daemon neither pages again nor forgets to resolve.
+    let dir = vigil.kill();
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache to be seen down again", |s| {
+            component(s, "cache")["status"] == "down"
+        })
+        .await;
+    more_evaluations(&vigil, 5).await;
+    assert_eq!(moto.messages(&arn).len(), 1, "{:#?}", moto.messages(&arn));
+    redis.restart();
+    let m = wait_messages(&moto, &arn, 2, &vigil).await;
+    assert_eq!(pagerduty_view(&m[1]).0, "OK");
+    more_evaluations(&vigil, 3).await;
+    assert_eq!(moto.messages(&arn).len(), 2, "{:#?}", moto.messages(&arn));
+    drop(vigil);
+    drop(fs);
+}

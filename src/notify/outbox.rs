@@ -172,7 +172,9 @@ fn read_all(db: &Database) -> Result<Tables, OutboxError> {
             let (k, v) = row.map_err(err)?;
             match serde_json::from_slice::<Notification>(v.value()) {
                 Ok(n) => t.queue.insert((n.target, k.value()), v.value().to_vec()),
-                Err(_) => t.dead.insert((String::new(), k.value()), v.value().to_vec()),
+                Err(_) => t
+                    .dead
+                    .insert((String::new(), k.value()), v.value().to_vec()),
             };
         }
         old.retain(|_, _| false).map_err(err)?;
@@ -208,12 +210,15 @@ fn write_all(db: &Database, t: &Tables) -> Result<(), OutboxError> {
         let mut queue = txn.open_table(QUEUE).map_err(err)?;
         queue.retain(|_, _| false).map_err(err)?;
         for ((target, id), v) in &t.queue {
-            queue.insert((target.as_str(), *id), v.as_slice()).map_err(err)?;
+            queue
+                .insert((target.as_str(), *id), v.as_slice())
+                .map_err(err)?;
         }
         let mut dead = txn.open_table(DEAD).map_err(err)?;
         dead.retain(|_, _| false).map_err(err)?;
         for ((target, id), v) in &t.dead {
-            dead.insert((target.as_str(), *id), v.as_slice()).map_err(err)?;
+            dead.insert((target.as_str(), *id), v.as_slice())
+                .map_err(err)?;
         }
         let mut nflog = txn.open_table(NFLOG).map_err(err)?;
         nflog.retain(|_, _| false).map_err(err)?;
@@ -236,7 +241,11 @@ fn write_all(db: &Database, t: &Tables) -> Result<(), OutboxError> {
 /// One change, applied to memory and then to the file.
 enum Change<'a> {
     /// Queue entries and log changes (one router decision).
-    Commit(&'a [((String, u64), Vec<u8>)], &'a [(String, Option<Vec<u8>>)], u64),
+    Commit(
+        &'a [((String, u64), Vec<u8>)],
+        &'a [(String, Option<Vec<u8>>)],
+        u64,
+    ),
     /// A queue entry delivered or refused.
     Remove(&'a str, u64),
     /// Queue entries moved to the dead letters.
@@ -288,7 +297,9 @@ impl Change<'_> {
             Change::Commit(queued, sent, next) => {
                 let mut queue = txn.open_table(QUEUE).map_err(err)?;
                 for ((target, id), v) in *queued {
-                    queue.insert((target.as_str(), *id), v.as_slice()).map_err(err)?;
+                    queue
+                        .insert((target.as_str(), *id), v.as_slice())
+                        .map_err(err)?;
                 }
                 let mut nflog = txn.open_table(NFLOG).map_err(err)?;
                 for (k, v) in *sent {
@@ -477,7 +488,10 @@ impl Outbox {
         let mut next = self.lock().mem.next_id;
         let mut queued = Vec::with_capacity(notifications.len());
         for n in notifications {
-            queued.push(((n.target.clone(), next), serde_json::to_vec(n).map_err(err)?));
+            queued.push((
+                (n.target.clone(), next),
+                serde_json::to_vec(n).map_err(err)?,
+            ));
             next += 1;
         }
         let mut log = Vec::with_capacity(sent.len());
@@ -596,7 +610,6 @@ impl Outbox {
         Ok(())
     }
 }
-
 
 /// Merges what the file held (`file`) into what memory gathered while the file
 /// could not be read: the file's queue keeps its ids and order, memory's entries
