@@ -293,12 +293,15 @@ impl Daemon {
 
         let (stopping_tx, mut stopping_rx) = watch::channel(false);
         let mut failed = supervisor.subscribe();
+        let stopping = supervisor.clone();
         let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             // A stop asked for, or a stage that failed: the API drains either way.
             tokio::select! {
                 () = shutdown => {}
                 _ = failed.wait_for(Option::is_some) => {}
             }
+            // What ends from here on ends because the daemon stops.
+            stopping.stopping();
             let _ = stopping_tx.send(true);
         });
         let deadline = async move {
@@ -316,9 +319,8 @@ impl Daemon {
                 Ok(())
             }
         };
-        // What ends from here on ends because the daemon stops.
-        let failure = supervisor.failure();
         supervisor.stopping();
+        let failure = supervisor.failure();
         // Dropping the control task drops the probe and scrape tasks it owns.
         // The last interval's datums, sent while the manager still answers.
         if let Some(p) = publisher {

@@ -282,7 +282,12 @@ impl RouterTask {
         if !self.outbox.health().ok {
             // A failing state file is tried again (at most every few seconds).
             let outbox = self.outbox.clone();
-            let _ = tokio::task::spawn_blocking(move || outbox.retry()).await;
+            if let Err(e) = tokio::task::spawn_blocking(move || outbox.retry()).await
+                && e.is_panic()
+            {
+                // The router's supervisor hears of it: never swallowed.
+                std::panic::resume_unwind(e.into_panic());
+            }
         }
         let alerts = self.alerts.borrow_and_update().clone()?;
         let lease = *self.lease.borrow_and_update();
@@ -317,6 +322,9 @@ impl RouterTask {
                     tracing::error!(message = "Cannot write the outbox; will try again in a second.", error = %e);
                     next = Some(now_ms + 1000);
                 }
+                // A panic while committing: the decision may be half applied,
+                // so the router must not go on as if nothing happened.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => return None,
             }
         }

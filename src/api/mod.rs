@@ -105,7 +105,24 @@ pub fn router(state: ApiState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(10),
         ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// A handler that panicked answers 500 with a JSON reason, and the panic is logged
+/// (rather than the connection simply closing).
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(message = "An API handler panicked.", panic = %what);
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the request failed inside Vigil; see its log",
+    )
 }
 
 /// A JSON error: `{"error": kind, "reason": reason}`.

@@ -58,6 +58,8 @@ pub async fn run(spec: LeaseSpec, id: String, state: watch::Sender<LeaseState>) 
         Err(e) => {
             tracing::error!(message = "Invalid lease Redis URL; every sidecar will page.", error = %spec.redis.scrub(&e.to_string()));
             state.send_replace(LeaseState::Unavailable);
+            // Not a stage failure: everyone pages, which is what this state says.
+            std::future::pending::<()>().await;
             return;
         }
     };

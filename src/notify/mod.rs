@@ -376,6 +376,8 @@ async fn remove(outbox: &Arc<Outbox>, id: u64, target: &str) {
         Ok(Err(e)) => {
             tracing::error!(message = "Cannot remove a delivered notification from the outbox; it may be sent again.", target = %target, error = %e)
         }
+        // Never swallowed: the worker's supervisor hears of it.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => {}
     }
 }

@@ -196,7 +196,12 @@ fn read_all(db: &Database) -> Result<Tables, OutboxError> {
         }
         let meta = txn.open_table(META).map_err(err)?;
         let stored = meta.get("next_id").map_err(err)?.map_or(1, |v| v.value());
-        let highest = t.queue.keys().chain(t.dead.keys()).map(|k| k.1 + 1).max();
+        let highest = t
+            .queue
+            .keys()
+            .chain(t.dead.keys())
+            .map(|k| k.1.saturating_add(1))
+            .max();
         t.next_id = stored.max(highest.unwrap_or(1));
     }
     txn.commit().map_err(err)?;
@@ -568,8 +573,11 @@ impl Outbox {
         let inner = self.lock();
         let mut out = HashMap::new();
         for (k, v) in &inner.mem.nflog {
-            match serde_json::from_slice(v) {
-                Ok(s) => {
+            match serde_json::from_slice::<Sent>(v) {
+                Ok(mut s) => {
+                    // A time from the future (a clock stepped back) or before the
+                    // epoch is pulled into range.
+                    s.at = s.at.clamp(0, Utc::now().timestamp_millis());
                     out.insert(k.clone(), s);
                 }
                 // Left in place (the next page for that alert replaces it).
@@ -620,11 +628,11 @@ fn merge(mem: &mut Tables, file: Tables) {
     let mut next = mem.next_id.max(1);
     for ((target, _), v) in gathered.queue {
         mem.queue.insert((target, next), v);
-        next += 1;
+        next = next.saturating_add(1);
     }
     for ((target, _), v) in gathered.dead {
         mem.dead.insert((target, next), v);
-        next += 1;
+        next = next.saturating_add(1);
     }
     mem.next_id = next;
     mem.nflog.extend(gathered.nflog);

@@ -1,6 +1,8 @@
 //! `disk`: how full each configured filesystem is, through statvfs(2).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -64,16 +66,77 @@ impl DiskSettings {
     }
 }
 
+/// Measures one filesystem: used ratio, free and total bytes.
+pub type Measure = dyn Fn(&Path) -> std::io::Result<(f64, f64, f64)> + Send + Sync;
+
 /// Measures filesystems.
 pub struct DiskProbe {
     /// What to measure.
     spec: DiskSpec,
+    /// How (statvfs; a stand-in in tests).
+    measure: Arc<Measure>,
+    /// Since when the measuring thread runs, while it runs. A statvfs on a hung
+    /// network filesystem never returns; the next check then fails at once instead
+    /// of starting another thread, so a hung filesystem costs one thread per probe,
+    /// never the shared blocking pool the outbox and DNS need.
+    busy: Arc<Mutex<Option<Instant>>>,
 }
 
 impl DiskProbe {
     /// A probe for `spec`.
     pub fn new(spec: DiskSpec) -> DiskProbe {
-        DiskProbe { spec }
+        DiskProbe::with_measure(spec, Arc::new(measure))
+    }
+
+    /// A probe for `spec` that measures with `measure`.
+    pub fn with_measure(spec: DiskSpec, measure: Arc<Measure>) -> DiskProbe {
+        DiskProbe {
+            spec,
+            measure,
+            busy: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Measures every path on this probe's own thread, unless the last one has not
+    /// returned.
+    async fn measure_all(
+        &self,
+    ) -> Result<Vec<(PathBuf, std::io::Result<(f64, f64, f64)>)>, String> {
+        {
+            let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(since) = *busy {
+                return Err(format!(
+                    "the previous statfs has not returned for {:.0} s; the filesystem may hang",
+                    since.elapsed().as_secs_f64()
+                ));
+            }
+            *busy = Some(Instant::now());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (paths, measure, busy) = (
+            self.spec.paths.clone(),
+            self.measure.clone(),
+            self.busy.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("vigil-statfs".into())
+            .spawn(move || {
+                let measured: Vec<_> = paths
+                    .into_iter()
+                    .map(|p| {
+                        let m = measure(&p);
+                        (p, m)
+                    })
+                    .collect();
+                *busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                let _ = tx.send(measured);
+            });
+        if let Err(e) = spawned {
+            *self.busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            return Err(format!("cannot start the measuring thread: {e}"));
+        }
+        rx.await
+            .map_err(|_| "the disk measurement thread failed".to_string())
     }
 }
 
@@ -83,7 +146,8 @@ impl DiskProbe {
 fn measure(path: &std::path::Path) -> std::io::Result<(f64, f64, f64)> {
     let s = rustix::fs::statvfs(path)?;
     let frsize = s.f_frsize as f64;
-    let used = (s.f_blocks - s.f_bfree) as f64 * frsize;
+    // saturating: a FUSE or NFS server may report more free blocks than blocks.
+    let used = s.f_blocks.saturating_sub(s.f_bfree) as f64 * frsize;
     let avail = s.f_bavail as f64 * frsize;
     let ratio = if used + avail > 0.0 {
         used / (used + avail)
@@ -95,21 +159,11 @@ fn measure(path: &std::path::Path) -> std::io::Result<(f64, f64, f64)> {
 
 impl Probe for DiskProbe {
     async fn check(&self) -> Observation {
-        let paths = self.spec.paths.clone();
-        // statvfs on a network filesystem can hang: keep it off the async threads so
-        // the scheduler's timeout still applies.
-        let measured = tokio::task::spawn_blocking(move || {
-            paths
-                .into_iter()
-                .map(|p| {
-                    let m = measure(&p);
-                    (p, m)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
-        let Ok(measured) = measured else {
-            return Observation::failed("the disk measurement task failed");
+        // statvfs on a network filesystem can hang: off the async threads, so the
+        // scheduler's timeout still applies, and on at most one thread at a time.
+        let measured = match self.measure_all().await {
+            Ok(m) => m,
+            Err(e) => return Observation::failed(e),
         };
         let mut samples = Vec::new();
         let mut problems = Vec::new();
@@ -165,5 +219,55 @@ impl Probe for DiskProbe {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_hung_statfs_costs_one_thread_and_the_next_checks_fail_at_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Mutex::new(hold);
+        let counted = calls.clone();
+        let probe = DiskProbe::with_measure(
+            DiskSpec {
+                paths: vec![PathBuf::from("/mnt/nfs")],
+                max_used_ratio: None,
+            },
+            Arc::new(move |_: &Path| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // The first call hangs until released, as statvfs on a dead NFS.
+                let _ = hold.lock().unwrap().recv();
+                Ok((0.5, 1.0, 2.0))
+            }),
+        );
+        // The scheduler's timeout drops the first check; its thread stays stuck.
+        let first = tokio::time::timeout(std::time::Duration::from_millis(50), probe.check()).await;
+        assert!(first.is_err());
+        for _ in 0..5 {
+            let o = probe.check().await;
+            let e = o.result.unwrap_err();
+            assert!(e.contains("has not returned"), "{e}");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one thread, not one per check"
+        );
+        // The filesystem comes back: the stuck thread ends and checks work again.
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        let o = loop {
+            let o = probe.check().await;
+            if o.result.is_ok() {
+                break o;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(o.samples.len(), 3);
     }
 }

@@ -113,7 +113,15 @@ fn suggest<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<
 
 /// Parses `text` and checks it stays inside the subset Vigil evaluates.
 pub fn parse(text: &str) -> Result<Expr, ParseError> {
-    let expr = parse_expr(text).map_err(|message| {
+    // promql-parser panics on some numbers (`up[1e400]`, `up offset 1e30` hand an
+    // infinite or huge float to `Duration::from_secs_f64`): a rule file must not be
+    // able to stop the daemon, so a panic is a parse error like any other.
+    let parsed = std::panic::catch_unwind(|| parse_expr(text)).unwrap_or_else(|_| {
+        Err(format!(
+            "cannot parse {text:?}: a number in it is out of range for a duration"
+        ))
+    });
+    let expr = parsed.map_err(|message| {
         if let Some(rest) = message.strip_prefix("unknown function with name '") {
             let name = rest.trim_end_matches('\'');
             let offset = text.find(&format!("{name}(")).unwrap_or(0);
@@ -208,6 +216,14 @@ fn check_selector(v: &promql_parser::parser::VectorSelector, text: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_the_parser_would_panic_on_are_a_parse_error() {
+        for text in ["up[1e400]", "up offset 1e30", "rate(up[1e400])"] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains("out of range"), "{text}: {}", e.message);
+        }
+    }
 
     #[test]
     fn a_typo_gets_a_suggestion_and_an_offset() {

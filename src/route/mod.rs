@@ -297,8 +297,9 @@ fn duration_or(value: &Option<Spanned<String>>, default: Duration, c: &mut Colle
     }
 }
 
-/// A delivery duration: absent is `default`, zero is refused.
-fn delivery_duration(
+/// A duration that must be above zero (delivery's, and `group_interval` and
+/// `repeat_interval`, as Alertmanager refuses zero for them): absent is `default`.
+fn nonzero_duration_or(
     value: &Option<Spanned<String>>,
     default: Duration,
     c: &mut Collector,
@@ -351,8 +352,9 @@ fn route(
         Some(g) => g.iter().map(|s| s.value.clone()).collect(),
         None => parent.group_by.clone(),
     };
-    let group_interval = duration_or(&raw.group_interval, parent.group_interval, c);
-    let repeat_interval = duration_or(&raw.repeat_interval, parent.repeat_interval, c);
+    // Zero would page again at every step: refused, as Alertmanager does.
+    let group_interval = nonzero_duration_or(&raw.group_interval, parent.group_interval, c);
+    let repeat_interval = nonzero_duration_or(&raw.repeat_interval, parent.repeat_interval, c);
     if let Some(r) = &raw.repeat_interval
         && repeat_interval < group_interval
     {
@@ -495,8 +497,8 @@ fn validate(path: &Path, raw: RawRouting, c: &mut Collector) -> Option<Routing> 
     let initial_backoff = d.and_then(|d| d.initial_backoff.clone());
     let max_backoff = d.and_then(|d| d.max_backoff.clone());
     let backoff = Backoff {
-        initial: delivery_duration(&initial_backoff, Duration::from_secs(1), c),
-        max: delivery_duration(&max_backoff, Duration::from_secs(30), c),
+        initial: nonzero_duration_or(&initial_backoff, Duration::from_secs(1), c),
+        max: nonzero_duration_or(&max_backoff, Duration::from_secs(30), c),
     };
     if backoff.max < backoff.initial
         && let Some(m) = max_backoff.as_ref().or(initial_backoff.as_ref())
@@ -510,7 +512,7 @@ fn validate(path: &Path, raw: RawRouting, c: &mut Collector) -> Option<Routing> 
             ),
         );
     }
-    let timeout = delivery_duration(
+    let timeout = nonzero_duration_or(
         &d.and_then(|d| d.timeout.clone()),
         Duration::from_secs(10),
         c,

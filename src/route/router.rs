@@ -349,10 +349,10 @@ impl Router {
                     (false, _) => None,
                     (true, _) if muted.is_some() => None,
                     (true, Some(s)) if s.firing => {
-                        if now - s.at >= ms(route.repeat_interval) {
+                        if now.saturating_sub(s.at) >= ms(route.repeat_interval) {
                             Some(self.event(a, &id, "repeat", true, now))
                         } else {
-                            let at = s.at + ms(route.repeat_interval);
+                            let at = s.at.saturating_add(ms(route.repeat_interval));
                             d.next_wake = Some(d.next_wake.map_or(at, |w| w.min(at)));
                             None
                         }
@@ -416,7 +416,7 @@ impl Router {
         self.groups.retain(|k, g| {
             live_groups.contains(k)
                 || g.last_flush
-                    .is_some_and(|t| now - t < ms(DEFAULT_GROUP_FORGET))
+                    .is_some_and(|t| now.saturating_sub(t) < ms(DEFAULT_GROUP_FORGET))
         });
         d
     }

@@ -155,11 +155,11 @@ impl AlertingRule {
                 let mut keep_firing = false;
                 if a.state == State::Firing && keep_for > 0 {
                     let since = *a.keep_firing_since.get_or_insert(ts);
-                    keep_firing = ts - since < keep_for;
+                    keep_firing = ts.saturating_sub(since) < keep_for;
                 }
                 if a.state == State::Pending
                     || a.resolved_at
-                        .is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
+                        .is_some_and(|r| ts.saturating_sub(r) > RESOLVED_RETENTION_MS)
                 {
                     return false;
                 }
@@ -174,7 +174,7 @@ impl AlertingRule {
                 a.keep_firing_since = None;
             }
             active_count += 1;
-            if a.state == State::Pending && ts - a.active_at >= hold {
+            if a.state == State::Pending && ts.saturating_sub(a.active_at) >= hold {
                 a.state = State::Firing;
                 a.fired_at = Some(ts);
             }

@@ -612,7 +612,18 @@ fn decode_state(text: &[u8]) -> (HashMap<String, Vec<Alert>>, Option<Unreadable>
         let mut kept = Vec::with_capacity(alerts.len());
         for a in alerts {
             match serde_json::from_value::<Alert>(a) {
-                Ok(a) => kept.push(a),
+                Ok(mut a) => {
+                    // Times are data: one from before the epoch or after now (a
+                    // clock stepped back between two runs) is pulled into range, so
+                    // no later arithmetic on it can overflow or wait for ever.
+                    let now = Utc::now().timestamp_millis();
+                    let clamp = |t: i64| t.clamp(0, now);
+                    a.active_at = a.active_at.clamp(0, now);
+                    a.fired_at = a.fired_at.map(clamp);
+                    a.resolved_at = a.resolved_at.map(clamp);
+                    a.keep_firing_since = a.keep_firing_since.map(clamp);
+                    kept.push(a)
+                }
                 Err(e) => bad.push(format!("an alert of {key}: {e}")),
             }
         }

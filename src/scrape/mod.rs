@@ -123,6 +123,8 @@ pub async fn run(index: usize, cfg: ScrapeConfig, out: mpsc::Sender<Input>) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(message = "Cannot build the scrape client.", error = %e);
+            // Ending would stop the daemon; the scrape simply never runs.
+            std::future::pending::<()>().await;
             return;
         }
     };
