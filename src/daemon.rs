@@ -179,6 +179,7 @@ impl Daemon {
             warmup(&self.config),
         )
         .route_to(routed_tx);
+        let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone(), &supervisor).await;
         let (paging, _paging_tasks) = match &self.config.routing {
             Some(routing) => {
                 let (p, tasks) = crate::paging::start(
@@ -188,6 +189,7 @@ impl Daemon {
                         state_dir: self.config.state_dir.clone(),
                         external_url: self.config.external_url.clone(),
                         supervisor: supervisor.clone(),
+                        task: task_name(task.as_ref()),
                     },
                     routed_rx,
                 )
@@ -210,7 +212,6 @@ impl Daemon {
             "the rule manager",
             manager.run(engine_rx),
         ));
-        let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone(), &supervisor).await;
         let publisher = match &self.config.publish {
             Some(cw) => {
                 let place = place(&self.config, cw, task.as_ref());
@@ -336,6 +337,18 @@ impl Daemon {
             None => result,
         }
     }
+}
+
+/// The name of this sidecar's task: the ECS task id, else `VIGIL_TASK_ID`, else the
+/// host's name (a laptop, a VM), else `local`.
+fn task_name(task: Option<&crate::ecs::TaskInfo>) -> String {
+    task.map(|t| t.task_id.clone())
+        .or_else(|| std::env::var("VIGIL_TASK_ID").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "local".into())
 }
 
 /// Starts reading the ECS task metadata when `ECS_CONTAINER_METADATA_URI_V4` is set:

@@ -50,6 +50,9 @@ pub struct PagingView {
     /// Outbox entries that could not be decoded, kept aside in `notify.redb`.
     #[serde(default)]
     pub dead_letters: usize,
+    /// The task this sidecar pages per-task alerts for.
+    #[serde(default)]
+    pub task: String,
     /// Whether `notify.redb` is written (paging goes on from memory when not).
     #[serde(default)]
     pub storage: crate::notify::outbox::StorageHealth,
@@ -103,6 +106,9 @@ pub struct Settings {
     pub external_url: String,
     /// Told when the router, the lease or a delivery worker panics or ends.
     pub supervisor: Arc<crate::supervise::Supervisor>,
+    /// This sidecar's task (the ECS task id, `VIGIL_TASK_ID`, or the host's name),
+    /// the `task` label of per-task alerts.
+    pub task: String,
 }
 
 /// Opens the outbox and starts the router, the lease and the workers. The tasks
@@ -162,7 +168,7 @@ pub async fn start(
         fixed_lease = Some(lease_tx);
     }
     let task = RouterTask {
-        router: Router::new(routing.clone(), &settings.environment, sent),
+        router: Router::new(routing.clone(), &settings.environment, sent).for_task(&settings.task),
         routing,
         outbox,
         silences: silences.clone(),
@@ -174,6 +180,7 @@ pub async fn start(
         routing_file: String::new(),
         _fixed_lease: fixed_lease,
         supervisor: settings.supervisor.clone(),
+        task: settings.task.clone(),
     };
     tasks.spawn(crate::supervise::stage(
         &settings.supervisor,
@@ -218,6 +225,8 @@ struct RouterTask {
     _fixed_lease: Option<watch::Sender<LeaseState>>,
     /// Told when a delivery worker panics or ends.
     supervisor: Arc<crate::supervise::Supervisor>,
+    /// This sidecar's task, for the view.
+    task: String,
 }
 
 impl RouterTask {
@@ -340,6 +349,7 @@ impl RouterTask {
             targets: BTreeMap::new(),
             last_run: Some(now),
             dead_letters: self.outbox.dead_letters().unwrap_or(0),
+            task: self.task.clone(),
             storage: self.outbox.health(),
         };
         self.view.send_replace(view);

@@ -723,3 +723,84 @@ async fn a_full_state_disk_still_pages_and_loses_nothing_once_space_is_freed() {
     drop(vigil);
     drop(fs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tasks_each_page_for_their_own_app_and_once_for_the_shared_database() {
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let mut pg = Postgres::start();
+    let cache = Redis::start();
+    let lease = Redis::start();
+    let app = common::start_app(&pg.url(), &cache.url()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rules = format!(
+        "{RULES}      - alert: AppDown\n        expr: vigil_probe_success{{probe=\"app\"}} == 0\n        labels:\n          severity: critical\n          component: app\n"
+    );
+    let extra = format!(
+        "lease:\n  redis: {}\n  ttl: 2s\n  alerts:\n    - ['component=~\"database|cache\"']\nper_task:\n  - ['component=~\"app|host\"']\n",
+        lease.url()
+    );
+    let sidecars: Vec<Vigil> = (0..3)
+        .map(|i| {
+            // Task 1's app does not answer; the others' does.
+            let url = if i == 1 {
+                format!("http://127.0.0.1:{closed}/api/health")
+            } else {
+                format!("http://{}/api/health", app.local_addr())
+            };
+            let probes = format!(
+                "  - name: database\n    interval: 1s\n    timeout: 1s\n    postgres:\n      dsn: {}\n  - name: app\n    interval: 1s\n    timeout: 1s\n    http:\n      url: {url}\n",
+                pg.url()
+            );
+            let (dir, body) = setup(&arn, &extra, &probes);
+            std::fs::write(dir.path().join("rules.yaml"), &rules).unwrap();
+            let mut env = aws_env(&moto);
+            env.push(("VIGIL_TASK_ID", format!("task-{i}")));
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Vigil::start_with_env(dir, &body, &env)
+        })
+        .collect();
+    for v in &sidecars {
+        v.wait_for("the lease to be settled and the database up", |s| {
+            component(s, "database")["status"] == "ok"
+                && matches!(s["paging"]["lease"].as_str(), Some("holder" | "standby"))
+        })
+        .await;
+    }
+    // One page for task 1's app, from task 1's sidecar, whichever holds the lease.
+    let m = wait_messages(&moto, &arn, 1, &sidecars[1]).await;
+    for v in &sidecars {
+        more_evaluations(v, 3).await;
+    }
+    let m2 = moto.messages(&arn);
+    assert_eq!(m2.len(), 1, "{m2:#?}");
+    let (state, alarm) = pagerduty_view(&m[0]);
+    assert_eq!(state, "ALARM");
+    assert!(alarm.starts_with("test-AppDown-"), "{alarm}");
+    assert!(
+        m[0].message.contains(r#"{"name":"task","value":"task-1"}"#),
+        "{}",
+        m[0].message
+    );
+    let (_, s) = sidecars[1].status().await;
+    assert_eq!(s["paging"]["task"], "task-1", "{s:#}");
+
+    // The shared database goes down: one page, from the lease holder.
+    pg.stop();
+    let m = wait_messages(&moto, &arn, 2, &sidecars[0]).await;
+    for v in &sidecars {
+        more_evaluations(v, 3).await;
+    }
+    let all = moto.messages(&arn);
+    let db: Vec<_> = all
+        .iter()
+        .map(pagerduty_view)
+        .filter(|(_, a)| a.starts_with("test-DatabaseDown-"))
+        .collect();
+    assert_eq!(db.len(), 1, "{all:#?}");
+    assert!(m.len() >= 2);
+}

@@ -256,6 +256,12 @@ pub fn paging_lines(r: &StatusReport) -> Vec<String> {
             "STORAGE: an unreadable notify.redb was kept as {f}; alerts paged before it may be paged again"
         ));
     }
+    if !p.task.is_empty() {
+        out.push(format!(
+            "task: {} (alerts about this task's app and host page from here, under its name)",
+            p.task
+        ));
+    }
     if p.dead_letters > 0 {
         out.push(format!(
             "DEAD LETTERS: {} outbox entries could not be read; kept in notify.redb (table dead_letters) for a person to look at",
@@ -672,6 +678,7 @@ mod tests {
                 .into(),
                 last_run: Some(t(0)),
                 dead_letters: 0,
+                task: String::new(),
                 storage: Default::default(),
             }),
         }

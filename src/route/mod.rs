@@ -55,6 +55,11 @@ pub struct Routing {
     pub windows: Vec<Window>,
     /// The paging lease, when several sidecars run.
     pub lease: Option<LeaseConfig>,
+    /// Alerts about one task's own app or host (any of these matcher sets): each
+    /// sidecar pages for its own task, with the task in the alert's identity (a
+    /// `task` label, so in the AlarmName and the PagerDuty dedup key), and the lease
+    /// never holds them back: three bad tasks are three incidents, not one or none.
+    pub per_task: Vec<Vec<Matcher>>,
     /// Retry pacing and the attempt timeout.
     pub backoff: Backoff,
     /// How long one delivery attempt may take.
@@ -115,6 +120,13 @@ pub struct LeaseConfig {
     pub alerts: Vec<Vec<Matcher>>,
 }
 
+impl Routing {
+    /// Whether an alert with these labels is about one task (see [`Routing::per_task`]).
+    pub fn per_task<'a>(&self, get: impl Fn(&str) -> &'a str + Copy) -> bool {
+        self.per_task.iter().any(|set| matcher::all_match(set, get))
+    }
+}
+
 impl LeaseConfig {
     /// Whether an alert with these labels is shared (only the holder pages).
     pub fn covers<'a>(&self, get: impl Fn(&str) -> &'a str + Copy) -> bool {
@@ -171,6 +183,8 @@ struct RawRouting {
     maintenance_windows: Vec<RawWindow>,
     #[serde(default)]
     lease: Option<RawLease>,
+    #[serde(default)]
+    per_task: Vec<Vec<Spanned<String>>>,
     #[serde(default)]
     delivery: Option<RawDelivery>,
 }
@@ -491,6 +505,7 @@ fn validate(path: &Path, raw: RawRouting, c: &mut Collector) -> Option<Routing> 
             alerts,
         })
     });
+    let per_task = raw.per_task.iter().map(|set| matchers(set, c)).collect();
     let d = raw.delivery.as_ref();
     // Delivery's durations must be above zero: a zero timeout fails every attempt,
     // a zero backoff retries in a busy loop.
@@ -524,6 +539,7 @@ fn validate(path: &Path, raw: RawRouting, c: &mut Collector) -> Option<Routing> 
         inhibit,
         windows,
         lease,
+        per_task,
         backoff,
         timeout,
     })

@@ -156,6 +156,9 @@ pub struct Router {
     sent: HashMap<String, Sent>,
     /// Group timing by group key.
     groups: HashMap<String, GroupState>,
+    /// This sidecar's task, added as the `task` label to per-task alerts ("" when
+    /// not known: they then page like any other).
+    task: String,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -189,7 +192,26 @@ impl Router {
             environment: environment.to_string(),
             sent,
             groups: HashMap::new(),
+            task: String::new(),
         }
+    }
+
+    /// The router of the sidecar of `task` (an ECS task id, or the host's name).
+    pub fn for_task(mut self, task: &str) -> Router {
+        self.task = task.to_string();
+        self
+    }
+
+    /// `a` with this sidecar's task as its `task` label when it is a per-task
+    /// alert (and has no `task` label of its own).
+    fn localise(&self, a: &RoutedAlert) -> Option<RoutedAlert> {
+        let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
+        if self.task.is_empty() || a.labels.contains_key("task") || !self.routing.per_task(get) {
+            return None;
+        }
+        let mut local = a.clone();
+        local.labels.insert("task".into(), self.task.clone());
+        Some(local)
     }
 
     /// Replaces the routing (a reload); what was sent is kept.
@@ -279,6 +301,7 @@ impl Router {
         }
         if let Some(l) = &self.routing.lease
             && l.covers(get)
+            && !self.routing.per_task(get)
             && !lease.pages()
         {
             return Some(Muted::Lease);
@@ -297,6 +320,17 @@ impl Router {
         let routing = self.routing.clone();
         let wall = time(now);
         let mut d = Decision::default();
+        // Per-task alerts carry this sidecar's task in their identity.
+        let localised: Vec<RoutedAlert>;
+        let alerts = if routing.per_task.is_empty() || self.task.is_empty() {
+            alerts
+        } else {
+            localised = alerts
+                .iter()
+                .map(|a| self.localise(a).unwrap_or_else(|| a.clone()))
+                .collect();
+            &localised
+        };
         // Firing alerts that inhibit, with the rule they match.
         let sources: Vec<(usize, &RoutedAlert)> = routing
             .inhibit
@@ -868,6 +902,78 @@ lease:
             states(&d),
             [("critical/sns".into(), "AppDown".into(), false)]
         );
+    }
+
+    #[test]
+    fn per_task_alerts_page_from_every_task_under_its_own_name_and_shared_ones_once() {
+        // The lease covers the app too: per_task wins over it.
+        let text = format!(
+            "{}per_task:\n  - ['component=~\"app|host\"']\n",
+            ROUTING.replace("database|cache", "database|cache|app")
+        );
+        let routing =
+            Arc::new(super::super::parse(Path::new("r.yaml"), &text, &HashMap::new()).unwrap());
+        // Three sidecars: one holds the lease, two stand by.
+        let mut tasks: Vec<(Router, LeaseState)> = ["t-a", "t-b", "t-c"]
+            .iter()
+            .zip([LeaseState::Holder, LeaseState::Standby, LeaseState::Standby])
+            .map(|(t, l)| {
+                (
+                    Router::new(routing.clone(), "prod", HashMap::new()).for_task(t),
+                    l,
+                )
+            })
+            .collect();
+        // Task b's app fails; every task sees the shared database down.
+        let mut names = Vec::new();
+        let mut shared = Vec::new();
+        for (i, (r, lease)) in tasks.iter_mut().enumerate() {
+            let mut alerts = vec![alert("DatabaseDown", "critical", "database", true, T)];
+            if i == 1 {
+                alerts.push(alert("AppDown", "critical", "app", true, T));
+            }
+            let d = step(r, &alerts, &[], *lease, T);
+            for n in &d.notifications {
+                for e in &n.events {
+                    match e.alertname() {
+                        "AppDown" => {
+                            names.push((i, e.alarm_name.clone(), e.labels["task"].clone()))
+                        }
+                        _ => shared.push((i, e.alarm_name.clone())),
+                    }
+                }
+            }
+        }
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert_eq!(
+            (names[0].0, names[0].2.as_str()),
+            (1, "t-b"),
+            "paged by its own task, not the holder"
+        );
+        assert_eq!(shared.len(), 1, "the shared alert pages once: {shared:?}");
+        assert_eq!(shared[0].0, 0, "from the holder");
+        // All three tasks' apps fail: three incidents, three names.
+        let mut all = Vec::new();
+        for (r, lease) in tasks.iter_mut() {
+            let d = step(
+                r,
+                &[alert("AppDown", "critical", "app", true, T)],
+                &[],
+                *lease,
+                T + 1000,
+            );
+            all.extend(
+                d.notifications
+                    .iter()
+                    .flat_map(|n| n.events.iter())
+                    .filter(|e| e.firing && e.alertname() == "AppDown")
+                    .map(|e| e.alarm_name.clone()),
+            );
+        }
+        all.push(names[0].1.clone());
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 3, "{all:?}");
     }
 
     #[test]
