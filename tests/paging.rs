@@ -620,44 +620,6 @@ async fn a_reloaded_routing_file_sends_the_next_page_to_its_new_receiver() {
     );
 }
 
-/// A tmpfs of `size` mounted at `at`, unmounted when dropped. Tests run as root (as
-/// CI does), which `mount` needs.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount -t tmpfs needs root");
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
-/// Fills the filesystem at `dir` to the last byte with one file.
-fn fill(dir: &Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let block = vec![0u8; 64 * 1024];
-    while f.write_all(&block).is_ok() {}
-    while f.write_all(&[0]).is_ok() {}
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_disk_still_pages_and_loses_nothing_once_space_is_freed() {
     let moto = Moto::start();
@@ -670,14 +632,14 @@ async fn a_full_state_disk_still_pages_and_loses_nothing_once_space_is_freed() {
         &format!("description: \"PING failed. {}\"", "x".repeat(600_000)),
     );
     std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
-    let fs = Tmpfs::mount(&dir.path().join("state"), "4m");
+    let fs = vigil_testkit::Tmpfs::mount(&dir.path().join("state"), "4m");
     let vigil = start(dir, &body, &moto);
     vigil
         .wait_for("the cache to be up", |s| {
             component(s, "cache")["status"] == "ok"
         })
         .await;
-    let filler = fill(&fs.0);
+    let filler = vigil_testkit::fill(&fs.path);
 
     redis.kill();
     let m = wait_messages(&moto, &arn, 1, &vigil).await;

@@ -893,52 +893,14 @@ mod tests {
         assert_eq!(std::fs::read(&h.set_aside[0]).unwrap(), bytes);
     }
 
-    /// A tmpfs of `size` at a fresh directory, unmounted when dropped. Tests run
-    /// as root (as CI does), which `mount` needs.
-    struct Tmpfs(tempfile::TempDir);
-
-    impl Tmpfs {
-        fn new(size: &str) -> Tmpfs {
-            let dir = tempfile::tempdir().unwrap();
-            let ok = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "mount -t tmpfs needs root");
-            Tmpfs(dir)
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg(self.0.path())
-                .status();
-        }
-    }
-
-    /// Fills the filesystem at `dir` with one file, to the last byte.
-    fn fill(dir: &Path) -> PathBuf {
-        use std::io::Write;
-        let path = dir.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        while f.write_all(&[0]).is_ok() {}
-        let _ = f.sync_all();
-        path
-    }
-
     #[test]
     fn a_full_disk_pages_from_memory_and_nothing_is_lost_or_sent_twice_when_space_returns() {
-        let fs = Tmpfs::new("4m");
-        let state = fs.0.path();
+        let fs = vigil_testkit::Tmpfs::new("4m");
+        let state = fs.path.as_path();
         let o = Outbox::open(state).unwrap();
         o.commit(&[note("a/sns")], &[]).unwrap();
         assert!(o.health().ok);
-        let filler = fill(state);
+        let filler = vigil_testkit::fill(state);
         // Pages big enough that the file must grow: the commit fails on disk.
         let mut big = note("a/sns");
         big.events = vec![event(1.0, 0.0)];

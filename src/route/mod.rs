@@ -299,16 +299,7 @@ fn matchers(raw: &[Spanned<String>], c: &mut Collector) -> Vec<Matcher> {
 }
 
 fn duration_or(value: &Option<Spanned<String>>, default: Duration, c: &mut Collector) -> Duration {
-    match value {
-        None => default,
-        Some(v) => match duration::parse_or_zero(&v.value) {
-            Ok(d) => d,
-            Err(e) => {
-                c.at(v.referenced, e);
-                default
-            }
-        },
-    }
+    read_duration(value, default, duration::parse_or_zero, c)
 }
 
 /// A duration that must be above zero (delivery's, and `group_interval` and
@@ -318,15 +309,23 @@ fn nonzero_duration_or(
     default: Duration,
     c: &mut Collector,
 ) -> Duration {
+    read_duration(value, default, duration::parse, c)
+}
+
+/// `value` read with `parse`, or `default` when absent or (with the problem noted)
+/// unreadable.
+fn read_duration(
+    value: &Option<Spanned<String>>,
+    default: Duration,
+    parse: fn(&str) -> Result<Duration, String>,
+    c: &mut Collector,
+) -> Duration {
     match value {
         None => default,
-        Some(v) => match duration::parse(&v.value) {
-            Ok(d) => d,
-            Err(e) => {
-                c.at(v.referenced, e);
-                default
-            }
-        },
+        Some(v) => parse(&v.value).unwrap_or_else(|e| {
+            c.at(v.referenced, e);
+            default
+        }),
     }
 }
 

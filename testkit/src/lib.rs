@@ -10,6 +10,8 @@
 //! - [`HangingListener`]: a TCP listener that accepts connections and never answers,
 //!   the way a hung dependency looks from the outside.
 //! - [`wait_until`]: poll a condition until it holds, instead of sleeping.
+//! - [`Tmpfs`] and [`fill`]: a small filesystem of its own, and filling it to the last
+//!   byte, for what a full disk does to the state directory.
 //!
 //! Each fixture stops what it started, by PID, when it is dropped — also when the test
 //! panics — and never stops a process it did not start.
@@ -25,6 +27,63 @@ use std::time::{Duration, Instant};
 
 /// How long a fixture may take to start before the test fails with an explanation.
 const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A tmpfs of a given size mounted at a directory, unmounted when dropped. Tests
+/// run as root (as CI does), which `mount` needs.
+pub struct Tmpfs {
+    /// Where it is mounted.
+    pub path: PathBuf,
+    /// The directory made for it, when it was not given one.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    /// A tmpfs of `size` (`4m`) at a new temporary directory.
+    pub fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut fs = Tmpfs::mount(dir.path(), size);
+        fs._dir = Some(dir);
+        fs
+    }
+
+    /// A tmpfs of `size` at `at`, created if missing.
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("the mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount runs")
+            .success();
+        assert!(
+            ok,
+            "mount -t tmpfs at {} failed (it needs root)",
+            at.display()
+        );
+        Tmpfs {
+            path: at.to_path_buf(),
+            _dir: None,
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Fills the filesystem holding `dir` to the last byte with one file, `dir/filler`,
+/// and returns its path (remove it to free the space).
+pub fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("the filler file");
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&[0]).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
 
 /// Returns a TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
