@@ -828,6 +828,50 @@ mod tests {
         assert!(samples <= 8, "{samples} samples kept");
     }
 
+    mod state_file {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn float() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                any::<f64>(),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn whatever_the_file_holds_reading_it_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = decode_state(&bytes);
+            }
+
+            #[test]
+            fn every_alert_reads_back_with_its_value(value in float(), active in any::<i64>(),
+                    labels in proptest::collection::btree_map("[a-z_]{1,8}", any::<String>(), 0..4)) {
+                let a = Alert {
+                    labels: Labels::new(labels),
+                    annotations: vec![("summary".into(), "s".into())],
+                    state: State::Firing,
+                    value,
+                    active_at: active,
+                    fired_at: Some(active),
+                    resolved_at: None,
+                    keep_firing_since: None,
+                };
+                let p = Persisted { version: 1, alerts: [("g/A".to_string(), vec![a.clone()])].into() };
+                let (back, problem) = decode_state(&serde_json::to_vec(&p).unwrap());
+                prop_assert!(problem.is_none(), "{:?}", problem);
+                let b = &back["g/A"][0];
+                prop_assert!(b.value.to_bits() == value.to_bits() || (b.value.is_nan() && value.is_nan()));
+                prop_assert_eq!(&b.labels, &a.labels);
+                // Times are pulled into [epoch, now].
+                prop_assert_eq!(b.active_at, active.clamp(0, Utc::now().timestamp_millis()));
+            }
+        }
+    }
+
     #[test]
     fn alert_state_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
