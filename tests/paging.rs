@@ -766,3 +766,128 @@ async fn three_tasks_each_page_for_their_own_app_and_once_for_the_shared_databas
     assert_eq!(db.len(), 1, "{all:#?}");
     assert!(m.len() >= 2);
 }
+
+/// The Watch Together server as a process of its own (each process keeps its own
+/// request counters, as each ECS task does), on a free port; killed when dropped.
+/// `cargo test --workspace` (scripts/test.sh) builds the binary for the app's own
+/// tests, beside Vigil's.
+async fn app_process(database_url: &str, redis_url: &str) -> (vigil_testkit::ChildGuard, String) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_vigil")).with_file_name("watch-together");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace (cargo test --workspace, as scripts/test.sh does)",
+        bin.display()
+    );
+    let port = vigil_testkit::free_port();
+    let child = std::process::Command::new(bin)
+        .env("PORT", port.to_string())
+        .env("BIND_LOCALHOST", "1")
+        .env("LOG_FORMAT", "json")
+        .env("DATABASE_URL", database_url)
+        .env("REDIS_URL", redis_url)
+        .env("DB_TIMEOUT_MS", "300")
+        .env("CACHE_TIMEOUT_MS", "300")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = vigil_testkit::ChildGuard(child);
+    let health = format!("{url}/api/health");
+    let start = Instant::now();
+    while !reqwest::get(&health)
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(start.elapsed() < DEADLINE, "the app at {url} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_burst_in_one_task_pages_from_that_task_only_under_its_own_name() {
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let shared = Postgres::start();
+    let mut own = Postgres::start();
+    let cache = Redis::start();
+    let lease = Redis::start();
+    // Task 1's app has a database of its own, which fails under it; the others'
+    // keeps working. Each sidecar scrapes its own task's app.
+    let mut apps = Vec::new();
+    for i in 0..3 {
+        let db = if i == 1 { own.url() } else { shared.url() };
+        apps.push(app_process(&db, &cache.url()).await);
+    }
+    let rules = r#"groups:
+  - name: app
+    rules:
+      - alert: HighErrorRate
+        expr: |
+          sum(rate(http_requests_total{job="app", route!~"/metrics|/api/health.*", status=~"5.."}[20s]))
+            / sum(rate(http_requests_total{job="app", route!~"/metrics|/api/health.*"}[20s])) > 0.05
+        labels:
+          severity: critical
+          component: app
+"#;
+    let extra = format!(
+        "lease:\n  redis: {}\n  ttl: 2s\n  alerts:\n    - ['component=~\"database|cache\"']\nper_task:\n  - ['component=~\"app|host\"']\n",
+        lease.url()
+    );
+    let sidecars: Vec<Vigil> = apps
+        .iter()
+        .enumerate()
+        .map(|(i, (_, url))| {
+            let probes = format!(
+                "  - name: app\n    interval: 1s\n    timeout: 1s\n    http:\n      url: {url}/api/health\nscrape:\n  - job: app\n    url: {url}/metrics\n    interval: 1s\n"
+            );
+            let (dir, body) = setup(&arn, &extra, &probes);
+            std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+            let mut env = aws_env(&moto);
+            env.push(("VIGIL_TASK_ID", format!("task-{i}")));
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Vigil::start_with_env(dir, &body, &env)
+        })
+        .collect();
+    for v in &sidecars {
+        v.wait_for("the lease to be settled", |s| {
+            matches!(s["paging"]["lease"].as_str(), Some("holder" | "standby"))
+        })
+        .await;
+    }
+    own.stop();
+    // Traffic on every task until the page arrives: task 1 answers 5xx.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic: Vec<_> = apps
+        .iter()
+        .map(|(_, url)| {
+            let (url, stop) = (format!("{url}/api/rooms"), stop.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = client.get(&url).send().await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+        .collect();
+    let m = wait_messages(&moto, &arn, 1, &sidecars[1]).await;
+    for v in &sidecars {
+        more_evaluations(v, 3).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in traffic {
+        t.await.unwrap();
+    }
+    let all = moto.messages(&arn);
+    assert_eq!(all.len(), 1, "one page, from task 1 only: {all:#?}");
+    let (state, alarm) = pagerduty_view(&m[0]);
+    assert_eq!(state, "ALARM");
+    assert!(alarm.starts_with("test-HighErrorRate-"), "{alarm}");
+    assert!(
+        m[0].message.contains(r#"{"name":"task","value":"task-1"}"#),
+        "{}",
+        m[0].message
+    );
+}
