@@ -436,15 +436,20 @@ impl Outbox {
     /// Applies `change` to memory, then to the file (or leaves it for the next try).
     fn change(&self, change: Change<'_>) {
         let mut inner = self.lock();
+        self.change_locked(&mut inner, change);
+    }
+
+    /// [`Outbox::change`] with the lock already held.
+    fn change_locked(&self, inner: &mut Inner, change: Change<'_>) {
         change.apply_mem(&mut inner.mem);
         if inner.db.is_some() && !inner.dirty {
             let result = change.apply_db(inner.db.as_ref().expect("checked"));
             if let Err(e) = result {
-                self.failed(&mut inner, e);
+                self.failed(inner, e);
             }
         } else {
             inner.dirty = true;
-            self.retry_due(&mut inner);
+            self.retry_due(inner);
         }
     }
 
@@ -490,14 +495,9 @@ impl Outbox {
         notifications: &[Notification],
         sent: &[(String, Option<Sent>)],
     ) -> Result<(), OutboxError> {
-        let mut next = self.lock().mem.next_id;
-        let mut queued = Vec::with_capacity(notifications.len());
+        let mut encoded = Vec::with_capacity(notifications.len());
         for n in notifications {
-            queued.push((
-                (n.target.clone(), next),
-                serde_json::to_vec(n).map_err(err)?,
-            ));
-            next += 1;
+            encoded.push((n.target.clone(), serde_json::to_vec(n).map_err(err)?));
         }
         let mut log = Vec::with_capacity(sent.len());
         for (k, e) in sent {
@@ -507,7 +507,15 @@ impl Outbox {
             };
             log.push((k.clone(), bytes));
         }
-        self.change(Change::Commit(&queued, &log, next));
+        // Ids are taken and used under one lock, so two commits never share one.
+        let mut inner = self.lock();
+        let mut next = inner.mem.next_id;
+        let mut queued = Vec::with_capacity(encoded.len());
+        for (target, bytes) in encoded {
+            queued.push(((target, next), bytes));
+            next = next.saturating_add(1);
+        }
+        self.change_locked(&mut inner, Change::Commit(&queued, &log, next));
         Ok(())
     }
 
