@@ -43,6 +43,17 @@ pub fn delta(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Where a state file that cannot be read is kept: `<path>.unreadable-<time now>`,
+/// beside it, so the next write cannot overwrite it and a person can look at it.
+pub fn aside_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".unreadable-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    name.into()
+}
+
 /// Whether `t` is one Vigil accepts from outside: not after [`latest`].
 pub fn accepted(t: DateTime<Utc>) -> bool {
     t.timestamp_millis() <= LATEST_MS

@@ -106,6 +106,21 @@ pub fn to_json(v: f64) -> serde_json::Value {
     }
 }
 
+/// Floats for property tests: the non-finite ones, the edges, then any at all.
+#[cfg(test)]
+pub fn arbitrary() -> impl proptest::strategy::Strategy<Value = f64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-0.0),
+        Just(f64::MAX),
+        Just(f64::MIN_POSITIVE),
+        any::<f64>(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

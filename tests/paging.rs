@@ -686,6 +686,35 @@ async fn a_full_state_disk_still_pages_and_loses_nothing_once_space_is_freed() {
     drop(fs);
 }
 
+/// Routing for several tasks: the shared database and cache page from the lease
+/// holder, alerts about a task's app or host from that task.
+fn per_task_routing(lease: &Redis) -> String {
+    format!(
+        "lease:\n  redis: {}\n  ttl: 2s\n  alerts:\n    - ['component=~\"database|cache\"']\nper_task:\n  - ['component=~\"app|host\"']\n",
+        lease.url()
+    )
+}
+
+/// Starts the sidecar of task `i` (`VIGIL_TASK_ID=task-<i>`).
+fn start_task(i: usize, dir: tempfile::TempDir, body: &str, moto: &Moto) -> Vigil {
+    let mut env = aws_env(moto);
+    env.push(("VIGIL_TASK_ID", format!("task-{i}")));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Vigil::start_with_env(dir, body, &env)
+}
+
+/// `m` is a page of `alertname` about task 1, under its own name.
+fn assert_paged_from_task_1(m: &SnsMessage, alertname: &str) {
+    let (state, alarm) = pagerduty_view(m);
+    assert_eq!(state, "ALARM");
+    assert!(alarm.starts_with(&format!("test-{alertname}-")), "{alarm}");
+    assert!(
+        m.message.contains(r#"{"name":"task","value":"task-1"}"#),
+        "{}",
+        m.message
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_tasks_each_page_for_their_own_app_and_once_for_the_shared_database() {
     let moto = Moto::start();
@@ -702,10 +731,7 @@ async fn three_tasks_each_page_for_their_own_app_and_once_for_the_shared_databas
     let rules = format!(
         "{RULES}      - alert: AppDown\n        expr: vigil_probe_success{{probe=\"app\"}} == 0\n        labels:\n          severity: critical\n          component: app\n"
     );
-    let extra = format!(
-        "lease:\n  redis: {}\n  ttl: 2s\n  alerts:\n    - ['component=~\"database|cache\"']\nper_task:\n  - ['component=~\"app|host\"']\n",
-        lease.url()
-    );
+    let extra = per_task_routing(&lease);
     let sidecars: Vec<Vigil> = (0..3)
         .map(|i| {
             // Task 1's app does not answer; the others' does.
@@ -720,10 +746,7 @@ async fn three_tasks_each_page_for_their_own_app_and_once_for_the_shared_databas
             );
             let (dir, body) = setup(&arn, &extra, &probes);
             std::fs::write(dir.path().join("rules.yaml"), &rules).unwrap();
-            let mut env = aws_env(&moto);
-            env.push(("VIGIL_TASK_ID", format!("task-{i}")));
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Vigil::start_with_env(dir, &body, &env)
+            start_task(i, dir, &body, &moto)
         })
         .collect();
     for v in &sidecars {
@@ -740,14 +763,7 @@ async fn three_tasks_each_page_for_their_own_app_and_once_for_the_shared_databas
     }
     let m2 = moto.messages(&arn);
     assert_eq!(m2.len(), 1, "{m2:#?}");
-    let (state, alarm) = pagerduty_view(&m[0]);
-    assert_eq!(state, "ALARM");
-    assert!(alarm.starts_with("test-AppDown-"), "{alarm}");
-    assert!(
-        m[0].message.contains(r#"{"name":"task","value":"task-1"}"#),
-        "{}",
-        m[0].message
-    );
+    assert_paged_from_task_1(&m[0], "AppDown");
     let (_, s) = sidecars[1].status().await;
     assert_eq!(s["paging"]["task"], "task-1", "{s:#}");
 
@@ -831,10 +847,7 @@ async fn a_5xx_burst_in_one_task_pages_from_that_task_only_under_its_own_name() 
           severity: critical
           component: app
 "#;
-    let extra = format!(
-        "lease:\n  redis: {}\n  ttl: 2s\n  alerts:\n    - ['component=~\"database|cache\"']\nper_task:\n  - ['component=~\"app|host\"']\n",
-        lease.url()
-    );
+    let extra = per_task_routing(&lease);
     let sidecars: Vec<Vigil> = apps
         .iter()
         .enumerate()
@@ -844,10 +857,7 @@ async fn a_5xx_burst_in_one_task_pages_from_that_task_only_under_its_own_name() 
             );
             let (dir, body) = setup(&arn, &extra, &probes);
             std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
-            let mut env = aws_env(&moto);
-            env.push(("VIGIL_TASK_ID", format!("task-{i}")));
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Vigil::start_with_env(dir, &body, &env)
+            start_task(i, dir, &body, &moto)
         })
         .collect();
     for v in &sidecars {
@@ -882,12 +892,5 @@ async fn a_5xx_burst_in_one_task_pages_from_that_task_only_under_its_own_name() 
     }
     let all = moto.messages(&arn);
     assert_eq!(all.len(), 1, "one page, from task 1 only: {all:#?}");
-    let (state, alarm) = pagerduty_view(&m[0]);
-    assert_eq!(state, "ALARM");
-    assert!(alarm.starts_with("test-HighErrorRate-"), "{alarm}");
-    assert!(
-        m[0].message.contains(r#"{"name":"task","value":"task-1"}"#),
-        "{}",
-        m[0].message
-    );
+    assert_paged_from_task_1(&m[0], "HighErrorRate");
 }

@@ -130,10 +130,7 @@ fn open_db(path: &Path, set_aside: &mut Vec<String>) -> Result<Database, OutboxE
     match Database::create(path) {
         Ok(db) => Ok(db),
         Err(e) if is_corrupt(&e) => {
-            let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-            let mut name = path.as_os_str().to_owned();
-            name.push(format!(".unreadable-{stamp}"));
-            let aside = PathBuf::from(name);
+            let aside = crate::clock::aside_path(path);
             std::fs::rename(path, &aside).map_err(err)?;
             tracing::error!(message = "The outbox file is unreadable; it is kept aside and a new one started. Alerts paged before may be paged again.", file = %aside.display(), error = %e);
             set_aside.push(aside.display().to_string());
@@ -755,18 +752,6 @@ mod tests {
         use crate::route::matcher::Matcher;
         use proptest::prelude::*;
 
-        fn float() -> impl Strategy<Value = f64> {
-            prop_oneof![
-                Just(f64::NAN),
-                Just(f64::INFINITY),
-                Just(f64::NEG_INFINITY),
-                Just(-0.0),
-                Just(f64::MAX),
-                Just(f64::MIN_POSITIVE),
-                any::<f64>(),
-            ]
-        }
-
         fn time() -> impl Strategy<Value = DateTime<Utc>> {
             (crate::clock::EARLIEST_MS..=crate::clock::LATEST_MS).prop_map(crate::clock::at_ms)
         }
@@ -780,7 +765,7 @@ mod tests {
         }
 
         prop_compose! {
-            fn events()(value in float(), for_seconds in float(), starts in time(), ends in proptest::option::of(time()),
+            fn events()(value in crate::float::arbitrary(), for_seconds in crate::float::arbitrary(), starts in time(), ends in proptest::option::of(time()),
                         labels in proptest::collection::btree_map(text(), text(), 0..4),
                         annotations in proptest::collection::btree_map(text(), text(), 0..3),
                         name in text(), firing in any::<bool>()) -> super::super::super::AlertEvent {

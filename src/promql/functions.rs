@@ -58,15 +58,10 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-/// NaN and the infinities as Go and the Prometheus text format write them.
-pub fn non_finite(v: f64) -> Option<&'static str> {
-    crate::float::non_finite_text(v)
-}
-
 /// A value as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, which is also
 /// the Prometheus text format's spelling (`NaN`, `+Inf`, `-Inf`).
 pub fn format_value(v: f64) -> String {
-    match non_finite(v) {
+    match crate::float::non_finite_text(v) {
         Some(text) => text.into(),
         None => format!("{v}"),
     }

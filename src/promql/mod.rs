@@ -12,7 +12,7 @@ mod functions;
 use promql_parser::parser::{Expr, parse as parse_expr};
 
 pub use eval::{EvalError, Sample, Value, evaluate};
-pub use functions::{format_value, non_finite};
+pub use functions::format_value;
 
 /// Default lookback for instant selectors: a series without a sample in the last 5
 /// minutes has no value.

@@ -261,8 +261,13 @@ impl Manager {
                 Err(e) => format!("could not be kept aside: {e}"),
             };
             self.state_problem(format!(
-                "{} was partly unreadable ({}); {what}",
+                "{} was {} ({}); {what}",
                 self.state_file.display(),
+                if problem.whole {
+                    "unreadable"
+                } else {
+                    "partly unreadable"
+                },
                 problem.reason
             ));
         }
@@ -275,10 +280,7 @@ impl Manager {
 
     /// Moves (`whole`) or copies the state file to `alerts.json.unreadable-<time>`.
     fn set_aside(&self, whole: bool) -> std::io::Result<PathBuf> {
-        let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        let mut name = self.state_file.as_os_str().to_owned();
-        name.push(format!(".unreadable-{stamp}"));
-        let aside = PathBuf::from(name);
+        let aside = crate::clock::aside_path(&self.state_file);
         if whole {
             std::fs::rename(&self.state_file, &aside)?;
         } else {
@@ -718,14 +720,20 @@ mod tests {
         assert!(json.to_string().contains(r#""value":"+Inf""#), "{json}");
     }
 
-    #[test]
-    fn an_unreadable_state_file_is_kept_aside_and_reported_not_overwritten() {
+    /// A state directory whose `alerts.json` holds one pending alert, and that file.
+    fn state_with_one_alert() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let (tx, _rx) = watch::channel(EngineView::default());
         let mut m = manager(groups(), dir.path(), tx);
         down(&mut m, 1_000_000, 0.0);
         drop(m);
         let file = dir.path().join("alerts.json");
+        (dir, file)
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_kept_aside_and_reported_not_overwritten() {
+        let (dir, file) = state_with_one_alert();
         let whole = std::fs::read(&file).unwrap();
         std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
         let (tx, rx) = watch::channel(EngineView::default());
@@ -734,7 +742,7 @@ mod tests {
         let problems = rx.borrow().state_problems.clone();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
-            problems[0].contains("was partly unreadable") && problems[0].contains("kept as"),
+            problems[0].contains("alerts.json was unreadable (") && problems[0].contains("kept as"),
             "{problems:?}"
         );
         let aside: Vec<_> = std::fs::read_dir(dir.path())
@@ -751,12 +759,7 @@ mod tests {
 
     #[test]
     fn one_undecodable_alert_costs_that_alert_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let (tx, _rx) = watch::channel(EngineView::default());
-        let mut m = manager(groups(), dir.path(), tx);
-        down(&mut m, 1_000_000, 0.0);
-        drop(m);
-        let file = dir.path().join("alerts.json");
+        let (dir, file) = state_with_one_alert();
         let mut v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         v["alerts"]["g/Other"] = serde_json::json!([{"labels": 7}]);
@@ -832,15 +835,6 @@ mod tests {
         use super::super::*;
         use proptest::prelude::*;
 
-        fn float() -> impl Strategy<Value = f64> {
-            prop_oneof![
-                Just(f64::NAN),
-                Just(f64::INFINITY),
-                Just(f64::NEG_INFINITY),
-                any::<f64>(),
-            ]
-        }
-
         proptest! {
             #[test]
             fn whatever_the_file_holds_reading_it_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
@@ -848,7 +842,7 @@ mod tests {
             }
 
             #[test]
-            fn every_alert_reads_back_with_its_value(value in float(), active in any::<i64>(),
+            fn every_alert_reads_back_with_its_value(value in crate::float::arbitrary(), active in any::<i64>(),
                     labels in proptest::collection::btree_map("[a-z_]{1,8}", any::<String>(), 0..4)) {
                 let a = Alert {
                     labels: Labels::new(labels),
