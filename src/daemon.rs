@@ -234,13 +234,15 @@ impl Daemon {
             health::run(report_rx, state_tx.clone(), Some(engine_tx.clone())),
         ));
         let mut probe_tasks = scheduler::start(scheduled, report_tx.clone(), 0, &supervisor);
-        for (i, s) in self.config.scrapes.iter().enumerate() {
-            probe_tasks.spawn(stage(
-                &supervisor,
-                format!("scrape {i}"),
-                crate::scrape::run(i, s.clone(), engine_tx.clone()),
-            ));
-        }
+        let targets: crate::scrape::Targets = Arc::new(watch::channel(Vec::new()).0);
+        start_scrapes(
+            &self.config,
+            &mut probe_tasks,
+            &engine_tx,
+            &targets,
+            0,
+            &supervisor,
+        );
         let (run_tx, run_rx) = watch::channel(RunInfo {
             environment: self.config.environment.clone(),
             config_hash: self.config.hash.clone(),
@@ -263,6 +265,7 @@ impl Daemon {
             publish,
             ecs,
             failed: supervisor.subscribe(),
+            scrapes: targets.subscribe(),
         });
         tracing::info!(
             message = "Vigil started.",
@@ -285,6 +288,7 @@ impl Daemon {
             run: run_tx,
             paging,
             supervisor: supervisor.clone(),
+            targets,
         };
         let control_task = tokio::spawn(stage(
             &supervisor,
@@ -449,6 +453,34 @@ struct Control {
     paging: Option<Arc<crate::paging::Paging>>,
     /// Told when a probe or scrape task started by a reload panics or ends.
     supervisor: Arc<Supervisor>,
+    /// The scrape targets' views.
+    targets: crate::scrape::Targets,
+}
+
+/// Starts one task per scrape target of `config` into `tasks`, and resets the
+/// targets' views to "not yet scraped" for `generation`.
+fn start_scrapes(
+    config: &Config,
+    tasks: &mut JoinSet<()>,
+    engine: &mpsc::Sender<Input>,
+    targets: &crate::scrape::Targets,
+    generation: u64,
+    supervisor: &Arc<Supervisor>,
+) {
+    targets.send_replace(
+        config
+            .scrapes
+            .iter()
+            .map(|s| crate::scrape::TargetView::new(s, generation))
+            .collect(),
+    );
+    for (i, s) in config.scrapes.iter().enumerate() {
+        tasks.spawn(stage(
+            supervisor,
+            format!("scrape {i}"),
+            crate::scrape::run(i, s.clone(), engine.clone(), targets.clone(), generation),
+        ));
+    }
 }
 
 impl Control {
@@ -551,13 +583,14 @@ impl Control {
             self.generation,
             &self.supervisor,
         );
-        for (i, s) in new.scrapes.iter().enumerate() {
-            self.tasks.spawn(stage(
-                &self.supervisor,
-                format!("scrape {i}"),
-                crate::scrape::run(i, s.clone(), self.engine.clone()),
-            ));
-        }
+        start_scrapes(
+            &new,
+            &mut self.tasks,
+            &self.engine,
+            &self.targets,
+            self.generation,
+            &self.supervisor,
+        );
         let _ = self
             .engine
             .send(Input::Rules {

@@ -274,16 +274,19 @@ impl Endpoint {
 
     async fn get(&self, path: &str) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
-        let r = self
+        let mut r = self
             .http
             .get(&url)
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| format!("{url}: {}", crate::peer::error_text(&e)))?;
         if !r.status().is_success() {
             return Err(format!("{url}: HTTP {}", r.status()));
         }
-        r.json().await.map_err(|e| format!("{url}: {e}"))
+        let body = crate::peer::read_body(&mut r, crate::peer::JSON_BODY_BYTES * 4)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
     }
 
     /// The task document.
@@ -353,6 +356,7 @@ pub async fn run(
                     source: "ecs".into(),
                     t: Utc::now().timestamp_millis(),
                     samples: series,
+                    timed: Vec::new(),
                     changed: false,
                 };
                 if engine.send(input).await.is_err() {

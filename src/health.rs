@@ -288,6 +288,7 @@ pub async fn run(
                 source: format!("probe/{name}"),
                 t,
                 samples,
+                timed: Vec::new(),
                 changed: changed_to.is_some(),
             };
             if engine.send(input).await.is_err() {

@@ -24,6 +24,7 @@
 //!   [`ecs`] (the task metadata endpoint) and [`dashboards`] (render, push, check).
 //! - [`supervise`]: a stage that panics or ends turns /healthz to 503 and stops the daemon.
 //! - [`daemon`]: wiring and the run loop with graceful shutdown.
+//! - [`peer`]: every HTTP peer's answer read with a limit, its errors without URLs.
 //! - [`float`]: NaN and ±Inf in every JSON Vigil stores or sends, as Prometheus writes them.
 //! - [`logging`]: JSON logs off a terminal, readable logs on one.
 
@@ -39,6 +40,7 @@ pub mod health;
 pub mod logging;
 pub mod notify;
 pub mod paging;
+pub mod peer;
 pub mod probe;
 pub mod promql;
 pub mod publish;

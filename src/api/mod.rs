@@ -84,6 +84,8 @@ pub struct ApiState {
     pub publish: Option<watch::Receiver<crate::publish::PublishView>>,
     /// The ECS task (`None` off ECS).
     pub ecs: Option<watch::Receiver<crate::ecs::EcsView>>,
+    /// The scrape targets, in config order.
+    pub scrapes: watch::Receiver<Vec<crate::scrape::TargetView>>,
 }
 
 /// The API's routes.
@@ -171,6 +173,7 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
         paging: state.paging.as_ref().map(|p| p.view()),
         publishing: state.publish.as_ref().map(|p| p.borrow().clone()),
         task: state.ecs.as_ref().map(|e| e.borrow().clone()),
+        scrapes: state.scrapes.borrow().clone(),
     }
 }
 

@@ -44,6 +44,9 @@ pub struct StatusReport {
     /// The ECS task this Vigil runs in, when on ECS.
     #[serde(default)]
     pub task: Option<crate::ecs::EcsView>,
+    /// The scrape targets: up or why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scrapes: Vec<crate::scrape::TargetView>,
 }
 
 /// "3s ago", "5m12s ago", "never": how long before `now` a time was.
@@ -179,12 +182,45 @@ pub fn render_text(r: &StatusReport) -> String {
             let _ = writeln!(out, "  {l}");
         }
     }
+    let scrapes = scrape_lines(r);
+    if !scrapes.is_empty() {
+        out.push_str("\nSCRAPES\n");
+        for l in scrapes {
+            let _ = writeln!(out, "  {l}");
+        }
+    }
     let publishing = publishing_lines(r);
     if !publishing.is_empty() {
         out.push_str("\nPUBLISHING\n");
         for l in publishing {
             let _ = writeln!(out, "  {l}");
         }
+    }
+    out
+}
+
+/// What the page says about the scrape targets, one line each.
+pub fn scrape_lines(r: &StatusReport) -> Vec<String> {
+    let now = r.generated_at;
+    let mut out = Vec::new();
+    for s in &r.scrapes {
+        out.push(match (&s.error, s.last_scrape) {
+            (_, None) => format!("scrape {} ({}): not yet scraped", s.job, s.url),
+            (None, at) => format!(
+                "scrape {} ({}): up, {} samples in {:.3}s, {}",
+                s.job,
+                s.url,
+                s.samples,
+                s.duration_seconds,
+                ago(at, now)
+            ),
+            (Some(e), at) => format!(
+                "scrape {} ({}): DOWN {}: {e}",
+                s.job,
+                s.url,
+                ago(at, now)
+            ),
+        });
     }
     out
 }
@@ -515,6 +551,14 @@ small{{color:#59636e}}
         let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
     }
     out.push_str("</ul>\n");
+    let scrapes = scrape_lines(r);
+    if !scrapes.is_empty() {
+        out.push_str("<h2>Scrapes</h2>\n<ul>\n");
+        for l in scrapes {
+            let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
+        }
+        out.push_str("</ul>\n");
+    }
     let publishing = publishing_lines(r);
     if !publishing.is_empty() {
         out.push_str("<h2>Publishing</h2>\n<ul>\n");
@@ -681,6 +725,16 @@ mod tests {
                 task: String::new(),
                 storage: Default::default(),
             }),
+            scrapes: vec![crate::scrape::TargetView {
+                job: "app".into(),
+                url: "http://127.0.0.1:3000/metrics".into(),
+                up: false,
+                last_scrape: Some(t(-5)),
+                duration_seconds: 0.25,
+                samples: 0,
+                error: Some("the body exceeds body_size_limit (10485760 bytes)".into()),
+                generation: 0,
+            }],
         }
     }
 
@@ -706,6 +760,9 @@ PAGING
   MAINTENANCE WINDOW monthly active until 2026-09-21T15:13:20Z (1h), muting severity=\"warning\"
   held back: dev-DiskSpaceLow-0a1b2c3d (maintenance window monthly)
   critical/sns: 1 queued, 2 delivered, 2 failed attempts, oldest queued 30s ago; last error: dispatch failure: connection refused
+
+SCRAPES
+  scrape app (http://127.0.0.1:3000/metrics): DOWN 5s ago: the body exceeds body_size_limit (10485760 bytes)
 
 PUBLISHING
   cloudwatch (api) PlexWatchTogether every 60s: last publish 20s ago, 12 queued, 340 sent, 0 dropped

@@ -152,6 +152,10 @@ struct RawScrape {
     interval: Option<Spanned<String>>,
     #[serde(default)]
     timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    body_size_limit: Option<Spanned<String>>,
+    #[serde(default)]
+    sample_limit: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,12 +557,30 @@ fn validate(
                 format!("invalid job name {:?}", s.job.value),
             );
         }
+        let body_size_limit = match &s.body_size_limit {
+            None => crate::scrape::DEFAULT_BODY_SIZE_LIMIT,
+            Some(v) => match crate::scrape::parse_size(&v.value) {
+                Ok(0) => usize::MAX,
+                Ok(n) => n,
+                Err(e) => {
+                    c.at(v.referenced, e);
+                    crate::scrape::DEFAULT_BODY_SIZE_LIMIT
+                }
+            },
+        };
+        let sample_limit = match &s.sample_limit {
+            None => crate::scrape::DEFAULT_SAMPLE_LIMIT,
+            Some(v) if v.value == 0 => usize::MAX,
+            Some(v) => usize::try_from(v.value).unwrap_or(usize::MAX),
+        };
         if let Some(url) = secret::http_url(&s.url, c) {
             scrapes.push(crate::scrape::ScrapeConfig {
                 job: s.job.value.clone(),
                 url,
                 interval,
                 timeout,
+                body_size_limit,
+                sample_limit,
             });
         }
     }

@@ -44,7 +44,9 @@ impl fmt::Display for Secret {
 
 /// A URL whose password (if any) is kept as a [`Secret`], with a redacted form for
 /// display. Query parameters named like a secret (`password`, `token`, `key`) are
-/// redacted too.
+/// redacted too. An endpoint URL ([`SecretUrl::parse_endpoint`]: a webhook, the
+/// PagerDuty API) shows only its scheme, host and port, because receivers such as
+/// dead man's switches keep their secret in the path.
 #[derive(Clone)]
 pub struct SecretUrl {
     /// The full URL, password included.
@@ -53,6 +55,8 @@ pub struct SecretUrl {
     redacted: String,
     /// The password alone, to scrub it from error messages.
     password: Option<Secret>,
+    /// For an endpoint: its path and query, secret as a whole.
+    path: Option<Secret>,
 }
 
 impl SecretUrl {
@@ -97,7 +101,23 @@ impl SecretUrl {
             full: Secret::new(text),
             redacted: shown.to_string().replace("%2A%2A%2A", "***"),
             password,
+            path: None,
         })
+    }
+
+    /// Parses `text` as an endpoint URL whose path and query may be the secret (a
+    /// webhook's token, a dead man's switch's id): it shows as `scheme://host:port`
+    /// only, everywhere but the request itself.
+    pub fn parse_endpoint(text: &str) -> Result<SecretUrl, url::ParseError> {
+        let mut u = SecretUrl::parse(text)?;
+        let parsed = url::Url::parse(text)?;
+        u.redacted = origin(&parsed);
+        let mut path = parsed.path().to_string();
+        if let Some(q) = parsed.query() {
+            path = format!("{path}?{q}");
+        }
+        u.path = (path.len() > 1).then(|| Secret::new(path));
+        Ok(u)
     }
 
     /// The URL with its secrets, for the connection itself.
@@ -112,21 +132,71 @@ impl SecretUrl {
 
     /// Removes the password and the full URL from a message built by a library.
     pub fn scrub(&self, text: &str) -> String {
-        let text = self.full.scrub(text).replace("***", &self.redacted);
-        match &self.password {
-            Some(p) => p.scrub(&text),
-            None => text,
+        let mut text = text.replace(self.full.expose(), &self.redacted);
+        if let Some(p) = &self.password {
+            text = p.scrub(&text);
         }
+        if let Some(p) = &self.path {
+            text = strip_urls(&p.scrub(&text));
+        }
+        text
     }
 }
 
+/// `scheme://host:port` of a URL: what may be shown of an endpoint.
+fn origin(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or("");
+    match u.port_or_known_default() {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    }
+}
+
+/// Replaces every URL in `text` with its scheme, host and port: HTTP clients put the
+/// whole URL, path and query included, into their error texts, and those texts reach
+/// `/status` and the log. Applied to every error text an HTTP peer causes.
+pub fn strip_urls(text: &str) -> String {
+    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s"'<>()\[\]{}]+"#)
+            .expect("a valid pattern")
+    });
+    URL.replace_all(text, |c: &regex::Captures<'_>| {
+        let found = &c[0];
+        // A trailing full stop or comma ends the sentence, not the URL.
+        let trimmed = found.trim_end_matches(['.', ',', ';', ':']);
+        let tail = &found[trimmed.len()..];
+        match url::Url::parse(trimmed) {
+            Ok(u) if u.host_str().is_some() => format!("{}{tail}", origin(&u)),
+            _ => format!("{}://***{tail}", trimmed.split("://").next().unwrap_or("")),
+        }
+    })
+    .into_owned()
+}
+
 /// Reads an `http://` or `https://` URL setting, recording at its position why it is
-/// not one: the probes' `url`, the scrapes' `url` and the webhooks' `url`.
+/// not one: the probes' `url` and the scrapes' `url` (their path is shown).
 pub fn http_url(
     value: &serde_saphyr::Spanned<String>,
     c: &mut super::Collector,
 ) -> Option<SecretUrl> {
-    match SecretUrl::parse(&value.value) {
+    checked_http(SecretUrl::parse(&value.value), value, c)
+}
+
+/// Reads an `http://` or `https://` endpoint URL setting (a webhook's, PagerDuty's),
+/// shown as scheme, host and port only ([`SecretUrl::parse_endpoint`]).
+pub fn http_endpoint(
+    value: &serde_saphyr::Spanned<String>,
+    c: &mut super::Collector,
+) -> Option<SecretUrl> {
+    checked_http(SecretUrl::parse_endpoint(&value.value), value, c)
+}
+
+fn checked_http(
+    parsed: Result<SecretUrl, url::ParseError>,
+    value: &serde_saphyr::Spanned<String>,
+    c: &mut super::Collector,
+) -> Option<SecretUrl> {
+    match parsed {
         Ok(u) if u.redacted().starts_with("http://") || u.redacted().starts_with("https://") => {
             Some(u)
         }
@@ -196,5 +266,28 @@ mod tests {
         assert_eq!(q.redacted(), "http://h/x?token=***&a=b");
         let plain = SecretUrl::parse("redis://127.0.0.1:6379/0").unwrap();
         assert_eq!(plain.redacted(), "redis://127.0.0.1:6379/0");
+    }
+
+    #[test]
+    fn an_endpoint_shows_scheme_host_and_port_only() {
+        let u = SecretUrl::parse_endpoint("https://hc-ping.com/0d9f-secret-uuid?x=1").unwrap();
+        assert_eq!(u.redacted(), "https://hc-ping.com:443");
+        assert_eq!(format!("{u:?}"), "https://hc-ping.com:443");
+        assert_eq!(
+            u.scrub(&format!("error sending request for url ({})", u.expose())),
+            "error sending request for url (https://hc-ping.com:443)"
+        );
+    }
+
+    #[test]
+    fn urls_in_error_texts_keep_only_their_origin() {
+        assert_eq!(
+            strip_urls(
+                "error sending request for url (http://127.0.0.1:9/hook/s3cret?token=x): connection refused. See https://a.b/c/d."
+            ),
+            "error sending request for url (http://127.0.0.1:9): connection refused. See https://a.b:443."
+        );
+        assert_eq!(strip_urls("no url here"), "no url here");
+        assert_eq!(strip_urls("x://"), "x://");
     }
 }

@@ -160,10 +160,15 @@ impl PagerDutyNotifier {
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| SendError::retry(self.spec.routing_key.scrub(&e.to_string())))?;
+                .map_err(|e| {
+                    SendError::retry(self.spec.routing_key.scrub(&crate::peer::error_text(&e)))
+                })?;
             let status = resp.status();
             if status.as_u16() != 202 && !status.is_success() {
-                let text = resp.text().await.unwrap_or_default();
+                let text = self
+                    .spec
+                    .routing_key
+                    .scrub(&crate::peer::error_body(resp).await);
                 return Err(SendError::from_status(status, &text));
             }
         }

@@ -36,7 +36,7 @@ impl WebhookSettings {
     /// Checks the URL.
     pub fn validate(self, c: &mut Collector) -> Option<WebhookSpec> {
         Some(WebhookSpec {
-            url: crate::config::secret::http_url(&self.url, c)?,
+            url: crate::config::secret::http_endpoint(&self.url, c)?,
             send_resolved: self.send_resolved.unwrap_or(true),
         })
     }
@@ -118,12 +118,12 @@ impl WebhookNotifier {
             .json(&render(n, &self.external_url))
             .send()
             .await
-            .map_err(|e| SendError::retry(self.spec.url.scrub(&e.to_string())))?;
+            .map_err(|e| SendError::retry(self.spec.url.scrub(&crate::peer::error_text(&e))))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
-        let text = resp.text().await.unwrap_or_default();
+        let text = self.spec.url.scrub(&crate::peer::error_body(resp).await);
         Err(SendError::from_status(status, &text))
     }
 }

@@ -174,19 +174,8 @@ impl Probe for HttpProbe {
         let response = match self.client.get(self.spec.url.expose()).send().await {
             Ok(r) => r,
             Err(e) => {
-                let reason = if e.is_timeout() {
-                    "timed out".to_string()
-                } else if e.is_connect() {
-                    "connection failed".to_string()
-                } else {
-                    "request failed".to_string()
-                };
-                let detail = std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
-                return Observation::failed(
-                    self.spec.url.scrub(&format!("{url}: {reason}{detail}")),
-                );
+                let reason = crate::peer::error_text(&e);
+                return Observation::failed(self.spec.url.scrub(&format!("{url}: {reason}")));
             }
         };
         let status = response.status().as_u16();
@@ -206,14 +195,15 @@ impl Probe for HttpProbe {
         }
         let needs_body = self.spec.body_contains.is_some() || self.spec.json.is_some();
         let body = if needs_body {
-            match read_limited(response).await {
+            let mut response = response;
+            match crate::peer::read_prefix(&mut response, MAX_BODY_BYTES).await {
                 Ok(b) => Some(b),
                 Err(e) => {
                     return Observation {
                         result: Err(self
                             .spec
                             .url
-                            .scrub(&format!("{url}: reading the body: {e}"))),
+                            .scrub(&format!("{url}: {e}"))),
                         samples,
                     };
                 }
@@ -231,18 +221,6 @@ impl Probe for HttpProbe {
     fn target(&self) -> String {
         self.spec.url.redacted().to_string()
     }
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_BODY_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
-            break;
-        }
-    }
-    Ok(body)
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub enum Input {
         t: i64,
         /// The samples.
         samples: Vec<(Labels, f64)>,
+        /// Samples that carry their own time (exposition timestamps): stored at it,
+        /// never marked stale.
+        timed: Vec<(Labels, i64, f64)>,
         /// Whether a probe's verdict changed: evaluate every group now.
         changed: bool,
     },
@@ -382,6 +385,18 @@ impl Manager {
         self.previous.insert(source, now);
     }
 
+    /// Appends samples that carry their own time (a scraped line's timestamp). As in
+    /// Prometheus they are not tracked for staleness, and one older than the series'
+    /// last sample or than the retention is dropped without failing the rest.
+    pub fn ingest_timed(&mut self, now: i64, samples: Vec<(Labels, i64, f64)>) {
+        let oldest = now.saturating_sub(self.store.retention_ms());
+        for (labels, t, v) in samples {
+            if t >= oldest {
+                let _ = self.store.append(&labels, t, v);
+            }
+        }
+    }
+
     /// Evaluates the groups that are due at `now` (all of them with `all`), then
     /// trims the store, persists changed alert state and publishes the view.
     pub fn evaluate(&mut self, now: i64, all: bool) {
@@ -555,8 +570,9 @@ impl Manager {
                 _ = ticks.tick() => self.evaluate(Utc::now().timestamp_millis(), false),
                 input = inputs.recv() => match input {
                     None => return,
-                    Some(Input::Samples { source, t, samples, changed }) => {
+                    Some(Input::Samples { source, t, samples, timed, changed }) => {
                         self.ingest(source, t, samples);
+                        self.ingest_timed(t, timed);
                         if changed {
                             self.evaluate(Utc::now().timestamp_millis().max(t), true);
                         }

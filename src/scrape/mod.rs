@@ -5,13 +5,28 @@
 
 pub mod text;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::secret::SecretUrl;
 use crate::rules::manager::Input;
 use crate::store::Labels;
+
+/// The largest body a scrape reads, after decompression, when the config does not
+/// say (Prometheus's `body_size_limit`; 0 in the config means no limit).
+pub const DEFAULT_BODY_SIZE_LIMIT: usize = 10 << 20;
+
+/// The most samples one scrape may hold when the config does not say (Prometheus's
+/// `sample_limit`; 0 in the config means no limit). The app's page holds a few
+/// hundred; a scrape past the limit fails whole, as in Prometheus.
+pub const DEFAULT_SAMPLE_LIMIT: usize = 10_000;
+
+/// How far ahead of the scrape an exposition timestamp may be and still be stored.
+const FUTURE_SLACK_MS: i64 = 10 * 60 * 1000;
 
 /// One scrape target, from the config.
 #[derive(Debug, Clone)]
@@ -24,6 +39,10 @@ pub struct ScrapeConfig {
     pub interval: Duration,
     /// Longest a scrape may take.
     pub timeout: Duration,
+    /// The most bytes a body may hold, after decompression (`usize::MAX`: no limit).
+    pub body_size_limit: usize,
+    /// The most samples a scrape may hold (`usize::MAX`: no limit).
+    pub sample_limit: usize,
 }
 
 impl ScrapeConfig {
@@ -42,63 +61,168 @@ impl ScrapeConfig {
     }
 }
 
-/// Scrapes once: the samples with target labels added, and the scrape's own series.
-pub async fn scrape_once(client: &reqwest::Client, cfg: &ScrapeConfig) -> Vec<(Labels, f64)> {
+/// Reads a size as Prometheus writes `body_size_limit`: a whole number of bytes, or
+/// one with a unit `B`, `KB`, `MB`, `GB` (powers of 1024, as in Prometheus) or
+/// `KiB`, `MiB`, `GiB`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: a whole number with B, KB, MB or GB (like 10MB)"
+            ));
+        }
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("invalid size {text:?}: a whole number with B, KB, MB or GB"))
+}
+
+/// How a scrape target fares, for `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetView {
+    /// The `job` label.
+    pub job: String,
+    /// The URL, its secrets redacted.
+    pub url: String,
+    /// Whether the last scrape succeeded (`up` is 1).
+    pub up: bool,
+    /// When the last scrape started.
+    pub last_scrape: Option<DateTime<Utc>>,
+    /// How long it took.
+    #[serde(with = "crate::float")]
+    pub duration_seconds: f64,
+    /// Samples it held (or, past `sample_limit`, would have held).
+    pub samples: usize,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Which configuration started the target (a reload starts new ones).
+    #[serde(skip)]
+    pub generation: u64,
+}
+
+impl TargetView {
+    /// A target not yet scraped.
+    pub fn new(cfg: &ScrapeConfig, generation: u64) -> TargetView {
+        TargetView {
+            job: cfg.job.clone(),
+            url: cfg.url.redacted().to_string(),
+            up: false,
+            last_scrape: None,
+            duration_seconds: 0.0,
+            samples: 0,
+            error: None,
+            generation,
+        }
+    }
+}
+
+/// The scrape targets' views, in config order, shared with the API.
+pub type Targets = Arc<watch::Sender<Vec<TargetView>>>;
+
+/// One scrape's outcome.
+#[derive(Debug)]
+pub struct Scraped {
+    /// Samples at the scrape's time: the page's samples without a timestamp, with
+    /// target labels, and the scrape's own series (`up` and the rest).
+    pub samples: Vec<(Labels, f64)>,
+    /// Samples whose line carried a timestamp, stored at that time and not marked
+    /// stale when they vanish (as Prometheus does).
+    pub timed: Vec<(Labels, i64, f64)>,
+    /// Why the scrape failed.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration: Duration,
+    /// Sample lines the page held (`scrape_samples_scraped`), counted past
+    /// `sample_limit` too.
+    pub scraped: usize,
+}
+
+/// Scrapes once at `t` (ms): the samples with target labels added, and the scrape's
+/// own series. The body is read up to `body_size_limit` and parsed up to
+/// `sample_limit`; past either, the scrape fails whole and `up` is 0.
+pub async fn scrape_once(client: &reqwest::Client, cfg: &ScrapeConfig, t: i64) -> Scraped {
     let start = Instant::now();
     let instance = cfg.instance();
     let target = [("job", cfg.job.as_str()), ("instance", instance.as_str())];
+    let mut seen = 0;
     let result = async {
-        let resp = client
+        let mut resp = client
             .get(cfg.url.expose())
+            .header(reqwest::header::ACCEPT, ACCEPT)
             .timeout(cfg.timeout)
             .send()
             .await
-            .map_err(|e| cfg.url.scrub(&e.to_string()))?;
+            .map_err(|e| cfg.url.scrub(&crate::peer::error_text(&e)))?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status().as_u16()));
         }
-        let body = resp.text().await.map_err(|e| e.to_string())?;
-        text::parse(&body)
+        let body = crate::peer::read_body(&mut resp, cfg.body_size_limit)
+            .await
+            .map_err(|e| match e {
+                crate::peer::BodyError::TooLarge(n) => {
+                    format!("the body exceeds body_size_limit ({n} bytes)")
+                }
+                crate::peer::BodyError::Read(e) => cfg.url.scrub(&e),
+            })?;
+        let body = std::str::from_utf8(&body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+        text::parse(body, cfg.sample_limit, &mut seen)
     }
     .await;
-    let (mut out, up) = match result {
-        Ok(samples) => (
-            samples
-                .into_iter()
-                .map(|(labels, v)| (with_target(&labels, &target), v))
-                .collect::<Vec<_>>(),
-            1.0,
-        ),
+    let mut out = Scraped {
+        samples: Vec::new(),
+        timed: Vec::new(),
+        error: None,
+        duration: Duration::ZERO,
+        scraped: 0,
+    };
+    let up = match result {
+        Ok(samples) => {
+            for s in samples {
+                let labels = with_target(&s.labels, &target);
+                match s.t {
+                    None => out.samples.push((labels, s.value)),
+                    // Too old for the store, or too far ahead: dropped, as
+                    // Prometheus drops out-of-bounds samples, without failing.
+                    Some(st) if st <= t + FUTURE_SLACK_MS => out.timed.push((labels, st, s.value)),
+                    Some(_) => {}
+                }
+            }
+            1.0
+        }
         Err(e) => {
             tracing::warn!(message = "Scrape failed.", job = %cfg.job, url = %cfg.url.redacted(), error = %e);
-            (Vec::new(), 0.0)
+            out.error = Some(e);
+            0.0
         }
     };
-    let scraped = out.len() as f64;
-    out.push((
-        Labels::new(target.iter().copied().chain([("__name__", "up")])),
-        up,
-    ));
-    out.push((
-        Labels::new(
-            target
-                .iter()
-                .copied()
-                .chain([("__name__", "scrape_duration_seconds")]),
-        ),
-        start.elapsed().as_secs_f64(),
-    ));
-    out.push((
-        Labels::new(
-            target
-                .iter()
-                .copied()
-                .chain([("__name__", "scrape_samples_scraped")]),
-        ),
-        scraped,
-    ));
+    out.duration = start.elapsed();
+    let own = |name: &'static str, v: f64| {
+        (
+            Labels::new(target.iter().copied().chain([("__name__", name)])),
+            v,
+        )
+    };
+    out.samples.push(own("up", up));
+    out.samples
+        .push(own("scrape_duration_seconds", out.duration.as_secs_f64()));
+    out.samples
+        .push(own("scrape_samples_scraped", seen as f64));
+    out.scraped = seen;
     out
 }
+
+/// What a scrape asks for: the text format (Vigil does not read protobuf), and gzip
+/// through the client.
+const ACCEPT: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
 
 /// Adds target labels; a scraped label of the same name is kept as `exported_<name>`
 /// (Prometheus's `honor_labels: false`).
@@ -117,9 +241,21 @@ fn with_target(labels: &Labels, target: &[(&str, &str)]) -> Labels {
     Labels::new(pairs)
 }
 
-/// Scrapes `cfg` every interval until the receiver is gone.
-pub async fn run(index: usize, cfg: ScrapeConfig, out: mpsc::Sender<Input>) {
-    let client = match reqwest::Client::builder().build() {
+/// Scrapes `cfg` every interval until the receiver is gone, reporting each outcome
+/// to `targets[index]` while `generation` is the running one.
+pub async fn run(
+    index: usize,
+    cfg: ScrapeConfig,
+    out: mpsc::Sender<Input>,
+    targets: Targets,
+    generation: u64,
+) {
+    let client = match reqwest::Client::builder()
+        .gzip(true)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(message = "Cannot build the scrape client.", error = %e);
@@ -131,12 +267,25 @@ pub async fn run(index: usize, cfg: ScrapeConfig, out: mpsc::Sender<Input>) {
     let mut ticks = crate::probe::scheduler::jittered_ticks(cfg.interval);
     loop {
         ticks.tick().await;
-        let t = chrono::Utc::now().timestamp_millis();
-        let samples = scrape_once(&client, &cfg).await;
+        let now = chrono::Utc::now();
+        let t = now.timestamp_millis();
+        let scraped = scrape_once(&client, &cfg, t).await;
+        targets.send_if_modified(|views| match views.get_mut(index) {
+            Some(v) if v.generation == generation => {
+                v.up = scraped.error.is_none();
+                v.last_scrape = Some(now);
+                v.duration_seconds = scraped.duration.as_secs_f64();
+                v.samples = scraped.scraped;
+                v.error = scraped.error.clone();
+                true
+            }
+            _ => false,
+        });
         let input = Input::Samples {
             source: format!("scrape/{index}"),
             t,
-            samples,
+            samples: scraped.samples,
+            timed: scraped.timed,
             changed: false,
         };
         if out.send(input).await.is_err() {

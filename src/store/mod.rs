@@ -130,6 +130,11 @@ impl Store {
         self.by_labels.is_empty()
     }
 
+    /// How long samples are kept, in ms.
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
     /// Most series the store holds.
     pub fn max_series(&self) -> usize {
         self.max_series

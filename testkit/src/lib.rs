@@ -848,3 +848,212 @@ impl Drop for CwAdapter {
         self.stop();
     }
 }
+
+/// How a [`Peer`] answers each HTTP request: the misbehaviours of the fault suite.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// A complete answer: status, extra header lines (`Name: value`), body.
+    Answer(u16, Vec<String>, Vec<u8>),
+    /// The answer, after a delay (past a client's timeout: slow).
+    Slow(Duration, u16, Vec<u8>),
+    /// These bytes, whatever they are, then the connection is closed.
+    Garbage(Vec<u8>),
+    /// 200 with a chunked body repeating `line` up to `total` bytes (stopping early
+    /// when the client hangs up): a page too large to hold.
+    Huge {
+        /// Bytes to send in all.
+        total: u64,
+        /// What the body repeats.
+        line: Vec<u8>,
+    },
+    /// Reads the request, then never answers and never closes.
+    Hang,
+}
+
+/// A request a [`Peer`] received.
+#[derive(Debug, Clone)]
+pub struct PeerRequest {
+    /// The request line and headers, as sent.
+    pub head: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// An HTTP server on 127.0.0.1 that answers every request with one [`Behaviour`]
+/// (which can be changed while it runs), recording the requests and how many body
+/// bytes it managed to send.
+pub struct Peer {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// How it answers.
+    behaviour: Arc<std::sync::Mutex<Behaviour>>,
+    /// What it received.
+    requests: Arc<std::sync::Mutex<Vec<PeerRequest>>>,
+    /// Body bytes written, over every connection.
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Tells the threads to stop.
+    stop: Arc<AtomicBool>,
+}
+
+impl Peer {
+    /// Starts answering with `behaviour`.
+    pub fn start(behaviour: Behaviour) -> Peer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a peer");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let addr = listener.local_addr().expect("the peer's address");
+        let peer = Peer {
+            addr,
+            behaviour: Arc::new(std::sync::Mutex::new(behaviour)),
+            requests: Arc::default(),
+            sent: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (behaviour, requests, sent, stop) = (
+            peer.behaviour.clone(),
+            peer.requests.clone(),
+            peer.sent.clone(),
+            peer.stop.clone(),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let b = behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        let (requests, sent, stop) = (requests.clone(), sent.clone(), stop.clone());
+                        thread::spawn(move || serve(stream, b, &requests, &sent, &stop));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        peer
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers from now on with `behaviour`.
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = behaviour;
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<PeerRequest> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Body bytes sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<PeerRequest> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut byte).ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&byte[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let n = stream.read(&mut byte).ok().filter(|&n| n > 0)?;
+        body.extend_from_slice(&byte[..n]);
+    }
+    Some(PeerRequest { head, body })
+}
+
+fn serve(
+    mut stream: TcpStream,
+    behaviour: Behaviour,
+    requests: &std::sync::Mutex<Vec<PeerRequest>>,
+    sent: &std::sync::atomic::AtomicU64,
+    stop: &AtomicBool,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    // One request per connection; keep-alive clients open another.
+    let Some(request) = read_request(&mut stream) else {
+        return;
+    };
+    requests.lock().unwrap_or_else(|e| e.into_inner()).push(request);
+    let answer = |stream: &mut TcpStream, status: u16, headers: &[String], body: &[u8]| {
+        let mut head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for h in headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        if stream.write_all(head.as_bytes()).is_ok() && stream.write_all(body).is_ok() {
+            sent.fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
+    };
+    match behaviour {
+        Behaviour::Answer(status, headers, body) => answer(&mut stream, status, &headers, &body),
+        Behaviour::Slow(delay, status, body) => {
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(10));
+            }
+            answer(&mut stream, status, &[], &body)
+        }
+        Behaviour::Garbage(bytes) => {
+            let _ = stream.write_all(&bytes);
+        }
+        Behaviour::Huge { total, line } => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let mut chunk = Vec::new();
+            while chunk.len() < 64 << 10 {
+                chunk.extend_from_slice(&line);
+            }
+            let mut left = total;
+            while left > 0 && !stop.load(Ordering::Relaxed) {
+                let n = (chunk.len() as u64).min(left) as usize;
+                let framed = [format!("{n:x}\r\n").as_bytes(), &chunk[..n], b"\r\n"].concat();
+                if stream.write_all(&framed).is_err() {
+                    return;
+                }
+                sent.fetch_add(n as u64, Ordering::Relaxed);
+                left -= n as u64;
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+        }
+        Behaviour::Hang => {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! What every HTTP peer answers goes through here: a body is read with a limit (a
+//! misbehaving target, receiver or metadata endpoint cannot make the daemon hold more
+//! than that), and an HTTP client's error text loses every URL in it before it can
+//! reach the log or `/status`.
+
+/// The most of an error answer (a receiver's 4xx or 5xx body) kept for the log.
+pub const ERROR_BODY_BYTES: usize = 4 << 10;
+
+/// The most of a JSON answer (ECS task metadata, PagerDuty's reply) read.
+pub const JSON_BODY_BYTES: usize = 1 << 20;
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The body grew past the limit; reading stopped there.
+    #[error("the body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed or timed out while reading.
+    #[error("reading the body failed: {0}")]
+    Read(String),
+}
+
+/// Reads the whole body, chunk by chunk, failing as soon as it passes `limit` bytes
+/// (after decompression: a small gzip answer cannot inflate past the limit either).
+pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    if let Some(len) = response.content_length()
+        && len > limit as u64
+        && response.headers().get(reqwest::header::CONTENT_ENCODING).is_none()
+    {
+        return Err(BodyError::TooLarge(limit));
+    }
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(error_text(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads at most `limit` bytes of the body and drops the rest unread: enough of an
+/// error answer or a health page to judge it, never more.
+pub async fn read_prefix(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response
+            .chunk()
+            .await
+            .map_err(|e| BodyError::Read(error_text(&e)))?
+        {
+            Some(chunk) => {
+                let room = limit - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            None => break,
+        }
+    }
+    Ok(body)
+}
+
+/// The first [`ERROR_BODY_BYTES`] of an answer as text, for a log line; URLs in it
+/// are cut to their origin, since a receiver may echo the request's.
+pub async fn error_body(mut response: reqwest::Response) -> String {
+    let bytes = read_prefix(&mut response, ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    crate::config::secret::strip_urls(String::from_utf8_lossy(&bytes).trim())
+}
+
+/// A reqwest error and its causes as one line, with no URL in it: reqwest's own text
+/// names the full URL (`error sending request for url (...)`), and a webhook's or a
+/// dead man's switch's secret is that URL's path.
+pub fn error_text(e: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut kind = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read".to_string()
+    } else if e.is_redirect() {
+        "too many redirects".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    kind.push_str(&text);
+    crate::config::secret::strip_urls(&kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_error_names_no_path() {
+        // Nothing listens on port 9 of loopback.
+        let e = reqwest::Client::new()
+            .get("http://127.0.0.1:9/hook/s3cret-path?token=abc")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("s3cret-path"), "reqwest names it: {e}");
+        let text = error_text(&e);
+        assert!(!text.contains("s3cret") && !text.contains("abc"), "{text}");
+        assert!(text.starts_with("connection failed"), "{text}");
+    }
+}
