@@ -495,9 +495,9 @@ impl Control {
             }
         };
         loop {
-            let reply = tokio::select! {
+            let mut replies = tokio::select! {
                 r = requests.recv() => match r {
-                    Some(reply) => Some(reply),
+                    Some(reply) => vec![reply],
                     None => return,
                 },
                 Some(()) = async {
@@ -505,11 +505,16 @@ impl Control {
                         Some(h) => h.recv().await,
                         None => std::future::pending().await,
                     }
-                } => None,
+                } => Vec::new(),
             };
+            // Reloads asked for together are one reload: every asker gets its
+            // outcome, and a burst of requests restarts nothing twice.
+            while let Ok(more) = requests.try_recv() {
+                replies.push(more);
+            }
             let result = self.reload().await;
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
+            for reply in replies {
+                let _ = reply.send(result.clone());
             }
         }
     }
@@ -518,6 +523,10 @@ impl Control {
         let file = self.config.file.clone();
         let outcome = match config::load(&file) {
             Err(problems) => Err(problems.to_string()),
+            Ok(new) if new.fingerprint == self.config.fingerprint => {
+                tracing::info!(message = "Reload asked for; no file changed, so nothing restarts.");
+                Ok(self.config.hash.clone())
+            }
             Ok(new) => match build_probes(&new) {
                 Err(e) => Err(e.to_string()),
                 Ok(probes) => {
@@ -574,6 +583,9 @@ impl Control {
         self.generation += 1;
         let (components, scheduled): (Vec<_>, Vec<_>) = probes.into_iter().unzip();
         let mut health = Health::with_generation(components, self.generation);
+        // A probe the reload did not change keeps what it knew: its status, its
+        // counts, its last error. Only new or changed probes start unknown.
+        health.carry_from(&self.state.borrow());
         // The reload counts as activity for /healthz until the new probes report.
         health.last_report = Some(Utc::now());
         self.state.send_replace(health);

@@ -190,6 +190,24 @@ impl Health {
         }
     }
 
+    /// Takes over, for every component whose name, kind, target and timings are
+    /// those of a component of `old`, what `old` knew of it (a reload that left the
+    /// probe as it was must not reset it to unknown).
+    pub fn carry_from(&mut self, old: &Health) {
+        for c in &mut self.components {
+            if let Some(o) = old.components.iter().find(|o| {
+                o.name == c.name
+                    && o.kind == c.kind
+                    && o.target == c.target
+                    && o.critical == c.critical
+                    && o.interval_seconds == c.interval_seconds
+                    && o.timeout_seconds == c.timeout_seconds
+            }) {
+                *c = o.clone();
+            }
+        }
+    }
+
     /// Applies one report that arrived at `now`.
     pub fn record(&mut self, report: Report, now: DateTime<Utc>) {
         self.last_report = Some(now);

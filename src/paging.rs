@@ -229,38 +229,93 @@ struct RouterTask {
     task: String,
 }
 
+/// A delivery worker as the router keeps it across reloads.
+struct Running {
+    /// What it delivers with: a reload that leaves this as it was leaves the
+    /// worker, and its delivery in flight, alone.
+    settings: (notify::IntegrationSpec, Duration, notify::Backoff),
+    /// Wakes it when something is queued.
+    wake: Arc<Notify>,
+    /// Retires it.
+    retire: watch::Sender<bool>,
+}
+
 impl RouterTask {
-    /// Starts one worker per integration; the returned map wakes them.
-    async fn workers(&self, set: &mut JoinSet<()>) -> HashMap<String, Arc<Notify>> {
-        let mut wakes = HashMap::new();
+    /// Brings the workers in line with the routing in force. A worker whose
+    /// integration, timeout and backoff are unchanged keeps running; one whose
+    /// settings changed, or whose receiver is gone, is retired (it finishes the
+    /// delivery in flight, then ends); new and changed ones start, each waiting for
+    /// its predecessor to be done. Answers the wakes by target.
+    async fn sync_workers(
+        &self,
+        set: &mut JoinSet<()>,
+        running: &mut HashMap<String, Running>,
+        turns: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    ) -> HashMap<String, Arc<Notify>> {
+        while set.try_join_next().is_some() {}
+        let mut wanted = HashMap::new();
         for r in &self.routing.receivers {
             for spec in &r.integrations {
                 let target = format!("{}/{}", r.name, spec.kind());
-                let wake = Arc::new(Notify::new());
-                let integration =
-                    Integration::build(spec, self.routing.timeout, &self.external_url).await;
-                set.spawn(crate::supervise::stage(
-                    &self.supervisor,
-                    format!("the delivery worker of {target}"),
-                    notify::worker(
-                        target.clone(),
-                        integration,
-                        self.outbox.clone(),
-                        wake.clone(),
-                        self.routing.backoff,
-                        self.stats.clone(),
-                    ),
-                ));
-                wakes.insert(target, wake);
+                let settings = (spec.clone(), self.routing.timeout, self.routing.backoff);
+                wanted.insert(target, settings);
             }
         }
-        wakes
+        running.retain(|target, w| {
+            let keep = wanted.get(target) == Some(&w.settings);
+            if !keep {
+                let _ = w.retire.send(true);
+            }
+            keep
+        });
+        for (target, settings) in wanted {
+            if running.contains_key(&target) {
+                continue;
+            }
+            let wake = Arc::new(Notify::new());
+            let (retire, retired) = watch::channel(false);
+            let integration =
+                Integration::build(&settings.0, settings.1, &self.external_url).await;
+            let link = notify::WorkerLink {
+                wake: wake.clone(),
+                retire: retired,
+                turn: turns.entry(target.clone()).or_default().clone(),
+            };
+            set.spawn(crate::supervise::stage(
+                &self.supervisor,
+                format!("the delivery worker of {target}"),
+                notify::worker(
+                    target.clone(),
+                    integration,
+                    self.outbox.clone(),
+                    link,
+                    settings.2,
+                    self.stats.clone(),
+                ),
+            ));
+            running.insert(
+                target,
+                Running {
+                    settings,
+                    wake,
+                    retire,
+                },
+            );
+        }
+        running
+            .iter()
+            .map(|(t, w)| (t.clone(), w.wake.clone()))
+            .collect()
     }
 
     async fn run(mut self, mut reloads: mpsc::Receiver<Arc<Routing>>) {
         self.routing_file = self.routing.file.display().to_string();
         let mut workers = JoinSet::new();
-        let mut wakes = self.workers(&mut workers).await;
+        let mut running = HashMap::new();
+        let mut turns = HashMap::new();
+        let mut wakes = self
+            .sync_workers(&mut workers, &mut running, &mut turns)
+            .await;
         let mut next_wake: Option<i64> = None;
         loop {
             let now = Utc::now().timestamp_millis();
@@ -275,9 +330,11 @@ impl RouterTask {
                     self.routing = routing.clone();
                     self.routing_file = routing.file.display().to_string();
                     self.router.set_routing(routing);
-                    workers.abort_all();
-                    workers = JoinSet::new();
-                    wakes = self.workers(&mut workers).await;
+                    // Never aborted: a page in flight is finished by the worker
+                    // that started it.
+                    wakes = self
+                        .sync_workers(&mut workers, &mut running, &mut turns)
+                        .await;
                     tracing::info!(message = "Routing reloaded.", file = %self.routing_file);
                 }
                 () = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {},

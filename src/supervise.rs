@@ -85,15 +85,34 @@ impl Drop for Guard {
     }
 }
 
+/// How a stage's future ended: a plain `()` is an end nobody asked for (a failure);
+/// [`Ended::Asked`] is a stage that was told to stop and did (a delivery worker
+/// retired by a reload once its delivery in flight is done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Told to stop, and stopped: not a failure.
+    Asked,
+    /// Ended by itself: a failure.
+    Unasked,
+}
+
+impl From<()> for Ended {
+    fn from((): ()) -> Ended {
+        Ended::Unasked
+    }
+}
+
 /// `fut` as a supervised stage named `name`: a panic or a return is reported to
-/// `supervisor`; being dropped (cancelled) is not.
+/// `supervisor`; being dropped (cancelled) is not, and neither is a return of
+/// [`Ended::Asked`].
 pub fn stage<F, N>(
     supervisor: &Arc<Supervisor>,
     name: N,
     fut: F,
 ) -> impl Future<Output = ()> + use<F, N>
 where
-    F: Future<Output = ()>,
+    F: Future,
+    F::Output: Into<Ended>,
     N: Into<String>,
 {
     let mut guard = Guard {
@@ -102,9 +121,11 @@ where
         done: false,
     };
     async move {
-        fut.await;
+        let ended = fut.await.into();
         guard.done = true;
-        guard.supervisor.report(&guard.name, "ended");
+        if ended == Ended::Unasked {
+            guard.supervisor.report(&guard.name, "ended");
+        }
     }
 }
 
@@ -119,7 +140,7 @@ mod tests {
         cancelled.abort();
         assert!(cancelled.await.unwrap_err().is_cancelled());
         assert_eq!(s.failure(), None);
-        let panicked = tokio::spawn(stage(&s, "router", async { panic!("boom") }));
+        let panicked = tokio::spawn(stage(&s, "router", async { panic!("boom") as () }));
         assert!(panicked.await.unwrap_err().is_panic());
         assert_eq!(s.failure().as_deref(), Some("router panicked"));
         // Only the first failure is kept.
@@ -132,5 +153,10 @@ mod tests {
         u.stopping();
         tokio::spawn(stage(&u, "lease", async {})).await.unwrap();
         assert_eq!(u.failure(), None);
+        let v = Supervisor::new();
+        tokio::spawn(stage(&v, "worker", async { Ended::Asked }))
+            .await
+            .unwrap();
+        assert_eq!(v.failure(), None, "told to stop, and stopped");
     }
 }

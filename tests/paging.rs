@@ -563,16 +563,6 @@ async fn pagerduty_and_webhook_retry_429_500_and_a_hang_and_deliver_page_and_res
     assert!(t["oncall/webhook"]["failures"].as_u64() >= Some(2), "{t:#}");
 }
 
-/// POST /-/reload; the status code and the JSON answer.
-async fn reload(vigil: &Vigil) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/-/reload", vigil.addr))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_routing_file_sends_the_next_page_to_its_new_receiver() {
     let moto = Moto::start();
@@ -595,7 +585,7 @@ async fn a_reloaded_routing_file_sends_the_next_page_to_its_new_receiver() {
         text.replace("receiver: critical", "receiver: nobody"),
     )
     .unwrap();
-    let (code, answer) = reload(&vigil).await;
+    let (code, answer) = vigil.reload().await;
     assert_eq!(code, 400, "{answer}");
     let reason = answer["reason"].as_str().unwrap();
     assert!(
@@ -605,7 +595,7 @@ async fn a_reloaded_routing_file_sends_the_next_page_to_its_new_receiver() {
 
     // A good one: the next page goes to the new topic, and only there.
     std::fs::write(&routing, text.replace(&old, &new)).unwrap();
-    let (code, answer) = reload(&vigil).await;
+    let (code, answer) = vigil.reload().await;
     assert_eq!(code, 200, "{answer}");
     redis.kill();
     let m = wait_messages(&moto, &new, 1, &vigil).await;
@@ -893,4 +883,60 @@ async fn a_5xx_burst_in_one_task_pages_from_that_task_only_under_its_own_name() 
     let all = moto.messages(&arn);
     assert_eq!(all.len(), 1, "one page, from task 1 only: {all:#?}");
     assert_paged_from_task_1(&m[0], "HighErrorRate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_never_cuts_a_delivery_in_flight() {
+    use vigil_testkit::{Behaviour, Peer};
+    // The receiver takes 3 s to answer: the page is in flight when the reloads come.
+    let hook = Peer::start(Behaviour::Slow(Duration::from_secs(3), 200, Vec::new()));
+    let moved = Peer::start(Behaviour::Answer(200, Vec::new(), Vec::new()));
+    let routing = |url: String| {
+        format!(
+            "receivers:\n  - name: oncall\n    webhook:\n      url: {url}\nroute:\n  receiver: oncall\n  group_by: ['...']\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 300ms\n  timeout: 10s\n"
+        )
+    };
+    let mut redis = Redis::start();
+    let (dir, body) = setup_with_routing(&routing(hook.url("/hook")), &redis_probe(&redis.url()));
+    let vigil = Vigil::start_in(dir, &body);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    redis.kill();
+    at_least(1, || hook.requests(), &vigil, || "the page in flight".into()).await;
+
+    // The same files: nothing restarts. Then the webhook moves: its worker is
+    // retired, but only once the delivery it has started is done.
+    let (code, answer) = vigil.reload().await;
+    assert_eq!(code, 200, "{answer}");
+    std::fs::write(
+        vigil.dir.path().join("routing.yaml"),
+        routing(moved.url("/hook")),
+    )
+    .unwrap();
+    let (code, answer) = vigil.reload().await;
+    assert_eq!(code, 200, "{answer}");
+    let s = vigil
+        .wait_for("the page in flight to be delivered", |s| {
+            s["paging"]["targets"]["oncall/webhook"]["delivered"].as_u64() == Some(1)
+        })
+        .await;
+    assert_eq!(
+        s["paging"]["targets"]["oncall/webhook"]["failures"].as_u64(),
+        Some(0),
+        "{s:#}"
+    );
+    more_evaluations(&vigil, 2).await;
+    assert_eq!(hook.requests().len(), 1, "delivered once, never cut and resent");
+    assert!(
+        moved.requests().is_empty(),
+        "the page was not sent a second time to the new URL"
+    );
+    assert!(
+        vigil
+            .log_text()
+            .contains("Reload asked for; no file changed, so nothing restarts.")
+    );
 }

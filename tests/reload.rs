@@ -29,13 +29,8 @@ async fn a_bad_reload_keeps_the_old_config_and_a_good_one_replaces_it() {
 
     // A broken file: refused, with the position, and the old probe keeps running.
     write_config(&vigil, "probes:\n  - name: first\n    intreval: 1s\n");
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/-/reload", vigil.addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (code, body) = vigil.reload().await;
+    assert_eq!(code, 400);
     assert_eq!(body["error"], "reload_failed");
     let reason = body["reason"].as_str().unwrap();
     assert!(
@@ -97,4 +92,85 @@ async fn a_bad_reload_keeps_the_old_config_and_a_good_one_replaces_it() {
         })
         .await;
     assert!(vigil.log_text().contains("Reloaded the configuration."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_over_http_needs_the_token_and_a_reload_resets_no_unchanged_probe() {
+    let a = HangingListener::start();
+    let first = format!(
+        "  - name: first\n    interval: 100ms\n    tcp:\n      address: {}\n",
+        a.addr()
+    );
+    let vigil = Vigil::start(&first);
+    vigil
+        .wait_for("the first probe ok", |s| s["status"] == "ok")
+        .await;
+
+    // No token, a wrong one: 401 with a JSON reason, and nothing reloads.
+    for token in [None, Some("wrong")] {
+        let (code, body) = vigil.reload_with(token).await;
+        assert_eq!(code, 401, "{body}");
+        assert_eq!(body["error"], "unauthorized");
+    }
+    let (_, s) = vigil.status().await;
+    assert!(s["last_reload"].is_null(), "{s:#}");
+
+    // A burst of reloads of the same files: all answered, nothing restarted.
+    let checks = vigil.component("first").await["checks_total"]
+        .as_u64()
+        .unwrap();
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let url = format!("http://{}/-/reload", vigil.addr);
+        burst.spawn(async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(common::TOKEN)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        });
+    }
+    while let Some(code) = burst.join_next().await {
+        assert_eq!(code.unwrap(), 200);
+    }
+    let c = vigil.component("first").await;
+    assert_eq!(c["status"], "ok", "{c:#}");
+    assert!(c["checks_total"].as_u64() >= Some(checks), "{c:#}");
+
+    // A changed file adds a probe: the unchanged one keeps its state and counts.
+    let b = HangingListener::start();
+    write_config(
+        &vigil,
+        &format!(
+            "probes:\n{first}  - name: second\n    interval: 100ms\n    tcp:\n      address: {}\n",
+            b.addr()
+        ),
+    );
+    let checks = vigil.component("first").await["checks_total"]
+        .as_u64()
+        .unwrap();
+    let (code, body) = vigil.reload().await;
+    assert_eq!(code, 200, "{body}");
+    let (_, s) = vigil.status().await;
+    let c = component(&s, "first");
+    assert_eq!(c["status"], "ok", "not reset to unknown: {c:#}");
+    assert!(c["checks_total"].as_u64() >= Some(checks), "{c:#}");
+
+    // Without a token configured, reloading over HTTP is off (SIGHUP still works).
+    let open = Vigil::start_with_env(
+        tempfile::tempdir().unwrap(),
+        &format!("probes:\n{first}"),
+        &[("VIGIL_API_TOKEN", "")],
+    );
+    let (code, body) = open.reload().await;
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("reloading over HTTP is disabled: start Vigil with VIGIL_API_TOKEN set"),
+        "{body}"
+    );
 }

@@ -179,7 +179,12 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
 
 /// `POST /-/reload`: reloads the config and the rules. 200 with the new config hash;
 /// 400 with every problem when the new files are invalid (the old ones keep running).
-async fn reload(State(state): State<ApiState>) -> Response {
+async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    // A reload restarts probes: anything that reaches the port could otherwise
+    // keep them from ever reporting. SIGHUP needs no token.
+    if let Some(refused) = silences::check_token(&state, &headers, "reloading over HTTP is disabled") {
+        return refused;
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     if state.reload.send(tx).await.is_err() {
         return error(

@@ -22,13 +22,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `None` when the request carries the right bearer token, else the 401 to answer.
-fn check_token(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+/// `None` when the request carries the right bearer token, else the 401 to answer;
+/// `disabled` says what is off without a token (`silences are disabled`).
+pub fn check_token(state: &ApiState, headers: &HeaderMap, disabled: &str) -> Option<Response> {
     let Some(token) = &state.token else {
         return Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "silences are disabled: start Vigil with VIGIL_API_TOKEN set",
+            format!("{disabled}: start Vigil with VIGIL_API_TOKEN set"),
         ));
     };
     let given = headers
@@ -36,7 +37,11 @@ fn check_token(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+    // Compared as digests: equal length whatever was sent, so the time says nothing
+    // of the token's length either.
+    use sha2::Digest;
+    let (given, wanted) = (sha2::Sha256::digest(given), sha2::Sha256::digest(token.expose()));
+    if constant_time_eq(&given, &wanted) {
         None
     } else {
         Some(
@@ -72,7 +77,7 @@ fn failure(e: SilenceError) -> Response {
 
 /// `GET /api/silences`: every silence with its state, newest last.
 pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Some(r) = check_token(&state, &headers) {
+    if let Some(r) = check_token(&state, &headers, "silences are disabled") {
         return r;
     }
     let Some(p) = &state.paging else {
@@ -99,7 +104,7 @@ pub async fn add(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = check_token(&state, &headers) {
+    if let Some(r) = check_token(&state, &headers, "silences are disabled") {
         return r;
     }
     let Some(p) = &state.paging else {
@@ -127,7 +132,7 @@ pub async fn expire(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = check_token(&state, &headers) {
+    if let Some(r) = check_token(&state, &headers, "silences are disabled") {
         return r;
     }
     let Some(p) = &state.paging else {

@@ -77,6 +77,10 @@ pub struct Config {
     /// First 12 hex digits of the SHA-256 of the file as written, shown in `/status`
     /// so that on-call can tell which config a daemon runs.
     pub hash: String,
+    /// SHA-256 of the config file, every rule file and the routing file as read
+    /// before they were loaded: a reload whose files all read the same changes
+    /// nothing and restarts nothing.
+    pub fingerprint: String,
     /// The routing file (`alerts/routing.yaml`), relative to the config file's
     /// directory; without one, alerts are evaluated and shown but page nobody.
     pub routing_file: Option<PathBuf>,
@@ -221,6 +225,19 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let text = problems::read_file(path, "config file")?;
     let mut config = parse(path, &text, &env)?;
+    // Read before loading: a file that changes in between makes the next reload's
+    // fingerprint differ, never the same as that of files not loaded.
+    let mut digest = Sha256::new();
+    digest.update(text.as_bytes());
+    for f in config.rule_files.iter().chain(&config.routing_file) {
+        digest.update(f.to_string_lossy().as_bytes());
+        digest.update(std::fs::read(f).unwrap_or_default());
+    }
+    config.fingerprint = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     load_rules(&mut config)?;
     if let Some(r) = &config.routing_file {
         config.routing = Some(crate::route::load(r)?);
@@ -623,6 +640,7 @@ fn validate(
         max_series,
         scrapes,
         hash,
+        fingerprint: String::new(),
         routing_file,
         routing: None,
         external_url,

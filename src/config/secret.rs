@@ -211,6 +211,12 @@ fn checked_http(
     }
 }
 
+impl PartialEq for SecretUrl {
+    fn eq(&self, other: &SecretUrl) -> bool {
+        self.full == other.full && self.redacted == other.redacted
+    }
+}
+
 impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted)

@@ -155,7 +155,7 @@ pub fn truncate(text: &str, max: usize) -> String {
 }
 
 /// An integration's validated settings, by kind.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum IntegrationSpec {
     /// AWS SNS, CloudWatch-alarm-shaped.
     Sns(sns::SnsSpec),
@@ -280,20 +280,37 @@ pub struct TargetStats {
 /// Per-integration statistics, shared by the workers and the API.
 pub type Stats = Arc<Mutex<BTreeMap<String, TargetStats>>>;
 
+/// What a delivery worker is handed besides its integration.
+pub struct WorkerLink {
+    /// Notified when the router queues something.
+    pub wake: Arc<Notify>,
+    /// Set to `true` to retire the worker (a reload changed its integration): it
+    /// finishes the delivery in flight, never cut short, and ends.
+    pub retire: tokio::sync::watch::Receiver<bool>,
+    /// Held while the worker runs: the worker that replaces a retired one waits for
+    /// it, so one target never has two deliveries in flight.
+    pub turn: Arc<tokio::sync::Mutex<()>>,
+}
+
 /// Delivers `target`'s notifications from `outbox` in order, until the task is
-/// dropped. `wake` is notified when the router queues something.
+/// dropped or retired through `link`.
 pub async fn worker(
     target: String,
     integration: Integration,
     outbox: Arc<Outbox>,
-    wake: Arc<Notify>,
+    mut link: WorkerLink,
     backoff: Backoff,
     stats: Stats,
-) {
+) -> crate::supervise::Ended {
+    use crate::supervise::Ended;
+    let _turn = link.turn.clone().lock_owned().await;
     let mut failures: u32 = 0;
     loop {
+        if *link.retire.borrow_and_update() {
+            return Ended::Asked;
+        }
         // Registered before looking, so a wake between the look and the wait is kept.
-        let woken = wake.notified();
+        let woken = link.wake.notified();
         let head = {
             let outbox = outbox.clone();
             let target = target.clone();
@@ -306,15 +323,23 @@ pub async fn worker(
                     s.depth = 0;
                     s.oldest = None;
                 });
-                woken.await;
+                tokio::select! {
+                    () = woken => {}
+                    // The router gone: its set of workers is being dropped.
+                    r = link.retire.changed() => if r.is_err() { return Ended::Unasked },
+                }
                 continue;
             }
             Ok(Err(e)) => {
                 tracing::error!(message = "Cannot read the outbox.", target = %target, error = %e);
-                tokio::time::sleep(backoff.max).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.max) => {}
+                    // The router gone: its set of workers is being dropped.
+                    r = link.retire.changed() => if r.is_err() { return Ended::Unasked },
+                }
                 continue;
             }
-            Err(_) => return,
+            Err(_) => return Ended::Unasked,
         };
         update(&stats, &target, |s| s.attempts += 1);
         match integration.send(&n).await {
@@ -351,7 +376,13 @@ pub async fn worker(
                     s.failures += 1;
                     s.last_error = Some(e.reason.clone());
                 });
-                tokio::time::sleep(wait).await;
+                // A retirement cuts the wait short, never a delivery: the new
+                // worker retries at once with the new settings.
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    // The router gone: its set of workers is being dropped.
+                    r = link.retire.changed() => if r.is_err() { return Ended::Unasked },
+                }
             }
         }
         let depth = {

@@ -33,7 +33,7 @@ pub struct PagerDutySettings {
 }
 
 /// Validated PagerDuty settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PagerDutySpec {
     /// The routing key.
     pub routing_key: Secret,

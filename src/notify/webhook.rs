@@ -24,7 +24,7 @@ pub struct WebhookSettings {
 }
 
 /// Validated webhook settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSpec {
     /// The URL.
     pub url: SecretUrl,

@@ -37,6 +37,10 @@ pub async fn start_app(database_url: &str, redis_url: &str) -> watch_together::R
 }
 
 /// A running `vigil run` process, killed when dropped.
+/// The API token every test daemon runs with (`VIGIL_API_TOKEN`), unless a test
+/// sets its own.
+pub const TOKEN: &str = "vigil-test-api-token";
+
 pub struct Vigil {
     /// The API's address, read from the "Listening." log line.
     pub addr: SocketAddr,
@@ -78,6 +82,7 @@ impl Vigil {
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config)
             .env("RUST_LOG", "debug")
+            .env("VIGIL_API_TOKEN", TOKEN)
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(dir.path().join("vigil.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -103,6 +108,21 @@ impl Vigil {
             log,
             dir,
         }
+    }
+
+    /// `POST /-/reload` with `token`; the status code and the JSON answer.
+    pub async fn reload_with(&self, token: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().post(format!("http://{}/-/reload", self.addr));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// `POST /-/reload` with the test token.
+    pub async fn reload(&self) -> (u16, Value) {
+        self.reload_with(Some(TOKEN)).await
     }
 
     /// GETs `path` and returns the status code and body.
