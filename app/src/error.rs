@@ -19,6 +19,15 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+/// Logs a failure's `detail` (a database's or cache's own error text, which may name
+/// hosts, users, tables or the query) under the request's id, and answers what the
+/// client may be told: `what` and that id.
+pub fn hidden(what: &str, detail: impl std::fmt::Display) -> String {
+    let id = crate::telemetry::request_id();
+    tracing::error!(message = what, request_id = %id, error = %detail);
+    format!("{what}; the server log has the details under request id {id}")
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = match &self {
@@ -28,7 +37,11 @@ impl IntoResponse for ApiError {
         };
         (
             status,
-            Json(json!({ "error": kind, "reason": self.to_string() })),
+            Json(json!({
+                "error": kind,
+                "reason": self.to_string(),
+                "request_id": crate::telemetry::request_id(),
+            })),
         )
             .into_response()
     }

@@ -12,10 +12,16 @@
 //! | `db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
 //!
 //! `route` is the matched route template (`/api/rooms/{id}`), never the raw path, and
-//! requests that match no route share the value `unmatched`: the label set stays small
-//! whatever clients send.
+//! requests that match no route share the value `unmatched`; `method` is one of the
+//! nine standard methods or `other`: the label set stays small whatever clients send.
+//!
+//! Every request has an id: the client's `X-Request-Id` when it is a plain token of
+//! at most 64 characters, else a new one. It is echoed in the answer's
+//! `X-Request-Id`, and a failure's details are logged under it while the client is
+//! told only the id ([`crate::error::hidden`]).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
@@ -79,20 +85,83 @@ pub async fn render_metrics(
     )
 }
 
-/// Counts and times every request by method, route template and status.
+tokio::task_local! {
+    /// The id of the request being served.
+    static REQUEST_ID: String;
+}
+
+/// The id of the request this task serves (`none` outside a request).
+pub fn request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "none".to_string())
+}
+
+/// The `method` label: a standard method's name, or `other` for anything a client
+/// made up (each made-up method would otherwise be a new series, kept for ever).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The client's request id when it is a plain token, else a new one.
+fn request_id_for(request: &Request) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        });
+    match given {
+        Some(id) => id.to_string(),
+        None => {
+            let prefix = PREFIX.get_or_init(|| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or_default();
+                format!("{:08x}", (nanos ^ u64::from(std::process::id()) << 32) as u32)
+            });
+            format!("{prefix}-{:06x}", NEXT.fetch_add(1, Ordering::Relaxed))
+        }
+    }
+}
+
+/// Counts and times every request by method, route template and status, and serves
+/// it under its request id.
 pub async fn track_requests(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
+    let id = request_id_for(&request);
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
     let status = response.status().as_u16().to_string();
     metrics::counter!(
         "http_requests_total",
-        "method" => method.clone(),
+        "method" => method,
         "route" => route.clone(),
         "status" => status
     )

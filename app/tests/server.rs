@@ -303,3 +303,76 @@ async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_share_one_label_and_database_errors_stay_in_the_log() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let server = start(pg.url(), redis.url()).await;
+    let addr = server.local_addr();
+    let other = r#"http_requests_total{method="other",route="/api/rooms","#;
+    let before = metrics(addr).await;
+    for i in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+        client()
+            .request(method, format!("http://{addr}/api/rooms"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let after = metrics(addr).await;
+    let counted: f64 = after
+        .lines()
+        .filter(|l| l.starts_with(other))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        - before
+            .lines()
+            .filter(|l| l.starts_with(other))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    assert_eq!(counted, 200.0, "{after}");
+    assert!(!after.contains("method=\"M1\""), "a made-up method became a label");
+    assert!(
+        after.lines().count() < before.lines().count() + 40,
+        "200 made-up methods grew the page from {} to {} lines",
+        before.lines().count(),
+        after.lines().count()
+    );
+
+    // A database error: the client gets a request id, never the database's text.
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    sqlx::query("ALTER TABLE rooms RENAME TO rooms_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let resp = client()
+        .get(format!("http://{addr}/api/rooms"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers()["x-request-id"], "trace-42");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["request_id"], "trace-42");
+    let reason = body["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        "the database failed; the server log has the details under request id trace-42"
+    );
+    let (status, health) = get(addr, "/api/health/database").await;
+    assert_eq!(status, 200, "SELECT 1 needs no table: {health}");
+    // An id that is not a plain token is replaced by one of the server's.
+    let resp = client()
+        .get(format!("http://{addr}/api/rooms"))
+        .header("x-request-id", "<script>")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(id.len() > 8 && !id.contains('<'), "{id}");
+    let body: Value = resp.json().await.unwrap();
+    assert!(!body.to_string().contains("rooms\\\" does not exist"), "{body}");
+    assert!(!body.to_string().contains("relation"), "{body}");
+}

@@ -63,7 +63,7 @@ async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         ),
         Ok(Ok(other)) => unhealthy(format!("SELECT 1 returned {other}"), latency_ms),
         Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => {
-            unhealthy(format!("database query failed: {e}"), latency_ms)
+            unhealthy(crate::error::hidden("database query failed", e), latency_ms)
         }
         // The pool's own wait for a live connection ran out: the same hang, seen
         // from the pool's side.
@@ -114,7 +114,7 @@ async fn cache(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             Json(json!({ "status": "ok", "latency_ms": latency_ms })),
         ),
         Ok(Ok(other)) => unhealthy(format!("PING answered {other:?}"), latency_ms),
-        Ok(Err(e)) => unhealthy(format!("cache command failed: {e}"), latency_ms),
+        Ok(Err(e)) => unhealthy(crate::error::hidden("cache command failed", e), latency_ms),
         Err(_) => unhealthy(
             format!("cache did not answer within {:?}", state.cache_timeout),
             latency_ms,

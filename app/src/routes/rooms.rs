@@ -57,7 +57,7 @@ async fn timed<T>(
     match result {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => {
-            Err(ApiError::Unavailable(format!("database error: {e}")))
+            Err(ApiError::Unavailable(crate::error::hidden("the database failed", e)))
         }
         Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable(format!(
             "database did not answer within {:?}",
