@@ -178,6 +178,7 @@ impl Daemon {
             view_tx,
             warmup(&self.config),
         )
+        .with_store_budget(self.config.max_bytes)
         .route_to(routed_tx);
         let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone(), &supervisor).await;
         let (paging, _paging_tasks) = match &self.config.routing {

@@ -340,6 +340,22 @@ async fn metrics_page(State(state): State<ApiState>) -> Response {
             e.dropped_series as f64,
         ),
         (
+            Labels::from_pairs("vigil_store_bytes", &[]),
+            e.bytes as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_store_max_bytes", &[]),
+            e.max_bytes as f64,
+        ),
+        (
+            Labels::from_pairs("vigil_store_retention_seconds", &[]),
+            e.retention_seconds,
+        ),
+        (
+            Labels::from_pairs("vigil_store_samples_evicted_total", &[]),
+            e.evicted_samples as f64,
+        ),
+        (
             Labels::from_pairs("vigil_rule_evaluations_total", &[]),
             e.evaluations_total as f64,
         ),

@@ -199,6 +199,38 @@ pub fn render_text(r: &StatusReport) -> String {
     out
 }
 
+/// The store in one line: series, samples, bytes against the budget, and what the
+/// budget cost (a shorter retention, dropped series).
+pub fn store_summary(e: &crate::rules::manager::EngineView) -> String {
+    let mut out = format!(
+        "{} series (max {}), {} samples",
+        e.series, e.max_series, e.samples
+    );
+    if e.max_bytes > 0 {
+        let mib = |b: usize| b as f64 / f64::from(1 << 20);
+        let _ = write!(
+            out,
+            ", {:.1} MiB of {:.0} MiB",
+            mib(e.bytes),
+            mib(e.max_bytes)
+        );
+    }
+    if e.evicted_samples > 0 {
+        let _ = write!(
+            out,
+            "; retention in effect {} for the byte budget ({} samples dropped early)",
+            crate::config::duration::format(std::time::Duration::from_secs_f64(
+                e.retention_seconds.max(0.0)
+            )),
+            e.evicted_samples
+        );
+    }
+    if e.dropped_series > 0 {
+        let _ = write!(out, "; {} new series dropped (store full)", e.dropped_series);
+    }
+    out
+}
+
 /// What the page says about the scrape targets, one line each.
 pub fn scrape_lines(r: &StatusReport) -> Vec<String> {
     let now = r.generated_at;
@@ -425,19 +457,13 @@ fn render_alerts_text(r: &StatusReport) -> String {
             }
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "\nstore: {} series (max {}), {} samples; {} rules in {} groups",
-        e.series, e.max_series, e.samples, e.rules, e.groups
+        "\nstore: {}; {} rules in {} groups",
+        store_summary(e).to_string().replace("new series dropped", "NEW SERIES DROPPED"),
+        e.rules,
+        e.groups
     );
-    if e.dropped_series > 0 {
-        let _ = write!(
-            out,
-            "; {} NEW SERIES DROPPED (store full)",
-            e.dropped_series
-        );
-    }
-    out.push('\n');
     for problem in &e.state_problems {
         let _ = writeln!(out, "ALERT STATE: {problem}");
     }
@@ -569,18 +595,8 @@ small{{color:#59636e}}
     }
     let _ = writeln!(
         out,
-        "<p><small>store: {} series (max {}), {} samples{}</small></p>",
-        e.series,
-        e.max_series,
-        e.samples,
-        if e.dropped_series > 0 {
-            format!(
-                "; <b>{} new series dropped (store full)</b>",
-                e.dropped_series
-            )
-        } else {
-            String::new()
-        }
+        "<p><small>store: {}</small></p>",
+        html_escape(&store_summary(e))
     );
     for problem in &e.state_problems {
         let _ = writeln!(out, "<p><b>Alert state: {}</b></p>", html_escape(problem));

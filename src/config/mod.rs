@@ -72,6 +72,9 @@ pub struct Config {
     pub retention: Duration,
     /// Most series the store holds; past it new series are dropped and counted.
     pub max_series: usize,
+    /// Most bytes the store holds (`store.max_bytes`; by default half the
+    /// container's memory limit, see [`crate::store::default_max_bytes`]).
+    pub max_bytes: usize,
     /// `/metrics` pages to scrape into the store (the app's).
     pub scrapes: Vec<crate::scrape::ScrapeConfig>,
     /// First 12 hex digits of the SHA-256 of the file as written, shown in `/status`
@@ -145,6 +148,8 @@ struct RawStore {
     retention: Option<Spanned<String>>,
     #[serde(default)]
     max_series: Option<Spanned<u64>>,
+    #[serde(default)]
+    max_bytes: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -564,6 +569,20 @@ fn validate(
         }
         Some(m) => m.value as usize,
     };
+    let max_bytes = match raw.store.as_ref().and_then(|s| s.max_bytes.as_ref()) {
+        None => crate::store::default_max_bytes(),
+        Some(v) => match crate::scrape::parse_size(&v.value) {
+            Ok(n) if n >= 1 << 20 => n,
+            Ok(_) => {
+                c.at(v.referenced, "max_bytes must be at least 1MB");
+                crate::store::DEFAULT_MAX_BYTES
+            }
+            Err(e) => {
+                c.at(v.referenced, e);
+                crate::store::DEFAULT_MAX_BYTES
+            }
+        },
+    };
     let mut scrapes = Vec::new();
     for s in raw.scrape.unwrap_or_default() {
         let interval = duration_at(&s.interval, c).unwrap_or(DEFAULT_SCRAPE_INTERVAL);
@@ -638,6 +657,7 @@ fn validate(
         evaluation_interval,
         retention,
         max_series,
+        max_bytes,
         scrapes,
         hash,
         fingerprint: String::new(),

@@ -91,6 +91,19 @@ pub struct EngineView {
     pub dropped_series: u64,
     /// Most series the store holds.
     pub max_series: usize,
+    /// What the store holds, in bytes (its estimate of what it allocated).
+    #[serde(default)]
+    pub bytes: usize,
+    /// The store's byte budget.
+    #[serde(default)]
+    pub max_bytes: usize,
+    /// The retention in effect, in seconds: the configured one, or less while the
+    /// byte budget is tight.
+    #[serde(with = "crate::float", default)]
+    pub retention_seconds: f64,
+    /// Samples dropped before their retention to keep within the byte budget.
+    #[serde(default)]
+    pub evicted_samples: u64,
     /// Rule groups loaded.
     pub groups: usize,
     /// Rules loaded.
@@ -175,6 +188,12 @@ fn time(ms: i64) -> DateTime<Utc> {
 }
 
 impl Manager {
+    /// The same manager with its store held to `max_bytes`.
+    pub fn with_store_budget(mut self, max_bytes: usize) -> Manager {
+        self.store.set_max_bytes(max_bytes);
+        self
+    }
+
     /// A manager with an empty store; alert state is restored from `state_dir`. Rules
     /// are first evaluated `warmup` after the first evaluation request.
     pub fn new(
@@ -530,6 +549,10 @@ impl Manager {
             samples: self.store.samples(),
             dropped_series: self.store.dropped_series(),
             max_series: self.store.max_series(),
+            bytes: self.store.bytes(),
+            max_bytes: self.store.max_bytes(),
+            retention_seconds: self.store.effective_retention_ms() as f64 / 1000.0,
+            evicted_samples: self.store.evicted_samples(),
             groups: self.groups.len(),
             rules,
             last_evaluation: evaluated_at.map(time),

@@ -4,9 +4,14 @@
 //! - A series is a label set (with `__name__`) and a ring buffer of
 //!   `(timestamp ms, value)` pairs; appending reuses the buffer's room, so a sample
 //!   costs 16 bytes and no allocation once a series has reached its steady size.
-//! - Bounded twice: samples older than the retention window are dropped
-//!   ([`Store::trim`]), and past `max_series` new series are refused and counted
-//!   ([`Store::dropped_series`]).
+//! - Bounded three times: samples older than the retention window are dropped
+//!   ([`Store::trim`]); past `max_series` new series are refused and counted
+//!   ([`Store::dropped_series`]); and the store's bytes (every series' labels, index
+//!   entries and sample buffers, [`Store::bytes`]) stay within `max_bytes`. Near the
+//!   byte budget the oldest samples go first: the retention in effect shrinks
+//!   ([`Store::effective_retention_ms`]) so that new series (a recording rule's
+//!   output, `ALERTS`, a renamed probe) still find room; only when even the shortest
+//!   retention does not make room is a new series refused.
 //! - Staleness as in Prometheus: a stale marker (a special NaN) ends a series, and an
 //!   instant selector looks back at most 5 minutes for a sample.
 
@@ -81,6 +86,51 @@ pub enum AppendError {
     /// A sample must be newer than the series' last one.
     #[error("sample at {0} ms is not newer than the series' last sample")]
     OutOfOrder(i64),
+    /// The store holds its byte budget and this series is new.
+    #[error("the store holds its budget of {0} bytes; new series are dropped")]
+    Full(usize),
+}
+
+/// The byte budget without a container memory limit.
+pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
+
+/// The byte budget when the config sets none: half the container's memory limit
+/// (cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`), leaving the other half
+/// to the rest of the process (the binary's pages, a scrape's body being parsed,
+/// the HTTP clients), and at least 16 MiB; [`DEFAULT_MAX_BYTES`] without a limit.
+pub fn default_max_bytes() -> usize {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let limit = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        // v1 writes a huge number for "no limit".
+        .filter(|&l| l < 1 << 50);
+    budget_for_limit(limit)
+}
+
+/// [`default_max_bytes`] for a container limit of `limit` bytes (`None`: no limit).
+pub fn budget_for_limit(limit: Option<u64>) -> usize {
+    match limit {
+        Some(l) => usize::try_from(l / 2).unwrap_or(usize::MAX).max(16 << 20),
+        None => DEFAULT_MAX_BYTES,
+    }
+}
+
+/// Bytes a sample takes in a series' ring buffer.
+pub const SAMPLE_BYTES: usize = std::mem::size_of::<(i64, f64)>();
+
+/// The retention in effect never shrinks below this for the byte budget: the
+/// lookback of an instant selector, so every live series keeps its latest value.
+pub const MIN_RETENTION_MS: i64 = 5 * 60 * 1000;
+
+/// What a new series costs besides its samples, as measured by `bench/store-bytes`:
+/// its label strings (each an `Arc<str>`, 16 bytes of header), the two label slices
+/// (with and without the name, 32 bytes a pair), an entry in a posting list per
+/// label and a share of the lists' and maps' own overhead, the map entry and slot.
+fn series_cost(labels: &Labels) -> usize {
+    let n = labels.len();
+    let strings: usize = labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    strings + 2 * (16 + n * 32) + n * 64 + 192
 }
 
 /// The store.
@@ -104,6 +154,17 @@ pub struct Store {
     retention_ms: i64,
     /// New series refused because the store was full.
     dropped: u64,
+    /// Most bytes the store may hold ([`Store::bytes`]).
+    max_bytes: usize,
+    /// Bytes of every live series besides its samples.
+    overhead_bytes: usize,
+    /// Room of every ring buffer, in samples (what their memory holds).
+    sample_room: usize,
+    /// The retention in effect: `retention_ms`, or less while the byte budget is
+    /// tight.
+    effective_retention_ms: i64,
+    /// Samples dropped before their retention to keep within the byte budget.
+    evicted: u64,
 }
 
 impl Store {
@@ -117,7 +178,45 @@ impl Store {
             max_series,
             retention_ms,
             dropped: 0,
+            max_bytes: usize::MAX,
+            overhead_bytes: 0,
+            sample_room: 0,
+            effective_retention_ms: retention_ms,
+            evicted: 0,
         }
+    }
+
+    /// The same store held to `max_bytes` ([`Store::bytes`]).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Store {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Holds the store to `max_bytes` from now on.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
+    /// What the store holds in memory, estimated from what it allocated: each
+    /// series' labels and index entries, and the room of its sample buffer.
+    pub fn bytes(&self) -> usize {
+        self.overhead_bytes + self.sample_room * SAMPLE_BYTES
+    }
+
+    /// The byte budget.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// The retention in effect, in ms: the configured one, or less while the byte
+    /// budget is tight.
+    pub fn effective_retention_ms(&self) -> i64 {
+        self.effective_retention_ms
+    }
+
+    /// Samples dropped before their retention to keep within the byte budget.
+    pub fn evicted_samples(&self) -> u64 {
+        self.evicted
     }
 
     /// Number of series held.
@@ -155,6 +254,12 @@ impl Store {
                     self.dropped += 1;
                     return Err(AppendError::TooManySeries(self.max_series));
                 }
+                let cost = series_cost(labels);
+                if self.bytes().saturating_add(cost + SAMPLE_BYTES) > self.max_bytes {
+                    self.dropped += 1;
+                    return Err(AppendError::Full(self.max_bytes));
+                }
+                self.overhead_bytes += cost;
                 let series = Series {
                     labels: labels.clone(),
                     plain: labels.without_name(),
@@ -186,11 +291,30 @@ impl Store {
                 i
             }
         };
+        let bytes = self.bytes();
+        // Near the budget a buffer grows by an eighth, not twice its size.
+        let near = bytes as f64 >= 0.7 * self.max_bytes as f64;
         let series = self.series[index].as_mut().expect("indexed series exist");
         match series.samples.back_mut() {
             Some(last) if last.0 == t => last.1 = v,
             Some(last) if last.0 > t => return Err(AppendError::OutOfOrder(t)),
-            _ => series.samples.push_back((t, v)),
+            _ => {
+                let before = series.samples.capacity();
+                if series.samples.len() == before {
+                    let grow = if near { (before / 8).max(1) } else { before.max(4) };
+                    if bytes + grow * SAMPLE_BYTES > self.max_bytes && !series.samples.is_empty() {
+                        // At the budget a series that would grow its buffer gives
+                        // up its oldest sample instead: the store stops growing
+                        // between trims.
+                        series.samples.pop_front();
+                        self.evicted += 1;
+                    } else {
+                        series.samples.reserve_exact(grow);
+                    }
+                }
+                series.samples.push_back((t, v));
+                self.sample_room += series.samples.capacity() - before;
+            }
         }
         Ok(())
     }
@@ -229,9 +353,39 @@ impl Store {
             .is_some_and(|&(_, v)| !is_stale(v))
     }
 
-    /// Drops samples older than `now - retention`, and series left empty.
+    /// Drops samples older than `now - retention`, and series left empty. Past 90 %
+    /// of the byte budget the retention in effect shrinks (to no less than
+    /// [`MIN_RETENTION_MS`]) until the store is back under 80 %; with room again it
+    /// grows back, a quarter at a trim, to the configured one.
     pub fn trim(&mut self, now: i64) {
-        let mint = now - self.retention_ms;
+        let budget = self.max_bytes as f64;
+        if (self.bytes() as f64) < 0.7 * budget {
+            self.effective_retention_ms = (self.effective_retention_ms
+                + self.effective_retention_ms / 4)
+                .clamp(MIN_RETENTION_MS.min(self.retention_ms), self.retention_ms);
+        }
+        self.trim_to(now.saturating_sub(self.effective_retention_ms), false);
+        for _ in 0..4 {
+            let bytes = self.bytes() as f64;
+            if bytes <= 0.9 * budget || self.effective_retention_ms <= MIN_RETENTION_MS {
+                break;
+            }
+            // Samples are about evenly spread in time: keep the share of the
+            // window that brings the samples' part of the bytes to 80 %.
+            let samples = (self.samples() * SAMPLE_BYTES) as f64;
+            let room = (0.8 * budget - self.overhead_bytes as f64).max(0.0);
+            let share = if samples > 0.0 { (room / samples).min(1.0) } else { 1.0 };
+            let shorter = (self.effective_retention_ms as f64 * share) as i64;
+            self.effective_retention_ms = shorter.clamp(MIN_RETENTION_MS, self.retention_ms);
+            let before = self.samples();
+            self.trim_to(now.saturating_sub(self.effective_retention_ms), true);
+            self.evicted += (before - self.samples()) as u64;
+        }
+    }
+
+    /// Drops samples older than `mint`, and series left empty; buffers with much
+    /// unused room (all of it with `tight`) give it back.
+    fn trim_to(&mut self, mint: i64, tight: bool) {
         let mut emptied = Vec::new();
         for (i, slot) in self.series.iter_mut().enumerate() {
             if let Some(s) = slot {
@@ -240,13 +394,19 @@ impl Store {
                 }
                 if s.samples.is_empty() {
                     emptied.push(i);
-                } else if s.samples.capacity() > 2 * s.samples.len() + 16 {
+                } else if s.samples.capacity() > 2 * s.samples.len() + 16
+                    || (tight && s.samples.capacity() > s.samples.len())
+                {
+                    let before = s.samples.capacity();
                     s.samples.shrink_to_fit();
+                    self.sample_room -= before - s.samples.capacity();
                 }
             }
         }
         for i in emptied {
             if let Some(s) = self.series[i].take() {
+                self.sample_room -= s.samples.capacity();
+                self.overhead_bytes = self.overhead_bytes.saturating_sub(series_cost(&s.labels));
                 self.by_labels.remove(&s.labels);
                 for (k, v) in s.labels.iter() {
                     if let Some(values) = self.postings.get_mut(k) {
@@ -436,5 +596,99 @@ mod tests {
         assert_eq!(series[0].samples.len(), 2, "one marker only");
         assert!(is_stale(series[0].samples[1].1));
         assert!(!is_stale(f64::NAN));
+    }
+
+    /// The incremental byte count equals one made from scratch.
+    fn recount(s: &Store) -> usize {
+        s.series
+            .iter()
+            .flatten()
+            .map(|x| series_cost(&x.labels) + x.samples.capacity() * SAMPLE_BYTES)
+            .sum()
+    }
+
+    #[test]
+    fn the_byte_budget_shortens_retention_before_it_refuses_a_series() {
+        let budget = 400_000;
+        let mut s = Store::new(usize::MAX, 3_600_000).with_max_bytes(budget);
+        let names: Vec<Labels> = (0..50).map(|i| l("m", &[("i", &i.to_string())])).collect();
+        let mut t = 0;
+        while t <= 3_600_000 {
+            for n in &names {
+                s.append(n, t, 1.0).unwrap();
+            }
+            assert_eq!(s.bytes(), recount(&s), "at {t}");
+            if t % 10_000 == 0 {
+                s.trim(t);
+                assert!(s.bytes() <= budget, "{} at {t}", s.bytes());
+            }
+            t += 1000;
+        }
+        assert!(s.effective_retention_ms() < 3_600_000);
+        assert!(s.evicted_samples() > 0);
+        assert_eq!(s.dropped_series(), 0);
+        // A new series finds room: only the oldest samples paid for it.
+        s.trim(t);
+        s.append(&l("ALERTS", &[("alertname", "X")]), t, 1.0).unwrap();
+        assert_eq!(s.dropped_series(), 0);
+        assert_eq!(s.bytes(), recount(&s));
+        // Every series keeps at least the lookback's worth.
+        let oldest = s
+            .series
+            .iter()
+            .flatten()
+            .filter(|x| x.labels.name() == "m")
+            .map(|x| x.samples.front().unwrap().0)
+            .max()
+            .unwrap();
+        assert!(t - oldest >= MIN_RETENTION_MS - 10_000, "{}", t - oldest);
+    }
+
+    #[test]
+    fn with_room_again_the_retention_grows_back() {
+        let mut s = Store::new(usize::MAX, 3_600_000).with_max_bytes(300_000);
+        let names: Vec<Labels> = (0..40).map(|i| l("m", &[("i", &i.to_string())])).collect();
+        let mut t = 0;
+        while t <= 3_600_000 {
+            for n in &names {
+                s.append(n, t, 1.0).unwrap();
+            }
+            if t % 10_000 == 0 {
+                s.trim(t);
+            }
+            t += 1000;
+        }
+        let shrunk = s.effective_retention_ms();
+        assert!(shrunk < 3_600_000);
+        // Most series go away: the budget is no longer tight.
+        for _ in 0..40 {
+            t += 10_000;
+            s.append(&names[0], t, 1.0).unwrap();
+            s.trim(t);
+        }
+        assert!(s.effective_retention_ms() > shrunk, "{}", s.effective_retention_ms());
+        assert_eq!(s.bytes(), recount(&s));
+    }
+
+    #[test]
+    fn a_budget_too_small_for_even_the_shortest_retention_refuses_new_series() {
+        let mut s = Store::new(usize::MAX, 3_600_000).with_max_bytes(4_000);
+        let mut refused = 0;
+        for i in 0..100 {
+            if let Err(e) = s.append(&l("m", &[("i", &i.to_string())]), 0, 1.0) {
+                assert_eq!(e, AppendError::Full(4_000));
+                refused += 1;
+            }
+        }
+        assert!(refused > 0 && refused < 100, "{refused}");
+        assert_eq!(s.dropped_series(), refused);
+        assert!(s.bytes() <= 4_000);
+        assert_eq!(
+            budget_for_limit(Some(256 << 20)),
+            128 << 20,
+            "half a 256 MiB task"
+        );
+        assert_eq!(budget_for_limit(Some(8 << 20)), 16 << 20);
+        assert_eq!(budget_for_limit(None), DEFAULT_MAX_BYTES);
     }
 }
