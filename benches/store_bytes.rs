@@ -24,7 +24,10 @@ fn main() {
     let before = rss();
     for i in 0..n {
         let l = Labels::new([
-            ("__name__".to_string(), "http_request_duration_seconds_bucket".to_string()),
+            (
+                "__name__".to_string(),
+                "http_request_duration_seconds_bucket".to_string(),
+            ),
             ("job".to_string(), "app".to_string()),
             ("instance".to_string(), "10.0.1.17:3000".to_string()),
             ("route".to_string(), format!("/api/rooms/{}", i / 13)),
@@ -35,13 +38,18 @@ fn main() {
     let with_series = rss();
     let counted_series = store.bytes();
     let labels: Vec<Labels> = store
-        .select(&[("__name__", "http_request_duration_seconds_bucket")], |_| true)
+        .select(
+            &[("__name__", "http_request_duration_seconds_bucket")],
+            |_| true,
+        )
         .iter()
         .map(|s| s.labels.clone())
         .collect();
     for step in 1..samples {
         for l in &labels {
-            store.append(l, start + step * 10_000, step as f64).expect("room");
+            store
+                .append(l, start + step * 10_000, step as f64)
+                .expect("room");
         }
     }
     let with_samples = rss();

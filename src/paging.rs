@@ -121,12 +121,20 @@ pub async fn start(
         dir: dir.display().to_string(),
         reason: e.to_string(),
     };
-    let outbox =
-        Arc::new(Outbox::open(&settings.state_dir).map_err(|e| fail(&settings.state_dir, &e))?);
-    let silences = Arc::new(
-        SilenceStore::open(outbox.clone(), Utc::now())
-            .map_err(|e| fail(&settings.state_dir, &e))?,
-    );
+    // Opening may set a corrupt file aside, repair one or read a large one: on a
+    // blocking thread, as every other storage call.
+    let dir = settings.state_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let outbox = Arc::new(Outbox::open(&dir).map_err(|e| e.to_string())?);
+        let silences = SilenceStore::open(outbox.clone(), Utc::now()).map_err(|e| e.to_string())?;
+        Ok::<_, String>((outbox, Arc::new(silences)))
+    })
+    .await;
+    let (outbox, silences) = match opened {
+        Ok(r) => r.map_err(|e| fail(&settings.state_dir, &e))?,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => return Err(fail(&settings.state_dir, &e)),
+    };
     let sent = outbox.sent().map_err(|e| fail(&settings.state_dir, &e))?;
     let pending = outbox.queued().map_err(|e| fail(&settings.state_dir, &e))?;
     if pending > 0 {
@@ -274,8 +282,7 @@ impl RouterTask {
             }
             let wake = Arc::new(Notify::new());
             let (retire, retired) = watch::channel(false);
-            let integration =
-                Integration::build(&settings.0, settings.1, &self.external_url).await;
+            let integration = Integration::build(&settings.0, settings.1, &self.external_url).await;
             let link = notify::WorkerLink {
                 wake: wake.clone(),
                 retire: retired,

@@ -22,11 +22,17 @@ pub enum BodyError {
 
 /// Reads the whole body, chunk by chunk, failing as soon as it passes `limit` bytes
 /// (after decompression: a small gzip answer cannot inflate past the limit either).
-pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+pub async fn read_body(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     if let Some(len) = response.content_length()
         && len > limit as u64
-        && response.headers().get(reqwest::header::CONTENT_ENCODING).is_none()
+        && response
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_none()
     {
         return Err(BodyError::TooLarge(limit));
     }
@@ -45,7 +51,10 @@ pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result
 
 /// Reads at most `limit` bytes of the body and drops the rest unread: enough of an
 /// error answer or a health page to judge it, never more.
-pub async fn read_prefix(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+pub async fn read_prefix(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     while body.len() < limit {
         match response
@@ -69,7 +78,7 @@ pub async fn error_body(mut response: reqwest::Response) -> String {
     let bytes = read_prefix(&mut response, ERROR_BODY_BYTES)
         .await
         .unwrap_or_default();
-    crate::config::secret::strip_urls(String::from_utf8_lossy(&bytes).trim())
+    crate::config::secret::scrub_known(String::from_utf8_lossy(&bytes).trim())
 }
 
 /// A reqwest error and its causes as one line, with no URL in it: reqwest's own text
@@ -98,7 +107,7 @@ pub fn error_text(e: &reqwest::Error) -> String {
         source = s.source();
     }
     kind.push_str(&text);
-    crate::config::secret::strip_urls(&kind)
+    crate::config::secret::scrub_known(&kind)
 }
 
 #[cfg(test)]
@@ -113,7 +122,10 @@ mod tests {
             .send()
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("s3cret-path"), "reqwest names it: {e}");
+        assert!(
+            e.to_string().contains("s3cret-path"),
+            "reqwest names it: {e}"
+        );
         let text = error_text(&e);
         assert!(!text.contains("s3cret") && !text.contains("abc"), "{text}");
         assert!(text.starts_with("connection failed"), "{text}");

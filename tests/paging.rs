@@ -905,7 +905,13 @@ async fn a_reload_never_cuts_a_delivery_in_flight() {
         })
         .await;
     redis.kill();
-    at_least(1, || hook.requests(), &vigil, || "the page in flight".into()).await;
+    at_least(
+        1,
+        || hook.requests(),
+        &vigil,
+        || "the page in flight".into(),
+    )
+    .await;
 
     // The same files: nothing restarts. Then the webhook moves: its worker is
     // retired, but only once the delivery it has started is done.
@@ -929,7 +935,11 @@ async fn a_reload_never_cuts_a_delivery_in_flight() {
         "{s:#}"
     );
     more_evaluations(&vigil, 2).await;
-    assert_eq!(hook.requests().len(), 1, "delivered once, never cut and resent");
+    assert_eq!(
+        hook.requests().len(),
+        1,
+        "delivered once, never cut and resent"
+    );
     assert!(
         moved.requests().is_empty(),
         "the page was not sent a second time to the new URL"

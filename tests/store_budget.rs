@@ -43,7 +43,11 @@ fn fifty_thousand_series_for_an_hour_fit_the_budget_of_a_256_mib_task() {
         // The manager trims every 10 s.
         store.trim(t);
         peak = peak.max(store.bytes());
-        assert!(store.bytes() <= budget, "at step {step}: {} bytes", store.bytes());
+        assert!(
+            store.bytes() <= budget,
+            "at step {step}: {} bytes",
+            store.bytes()
+        );
     }
     assert_eq!(store.len(), 50_000);
     assert_eq!(store.dropped_series(), 0);

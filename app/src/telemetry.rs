@@ -126,7 +126,8 @@ fn request_id_for(request: &Request) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         });
     match given {
         Some(id) => id.to_string(),
@@ -136,7 +137,10 @@ fn request_id_for(request: &Request) -> String {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or_default();
-                format!("{:08x}", (nanos ^ u64::from(std::process::id()) << 32) as u32)
+                format!(
+                    "{:08x}",
+                    (nanos ^ u64::from(std::process::id()) << 32) as u32
+                )
             });
             format!("{prefix}-{:06x}", NEXT.fetch_add(1, Ordering::Relaxed))
         }

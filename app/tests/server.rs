@@ -332,7 +332,10 @@ async fn made_up_methods_share_one_label_and_database_errors_stay_in_the_log() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     assert_eq!(counted, 200.0, "{after}");
-    assert!(!after.contains("method=\"M1\""), "a made-up method became a label");
+    assert!(
+        !after.contains("method=\"M1\""),
+        "a made-up method became a label"
+    );
     assert!(
         after.lines().count() < before.lines().count() + 40,
         "200 made-up methods grew the page from {} to {} lines",
@@ -373,6 +376,9 @@ async fn made_up_methods_share_one_label_and_database_errors_stay_in_the_log() {
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(id.len() > 8 && !id.contains('<'), "{id}");
     let body: Value = resp.json().await.unwrap();
-    assert!(!body.to_string().contains("rooms\\\" does not exist"), "{body}");
+    assert!(
+        !body.to_string().contains("rooms\\\" does not exist"),
+        "{body}"
+    );
     assert!(!body.to_string().contains("relation"), "{body}");
 }

@@ -78,6 +78,30 @@ pub const CATALOG: &[MetricDef] = &[
         "New series refused because the store was full.",
     ),
     def(
+        "vigil_store_bytes",
+        "gauge",
+        "",
+        "Bytes the store holds: labels, index entries, sample buffers.",
+    ),
+    def(
+        "vigil_store_max_bytes",
+        "gauge",
+        "",
+        "The store's byte budget.",
+    ),
+    def(
+        "vigil_store_retention_seconds",
+        "gauge",
+        "",
+        "The retention in effect: the configured one, or less while the byte budget is tight.",
+    ),
+    def(
+        "vigil_store_samples_evicted_total",
+        "counter",
+        "",
+        "Samples dropped before their retention to stay within the byte budget.",
+    ),
+    def(
         "vigil_rule_evaluations_total",
         "counter",
         "",

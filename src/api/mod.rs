@@ -182,7 +182,9 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
 async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     // A reload restarts probes: anything that reaches the port could otherwise
     // keep them from ever reporting. SIGHUP needs no token.
-    if let Some(refused) = silences::check_token(&state, &headers, "reloading over HTTP is disabled") {
+    if let Some(refused) =
+        silences::check_token(&state, &headers, "reloading over HTTP is disabled")
+    {
         return refused;
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -339,10 +341,7 @@ async fn metrics_page(State(state): State<ApiState>) -> Response {
             Labels::from_pairs("vigil_store_series_dropped_total", &[]),
             e.dropped_series as f64,
         ),
-        (
-            Labels::from_pairs("vigil_store_bytes", &[]),
-            e.bytes as f64,
-        ),
+        (Labels::from_pairs("vigil_store_bytes", &[]), e.bytes as f64),
         (
             Labels::from_pairs("vigil_store_max_bytes", &[]),
             e.max_bytes as f64,

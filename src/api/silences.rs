@@ -40,7 +40,10 @@ pub fn check_token(state: &ApiState, headers: &HeaderMap, disabled: &str) -> Opt
     // Compared as digests: equal length whatever was sent, so the time says nothing
     // of the token's length either.
     use sha2::Digest;
-    let (given, wanted) = (sha2::Sha256::digest(given), sha2::Sha256::digest(token.expose()));
+    let (given, wanted) = (
+        sha2::Sha256::digest(given),
+        sha2::Sha256::digest(token.expose()),
+    );
     if constant_time_eq(&given, &wanted) {
         None
     } else {
@@ -120,7 +123,7 @@ pub async fn add(
             );
         }
     };
-    match p.silences.add(new, Utc::now()) {
+    match p.silences.add(new, Utc::now()).await {
         Ok(s) => Json(json!({ "silenceID": s.id, "silence": s })).into_response(),
         Err(e) => failure(e),
     }
@@ -138,7 +141,7 @@ pub async fn expire(
     let Some(p) = &state.paging else {
         return no_paging();
     };
-    match p.silences.expire(&id, Utc::now()) {
+    match p.silences.expire(&id, Utc::now()).await {
         Ok(s) => Json(json!({ "status": "expired", "silence": s })).into_response(),
         Err(e) => failure(e),
     }

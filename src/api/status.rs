@@ -226,7 +226,11 @@ pub fn store_summary(e: &crate::rules::manager::EngineView) -> String {
         );
     }
     if e.dropped_series > 0 {
-        let _ = write!(out, "; {} new series dropped (store full)", e.dropped_series);
+        let _ = write!(
+            out,
+            "; {} new series dropped (store full)",
+            e.dropped_series
+        );
     }
     out
 }
@@ -246,12 +250,7 @@ pub fn scrape_lines(r: &StatusReport) -> Vec<String> {
                 s.duration_seconds,
                 ago(at, now)
             ),
-            (Some(e), at) => format!(
-                "scrape {} ({}): DOWN {}: {e}",
-                s.job,
-                s.url,
-                ago(at, now)
-            ),
+            (Some(e), at) => format!("scrape {} ({}): DOWN {}: {e}", s.job, s.url, ago(at, now)),
         });
     }
     out
@@ -460,7 +459,9 @@ fn render_alerts_text(r: &StatusReport) -> String {
     let _ = writeln!(
         out,
         "\nstore: {}; {} rules in {} groups",
-        store_summary(e).to_string().replace("new series dropped", "NEW SERIES DROPPED"),
+        store_summary(e)
+            .to_string()
+            .replace("new series dropped", "NEW SERIES DROPPED"),
         e.rules,
         e.groups
     );

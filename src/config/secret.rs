@@ -8,10 +8,44 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+/// Every secret value made in this process (four characters or more), so that a
+/// text from a peer can be scrubbed of all of them ([`scrub_known`]): a receiver
+/// that echoes a key it was never sent by this integration still shows none.
+static KNOWN: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Replaces every secret value this process knows with `***`, and every URL with its
+/// origin ([`strip_urls`]): for texts that come from outside (a receiver's answer,
+/// a client library's error).
+pub fn scrub_known(text: &str) -> String {
+    scrub_secrets(&strip_urls(text)).into_owned()
+}
+
+/// Replaces every secret value this process knows with `***` (URLs are left as
+/// they are): what every log line goes through, a dependency's own included.
+pub fn scrub_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+    let known = KNOWN.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for s in known.iter() {
+        if out.contains(s.as_str()) {
+            out = std::borrow::Cow::Owned(out.replace(s.as_str(), "***"));
+        }
+    }
+    out
+}
+
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        let value = value.into();
+        if value.len() >= 4 {
+            let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
+            if !known.contains(&value) {
+                known.push(value.clone());
+                // Longest first, so that a secret containing another goes whole.
+                known.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            }
+        }
+        Secret(value)
     }
 
     /// The value itself, for the one place that must send it (a connection).
@@ -88,6 +122,8 @@ impl SecretUrl {
                 .query_pairs()
                 .map(|(k, v)| {
                     let v = if secret_params(&k) {
+                        // Known to the process, so that no text shows it.
+                        let _ = Secret::new(v.as_ref());
                         "***".to_string()
                     } else {
                         v.into_owned()
@@ -98,7 +134,8 @@ impl SecretUrl {
             shown.query_pairs_mut().clear().extend_pairs(pairs);
         }
         Ok(SecretUrl {
-            full: Secret::new(text),
+            // The URL as a whole is not registered: its secret parts are.
+            full: Secret(text.to_string()),
             redacted: shown.to_string().replace("%2A%2A%2A", "***"),
             password,
             path: None,

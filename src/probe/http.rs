@@ -200,10 +200,7 @@ impl Probe for HttpProbe {
                 Ok(b) => Some(b),
                 Err(e) => {
                     return Observation {
-                        result: Err(self
-                            .spec
-                            .url
-                            .scrub(&format!("{url}: {e}"))),
+                        result: Err(self.spec.url.scrub(&format!("{url}: {e}"))),
                         samples,
                     };
                 }

@@ -185,34 +185,44 @@ impl SilenceStore {
         self.lock().clone()
     }
 
+    /// Stores `s` in the outbox database on a blocking thread: a commit syncs the
+    /// disk, which must not hold up the runtime's threads (the API, the router).
+    async fn persist(&self, s: &Silence) -> Result<(), SilenceError> {
+        let outbox = self.outbox.clone();
+        let s = s.clone();
+        match tokio::task::spawn_blocking(move || outbox.put_silence(&s)).await {
+            Ok(r) => r.map_err(|e| SilenceError::Storage(e.to_string())),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(SilenceError::Storage("the daemon is stopping".into())),
+        }
+    }
+
     /// Adds a silence (persisted before it is answered).
-    pub fn add(&self, new: NewSilence, now: DateTime<Utc>) -> Result<Silence, SilenceError> {
+    pub async fn add(&self, new: NewSilence, now: DateTime<Utc>) -> Result<Silence, SilenceError> {
         let s = new.validate(now).map_err(SilenceError::Invalid)?;
-        self.outbox
-            .put_silence(&s)
-            .map_err(|e| SilenceError::Storage(e.to_string()))?;
+        self.persist(&s).await?;
         self.lock().push(s.clone());
         self.changed.notify_one();
         tracing::info!(message = "Silence added.", id = %s.id, matchers = %s.matchers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","), ends_at = %s.ends_at, created_by = %s.created_by, comment = %s.comment);
         Ok(s)
     }
 
-    /// Ends a silence now.
-    pub fn expire(&self, id: &str, now: DateTime<Utc>) -> Result<Silence, SilenceError> {
-        let mut list = self.lock();
-        let s = list
-            .iter_mut()
+    /// Ends a silence now. The list's lock is never held across the commit: the
+    /// ended silence is made under it, stored without it, then put in place.
+    pub async fn expire(&self, id: &str, now: DateTime<Utc>) -> Result<Silence, SilenceError> {
+        let mut updated = self
+            .lock()
+            .iter()
             .find(|s| s.id == id)
+            .cloned()
             .ok_or_else(|| SilenceError::NotFound(id.to_string()))?;
-        let mut updated = s.clone();
         updated.ends_at = updated.ends_at.min(now);
         updated.starts_at = updated.starts_at.min(updated.ends_at);
         updated.updated_at = now;
-        self.outbox
-            .put_silence(&updated)
-            .map_err(|e| SilenceError::Storage(e.to_string()))?;
-        *s = updated.clone();
-        drop(list);
+        self.persist(&updated).await?;
+        if let Some(s) = self.lock().iter_mut().find(|s| s.id == id) {
+            *s = updated.clone();
+        }
         self.changed.notify_one();
         tracing::info!(message = "Silence expired.", id = %id);
         Ok(updated)

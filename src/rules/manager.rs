@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -144,6 +145,8 @@ pub struct Manager {
     previous: HashMap<String, HashSet<Labels>>,
     /// Where alert state is persisted.
     state_file: PathBuf,
+    /// Writes it, off the runtime's threads.
+    writer: StateWriter,
     /// A digest of the alert states last written there, to write only on change.
     last_written: String,
     /// When the store was last trimmed (ms).
@@ -211,6 +214,7 @@ impl Manager {
             groups: Vec::new(),
             default_interval,
             previous: HashMap::new(),
+            writer: StateWriter::start(state_file.clone()),
             state_file,
             last_written: String::new(),
             last_trim: 0,
@@ -502,12 +506,11 @@ impl Manager {
         let Ok(text) = serde_json::to_string(&state) else {
             return;
         };
-        match write_atomically(&self.state_file, text.as_bytes()) {
-            Ok(()) => self.last_written = digest,
-            Err(e) => {
-                tracing::warn!(message = "Cannot persist alert state.", file = %self.state_file.display(), error = %e)
-            }
-        }
+        // Handed to the writer's thread: an fsync on a slow or full disk never
+        // holds up evaluation. A failed write is retried there until a newer state
+        // replaces it.
+        self.writer.write(text.into_bytes());
+        self.last_written = digest;
     }
 
     fn publish(
@@ -675,6 +678,93 @@ fn decode_state(text: &[u8]) -> (HashMap<String, Vec<Alert>>, Option<Unreadable>
         reason: bad.join("; "),
     });
     (out, problem)
+}
+
+/// Writes the alert state file on a thread of its own, the newest state winning:
+/// the rule manager runs on the async runtime and must never wait for a disk. A
+/// write that fails is retried every few seconds until a newer state replaces it.
+/// Dropping the writer writes what is pending, then stops the thread.
+struct StateWriter {
+    /// The state waiting to be written, and whether to stop.
+    slot: Arc<(Mutex<WriterSlot>, std::sync::Condvar)>,
+    /// The thread.
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the writer's thread is handed.
+#[derive(Default)]
+struct WriterSlot {
+    /// The newest state not yet written.
+    next: Option<Vec<u8>>,
+    /// Stop once nothing is pending.
+    stop: bool,
+}
+
+impl StateWriter {
+    fn start(path: PathBuf) -> StateWriter {
+        let slot: Arc<(Mutex<WriterSlot>, std::sync::Condvar)> = Arc::default();
+        let shared = slot.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-state-writer".into())
+            .spawn(move || {
+                let (lock, wake) = &*shared;
+                let mut failing = false;
+                loop {
+                    let bytes = {
+                        let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        while s.next.is_none() && !s.stop {
+                            s = wake.wait(s).unwrap_or_else(|e| e.into_inner());
+                        }
+                        match s.next.take() {
+                            Some(b) => b,
+                            None => return,
+                        }
+                    };
+                    match write_atomically(&path, &bytes) {
+                        Ok(()) => {
+                            if failing {
+                                tracing::info!(message = "Alert state persisted again.", file = %path.display());
+                            }
+                            failing = false;
+                        }
+                        Err(e) => {
+                            if !failing {
+                                tracing::warn!(message = "Cannot persist alert state; retrying.", file = %path.display(), error = %e);
+                            }
+                            failing = true;
+                            let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
+                            s.next.get_or_insert(bytes);
+                            if s.stop {
+                                return;
+                            }
+                            let _ = wake
+                                .wait_timeout(s, Duration::from_secs(5))
+                                .unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                }
+            })
+            .ok();
+        StateWriter { slot, thread }
+    }
+
+    /// Hands `bytes` to the thread, replacing any state not yet written.
+    fn write(&self, bytes: Vec<u8>) {
+        let (lock, wake) = &*self.slot;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).next = Some(bytes);
+        wake.notify_one();
+    }
+}
+
+impl Drop for StateWriter {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.slot;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file, synced before the rename, so a

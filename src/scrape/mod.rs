@@ -214,8 +214,7 @@ pub async fn scrape_once(client: &reqwest::Client, cfg: &ScrapeConfig, t: i64) -
     out.samples.push(own("up", up));
     out.samples
         .push(own("scrape_duration_seconds", out.duration.as_secs_f64()));
-    out.samples
-        .push(own("scrape_samples_scraped", seen as f64));
+    out.samples.push(own("scrape_samples_scraped", seen as f64));
     out.scraped = seen;
     out
 }

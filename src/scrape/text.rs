@@ -149,7 +149,9 @@ fn parse_line(line: &str) -> Result<Sample, String> {
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         "NaN" => f64::NAN,
-        v => v.parse().map_err(|_| format!("invalid value {}", shown(v)))?,
+        v => v
+            .parse()
+            .map_err(|_| format!("invalid value {}", shown(v)))?,
     };
     let t = match fields.next() {
         None => None,

@@ -301,7 +301,11 @@ impl Store {
             _ => {
                 let before = series.samples.capacity();
                 if series.samples.len() == before {
-                    let grow = if near { (before / 8).max(1) } else { before.max(4) };
+                    let grow = if near {
+                        (before / 8).max(1)
+                    } else {
+                        before.max(4)
+                    };
                     if bytes + grow * SAMPLE_BYTES > self.max_bytes && !series.samples.is_empty() {
                         // At the budget a series that would grow its buffer gives
                         // up its oldest sample instead: the store stops growing
@@ -374,7 +378,11 @@ impl Store {
             // window that brings the samples' part of the bytes to 80 %.
             let samples = (self.samples() * SAMPLE_BYTES) as f64;
             let room = (0.8 * budget - self.overhead_bytes as f64).max(0.0);
-            let share = if samples > 0.0 { (room / samples).min(1.0) } else { 1.0 };
+            let share = if samples > 0.0 {
+                (room / samples).min(1.0)
+            } else {
+                1.0
+            };
             let shorter = (self.effective_retention_ms as f64 * share) as i64;
             self.effective_retention_ms = shorter.clamp(MIN_RETENTION_MS, self.retention_ms);
             let before = self.samples();
@@ -629,7 +637,8 @@ mod tests {
         assert_eq!(s.dropped_series(), 0);
         // A new series finds room: only the oldest samples paid for it.
         s.trim(t);
-        s.append(&l("ALERTS", &[("alertname", "X")]), t, 1.0).unwrap();
+        s.append(&l("ALERTS", &[("alertname", "X")]), t, 1.0)
+            .unwrap();
         assert_eq!(s.dropped_series(), 0);
         assert_eq!(s.bytes(), recount(&s));
         // Every series keeps at least the lookback's worth.
@@ -666,7 +675,11 @@ mod tests {
             s.append(&names[0], t, 1.0).unwrap();
             s.trim(t);
         }
-        assert!(s.effective_retention_ms() > shrunk, "{}", s.effective_retention_ms());
+        assert!(
+            s.effective_retention_ms() > shrunk,
+            "{}",
+            s.effective_retention_ms()
+        );
         assert_eq!(s.bytes(), recount(&s));
     }
 

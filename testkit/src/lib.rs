@@ -899,7 +899,9 @@ impl Peer {
     /// Starts answering with `behaviour`.
     pub fn start(behaviour: Behaviour) -> Peer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding a peer");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("the peer's address");
         let peer = Peer {
             addr,
@@ -946,7 +948,10 @@ impl Peer {
 
     /// The requests received so far.
     pub fn requests(&self) -> Vec<PeerRequest> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Body bytes sent so far.
@@ -1002,7 +1007,10 @@ fn serve(
     let Some(request) = read_request(&mut stream) else {
         return;
     };
-    requests.lock().unwrap_or_else(|e| e.into_inner()).push(request);
+    requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(request);
     let answer = |stream: &mut TcpStream, status: u16, headers: &[String], body: &[u8]| {
         let mut head = format!(
             "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",

@@ -56,9 +56,9 @@ async fn timed<T>(
         .record(start.elapsed().as_secs_f64());
     match result {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => {
-            Err(ApiError::Unavailable(crate::error::hidden("the database failed", e)))
-        }
+        Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => Err(ApiError::Unavailable(
+            crate::error::hidden("the database failed", e),
+        )),
         Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable(format!(
             "database did not answer within {:?}",
             state.db_timeout
