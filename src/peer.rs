@@ -9,6 +9,24 @@ pub const ERROR_BODY_BYTES: usize = 4 << 10;
 /// The most of a JSON answer (ECS task metadata, PagerDuty's reply) read.
 pub const JSON_BODY_BYTES: usize = 1 << 20;
 
+/// The longest reason kept for a failure (a probe's, a delivery's, a publish's):
+/// enough to say what went wrong, never a peer's whole answer.
+pub const MAX_REASON_BYTES: usize = 600;
+
+/// `text` cut to [`MAX_REASON_BYTES`] on a character boundary, the cut marked.
+pub fn bounded(text: impl Into<String>) -> String {
+    let mut text = text.into();
+    if text.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {

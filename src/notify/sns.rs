@@ -297,7 +297,11 @@ impl SnsNotifier {
         let config = crate::aws::sdk_config(Some(&spec.region), timeout).await;
         SnsNotifier {
             spec,
-            client: aws_sdk_sns::Client::new(&config),
+            client: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(&config)
+                    .interceptor(crate::aws::AnswerLimit)
+                    .build(),
+            ),
         }
     }
 

@@ -76,7 +76,7 @@ impl Observation {
     /// A failed observation.
     pub fn failed(reason: impl Into<String>) -> Observation {
         Observation {
-            result: Err(reason.into()),
+            result: Err(crate::peer::bounded(reason)),
             samples: Vec::new(),
         }
     }

@@ -19,7 +19,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A CloudWatch client for Vigil's own calls (see [`crate::aws::sdk_config`]).
 pub async fn client(region: Option<&str>) -> aws_sdk_cloudwatch::Client {
-    aws_sdk_cloudwatch::Client::new(&crate::aws::sdk_config(region, CALL_TIMEOUT).await)
+    let config = crate::aws::sdk_config(region, CALL_TIMEOUT).await;
+    aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::config::Builder::from(&config)
+            .interceptor(crate::aws::AnswerLimit)
+            .build(),
+    )
 }
 
 /// Sends batches with PutMetricData.
@@ -144,7 +149,7 @@ where
             | "InvalidFormatFault"
     ) || status == Some(413);
     SinkError {
-        reason,
+        reason: crate::peer::bounded(crate::config::secret::scrub_known(&reason)),
         retry: !refused,
     }
 }

@@ -856,8 +856,13 @@ pub enum Behaviour {
     Answer(u16, Vec<String>, Vec<u8>),
     /// The answer, after a delay (past a client's timeout: slow).
     Slow(Duration, u16, Vec<u8>),
-    /// These bytes, whatever they are, then the connection is closed.
+    /// These bytes, whatever they are, then the connection is closed. Sent after
+    /// the first bytes the client writes (any protocol's), or after half a second
+    /// when the client waits to be spoken to first.
     Garbage(Vec<u8>),
+    /// Reads what the client sends first, then closes without a word: a server that
+    /// hangs up mid-handshake.
+    Close,
     /// 200 with a chunked body repeating `line` up to `total` bytes (stopping early
     /// when the client hangs up): a page too large to hold.
     Huge {
@@ -1003,6 +1008,23 @@ fn serve(
 ) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    if matches!(behaviour, Behaviour::Garbage(_) | Behaviour::Close) {
+        // Whatever the protocol: the client's first bytes, then the answer.
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut first = [0u8; 4096];
+        let n = stream.read(&mut first).unwrap_or(0);
+        requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PeerRequest {
+                head: String::from_utf8_lossy(&first[..n]).to_string(),
+                body: Vec::new(),
+            });
+        if let Behaviour::Garbage(bytes) = behaviour {
+            let _ = stream.write_all(&bytes);
+        }
+        return;
+    }
     // One request per connection; keep-alive clients open another.
     let Some(request) = read_request(&mut stream) else {
         return;
@@ -1034,9 +1056,7 @@ fn serve(
             }
             answer(&mut stream, status, &[], &body)
         }
-        Behaviour::Garbage(bytes) => {
-            let _ = stream.write_all(&bytes);
-        }
+        Behaviour::Garbage(_) | Behaviour::Close => {}
         Behaviour::Huge { total, line } => {
             let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
             if stream.write_all(head.as_bytes()).is_err() {
