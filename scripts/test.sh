@@ -3,7 +3,8 @@
 # Redis and promtool from Debian's packages, a Python venv under .venv/ with
 # moto_server, the local AWS, and cbor2 for its CloudWatch adapter), then
 # formatting, lints, every test, the rule tests through both promtool and vigil, and
-# the deployment's static checks (scripts/check-infrastructure.sh, with its own venv).
+# the deployment's static checks (scripts/check-infrastructure.sh, with its own venv),
+# and a short run of every fuzz target (scripts/fuzz.sh; cargo-fuzz from crates.io).
 # The tests start their own PostgreSQL and Redis servers on free ports; the machine's
 # shared ones are neither needed nor touched.
 set -euo pipefail
@@ -34,6 +35,8 @@ VIGIL_HEARTBEAT_URL=http://127.0.0.1:9/heartbeat \
     cargo run -q -p vigil -- check --config vigil.example.yaml
 echo "==> the deployment: hadolint, checkov, terraform fmt and the structure tests"
 scripts/check-infrastructure.sh
+echo "==> fuzzing: every target for ${FUZZ_SECONDS:-20}s from its seed corpus"
+scripts/fuzz.sh
 echo "==> vigil dashboards render"
 cargo run -q -p vigil -- dashboards render --env production --region us-east-1 --account-id 123456789012 >/dev/null
 echo "==> all checks passed"

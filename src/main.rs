@@ -259,7 +259,11 @@ fn silence(url: &str, what: SilenceCommand) -> ExitCode {
             .await
             .with_context(|| format!("cannot reach Vigil at {base}"))?;
         let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let mut resp = resp;
+        let bytes = vigil::peer::read_body(&mut resp, vigil::peer::JSON_BODY_BYTES)
+            .await
+            .unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         anyhow::Ok((status, body))
     };
     match runtime().and_then(|rt| rt.block_on(request)) {
@@ -379,7 +383,7 @@ fn healthcheck(url: &str) -> ExitCode {
             .build()?;
         let resp = client.get(url).send().await?;
         let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
+        let body = vigil::peer::error_body(resp).await;
         anyhow::Ok((status, body))
     };
     match runtime().and_then(|rt| rt.block_on(ask)) {
@@ -414,14 +418,17 @@ async fn fetch_status(base: &str) -> anyhow::Result<(StatusReport, String)> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let raw = client
+    let mut resp = client
         .get(&url)
         .send()
         .await
-        .with_context(|| format!("cannot reach Vigil at {url}"))?
-        .text()
+        .with_context(|| format!("cannot reach Vigil at {url}"))?;
+    // A status document is some kilobytes; whatever answers there, at most 16 MiB.
+    let raw = vigil::peer::read_body(&mut resp, 16 * vigil::peer::JSON_BODY_BYTES)
         .await
         .with_context(|| format!("reading the answer of {url}"))?;
+    let raw = String::from_utf8(raw)
+        .with_context(|| format!("{url} answered bytes that are not UTF-8"))?;
     let report = serde_json::from_str(&raw)
         .with_context(|| format!("{url} did not answer a status document"))?;
     Ok((report, raw))

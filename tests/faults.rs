@@ -94,20 +94,15 @@ async fn run(mode: Mode) {
     let p = peers(mode);
     let live = HangingListener::start();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("rules.yaml"),
-        "groups:\n  - name: g\n    rules:\n      - alert: Always\n        expr: vector(1)\n        labels:\n          severity: critical\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("routing.yaml"),
-        format!(
-            "receivers:\n  - name: oncall\n    webhook:\n      url: http://{http}/hook\n    pagerduty:\n      routing_key: abcdefghijabcdefghijabcdefghij12\n      url: http://{http}/pd\n    sns:\n      topic_arn: arn:aws:sns:us-east-1:123456789012:critical\nroute:\n  receiver: oncall\n  group_by: ['...']\n  group_wait: 0s\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 300ms\n  timeout: 1s\nlease:\n  redis: redis://{redis}/0\n  ttl: 2s\n  alerts:\n    - ['severity=\"critical\"']\n",
-            http = p.http,
-            redis = p.redis
+    common::write_always_paging(
+        dir.path(),
+        "Always",
+        &format!(
+            "    webhook:\n      url: http://{http}/hook\n    pagerduty:\n      routing_key: abcdefghijabcdefghijabcdefghij12\n      url: http://{http}/pd\n    sns:\n      topic_arn: arn:aws:sns:us-east-1:123456789012:critical\n",
+            http = p.http
         ),
-    )
-    .unwrap();
+        &format!("redis://{}/0", p.redis),
+    );
     let body = [
         "rule_files: [rules.yaml]".to_string(),
         "routing: routing.yaml".into(),

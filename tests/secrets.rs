@@ -32,19 +32,15 @@ async fn no_planted_secret_reaches_any_output() {
     ));
     let refused = free_port();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("rules.yaml"),
-        "groups:\n  - name: g\n    rules:\n      - alert: Canary\n        expr: vector(1)\n        labels:\n          severity: critical\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("routing.yaml"),
-        format!(
-            "receivers:\n  - name: oncall\n    webhook:\n      url: {hook}\n    pagerduty:\n      routing_key: {pd_key}\n      url: http://{}/pd\nroute:\n  receiver: oncall\n  group_by: ['...']\n  group_wait: 0s\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 200ms\n  timeout: 1s\nlease:\n  redis: redis://:CANARYleasepw@127.0.0.1:{refused}/0\n  ttl: 2s\n  alerts:\n    - ['severity=\"critical\"']\n",
+    common::write_always_paging(
+        dir.path(),
+        "Canary",
+        &format!(
+            "    webhook:\n      url: {hook}\n    pagerduty:\n      routing_key: {pd_key}\n      url: http://{}/pd\n",
             peer.addr()
         ),
-    )
-    .unwrap();
+        &format!("redis://:CANARYleasepw@127.0.0.1:{refused}/0"),
+    );
     let addr = peer.addr();
     let body = [
         "rule_files: [rules.yaml]".to_string(),

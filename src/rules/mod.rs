@@ -145,14 +145,6 @@ fn rule_duration(v: &Option<Spanned<String>>, c: &mut Collector) -> i64 {
     }
 }
 
-fn valid_metric_name(n: &str) -> bool {
-    let mut chars = n.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
 /// Reads and checks one rule file.
 pub fn load(path: &Path) -> Result<Vec<Group>, Problems> {
     let text = crate::config::problems::read_file(path, "rule file")?;
@@ -246,7 +238,7 @@ pub fn parse(text: &str, c: &mut Collector) -> Vec<Group> {
                     }
                 }
                 (None, Some(rec)) => {
-                    if !valid_metric_name(&rec.value) {
+                    if !crate::store::labels::valid_metric_name(&rec.value) {
                         c.at(
                             rec.referenced,
                             format!("invalid recording rule name {:?}", rec.value),

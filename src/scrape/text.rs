@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (0.0.4), as `/metrics` pages write it.
 
 use crate::store::Labels;
-use crate::store::labels::NAME;
+use crate::store::labels::{NAME, valid_label_name, valid_metric_name};
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,22 +53,6 @@ fn shown(line: &str) -> String {
         Some((i, _)) => format!("{:?}…", &line[..i]),
         None => format!("{line:?}"),
     }
-}
-
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn valid_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn parse_line(line: &str) -> Result<Sample, String> {

@@ -240,3 +240,27 @@ pub fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no component {name} in {status}"))
 }
+
+/// Writes into `dir` a rule file whose critical alert `alert` always fires, and a
+/// routing file sending everything at once to one receiver `oncall` with
+/// `integrations` (YAML indented by four spaces), quick retries, and a lease on
+/// `lease_redis`.
+pub fn write_always_paging(
+    dir: &std::path::Path,
+    alert: &str,
+    integrations: &str,
+    lease_redis: &str,
+) {
+    std::fs::write(
+        dir.join("rules.yaml"),
+        format!("groups:\n  - name: g\n    rules:\n      - alert: {alert}\n        expr: vector(1)\n        labels:\n          severity: critical\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("routing.yaml"),
+        format!(
+            "receivers:\n  - name: oncall\n{integrations}route:\n  receiver: oncall\n  group_by: ['...']\n  group_wait: 0s\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 300ms\n  timeout: 1s\nlease:\n  redis: {lease_redis}\n  ttl: 2s\n  alerts:\n    - ['severity=\"critical\"']\n"
+        ),
+    )
+    .unwrap();
+}
