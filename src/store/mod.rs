@@ -364,8 +364,9 @@ impl Store {
     pub fn trim(&mut self, now: i64) {
         let budget = self.max_bytes as f64;
         if (self.bytes() as f64) < 0.7 * budget {
-            self.effective_retention_ms = (self.effective_retention_ms
-                + self.effective_retention_ms / 4)
+            self.effective_retention_ms = self
+                .effective_retention_ms
+                .saturating_add(self.effective_retention_ms / 4)
                 .clamp(MIN_RETENTION_MS.min(self.retention_ms), self.retention_ms);
         }
         self.trim_to(now.saturating_sub(self.effective_retention_ms), false);
@@ -384,7 +385,8 @@ impl Store {
                 1.0
             };
             let shorter = (self.effective_retention_ms as f64 * share) as i64;
-            self.effective_retention_ms = shorter.clamp(MIN_RETENTION_MS, self.retention_ms);
+            self.effective_retention_ms =
+                shorter.clamp(MIN_RETENTION_MS.min(self.retention_ms), self.retention_ms);
             let before = self.samples();
             self.trim_to(now.saturating_sub(self.effective_retention_ms), true);
             self.evicted += (before - self.samples()) as u64;
@@ -703,5 +705,18 @@ mod tests {
         );
         assert_eq!(budget_for_limit(Some(8 << 20)), 16 << 20);
         assert_eq!(budget_for_limit(None), DEFAULT_MAX_BYTES);
+    }
+
+    #[test]
+    fn a_retention_of_for_ever_or_under_five_minutes_trims_without_overflow() {
+        for retention in [i64::MAX, 60_000, 1] {
+            let mut s = Store::new(10, retention).with_max_bytes(2_000);
+            for t in 0..50 {
+                let _ = s.append(&l("m", &[]), t * 1000, 1.0);
+                s.trim(t * 1000);
+            }
+            assert!(s.effective_retention_ms() <= retention);
+            assert!(s.bytes() <= 2_000, "{retention}: {}", s.bytes());
+        }
     }
 }
