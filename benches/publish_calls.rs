@@ -63,7 +63,7 @@ async fn run() {
             "cloudwatch:\n  namespace: Bench{n}\n  interval: 1s\n  max_queued: 20000\n  metrics:\n    - series: vigil_probe_duration_seconds\n      stat: summary\n      unit: Seconds\n      labels: [probe]\n"
         );
         let settings: PublishSettings = serde_saphyr::from_str(&yaml).expect("yaml");
-        let mut c = vigil::config::Collector::new(Path::new("bench.yaml"));
+        let mut c = vigil::settings::Collector::new(Path::new("bench.yaml"));
         let cfg = settings
             .validate(&mut c, vigil::config::DEFAULT_RETENTION)
             .expect("valid");

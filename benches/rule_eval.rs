@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use vigil::config::Collector;
 use vigil::rules::{Group, parse};
+use vigil::settings::Collector;
 use vigil::store::{Labels, Store};
 
 const SERVICES: usize = 100;

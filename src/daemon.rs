@@ -207,7 +207,7 @@ impl Daemon {
         let token = std::env::var("VIGIL_API_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
-            .map(|t| Arc::new(crate::config::secret::Secret::new(t)));
+            .map(|t| Arc::new(crate::settings::secret::Secret::new(t)));
         let manager_task = tokio::spawn(stage(
             &supervisor,
             "the rule manager",

@@ -47,6 +47,7 @@ pub mod publish;
 pub mod route;
 pub mod rules;
 pub mod scrape;
+pub mod settings;
 pub mod store;
 pub mod supervise;
 

@@ -23,7 +23,7 @@ impl<W: std::io::Write> std::io::Write for Scrubbed<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         self.0
-            .write_all(crate::config::secret::scrub_secrets(&text).as_bytes())?;
+            .write_all(crate::settings::secret::scrub_secrets(&text).as_bytes())?;
         Ok(buf.len())
     }
 

@@ -238,7 +238,7 @@ fn silence(url: &str, what: SilenceCommand) -> ExitCode {
                 author,
                 comment,
             } => {
-                let d = config::duration::parse(duration)
+                let d = vigil::settings::duration::parse(duration)
                     .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
                 let end = chrono::Utc::now() + chrono::Duration::from_std(d)?;
                 client

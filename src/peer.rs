@@ -96,7 +96,7 @@ pub async fn error_body(mut response: reqwest::Response) -> String {
     let bytes = read_prefix(&mut response, ERROR_BODY_BYTES)
         .await
         .unwrap_or_default();
-    crate::config::secret::scrub_known(String::from_utf8_lossy(&bytes).trim())
+    crate::settings::secret::scrub_known(String::from_utf8_lossy(&bytes).trim())
 }
 
 /// A reqwest error and its causes as one line, with no URL in it: reqwest's own text
@@ -125,7 +125,7 @@ pub fn error_text(e: &reqwest::Error) -> String {
         source = s.source();
     }
     kind.push_str(&text);
-    crate::config::secret::scrub_known(&kind)
+    crate::settings::secret::scrub_known(&kind)
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use vigil::config::Collector;
 use vigil::notify::lease::LeaseState;
 use vigil::route::router::Router;
 use vigil::rules::manager::{EngineView, Manager};
+use vigil::settings::Collector;
 use vigil::store::Labels;
 
 const ROUTING: &str = "receivers:

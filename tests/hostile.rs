@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use vigil::config::secret::SecretUrl;
 use vigil::scrape::{ScrapeConfig, scrape_once};
+use vigil::settings::secret::SecretUrl;
 use vigil_testkit::{Behaviour, Peer};
 
 fn target(url: &str) -> ScrapeConfig {

@@ -26,7 +26,7 @@ use vigil_testkit::{CwAdapter, Moto, Redis};
 /// `publish:` settings from YAML, validated.
 fn settings(yaml: &str) -> CloudWatchConfig {
     let s: PublishSettings = serde_saphyr::from_str(yaml).expect("valid YAML");
-    let mut c = vigil::config::Collector::new(Path::new("test.yaml"));
+    let mut c = vigil::settings::Collector::new(Path::new("test.yaml"));
     match s.validate(&mut c, vigil::config::DEFAULT_RETENTION) {
         Some(cfg) => cfg,
         None => panic!("invalid settings: {:?}", c.finish()),

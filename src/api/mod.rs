@@ -79,7 +79,7 @@ pub struct ApiState {
     pub failed: watch::Receiver<Option<String>>,
     /// The bearer token that guards silences (`VIGIL_API_TOKEN`); without one, the
     /// silence endpoints answer 401.
-    pub token: Option<Arc<crate::config::secret::Secret>>,
+    pub token: Option<Arc<crate::settings::secret::Secret>>,
     /// CloudWatch publishing (`None` when not configured).
     pub publish: Option<watch::Receiver<crate::publish::PublishView>>,
     /// The ECS task (`None` off ECS).

@@ -60,7 +60,7 @@ pub fn ago(then: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
             } else {
                 format!(
                     "{} ago",
-                    crate::config::duration::format(std::time::Duration::from_secs(secs))
+                    crate::settings::duration::format(std::time::Duration::from_secs(secs))
                 )
             }
         }
@@ -90,7 +90,7 @@ fn latency(c: &Component) -> String {
 }
 
 fn uptime(r: &StatusReport) -> String {
-    crate::config::duration::format(std::time::Duration::from_secs(r.uptime_seconds.max(1)))
+    crate::settings::duration::format(std::time::Duration::from_secs(r.uptime_seconds.max(1)))
 }
 
 /// The plain-text table.
@@ -219,7 +219,7 @@ pub fn store_summary(e: &crate::rules::manager::EngineView) -> String {
         let _ = write!(
             out,
             "; retention in effect {} for the byte budget ({} samples dropped early)",
-            crate::config::duration::format(std::time::Duration::from_secs_f64(
+            crate::settings::duration::format(std::time::Duration::from_secs_f64(
                 e.retention_seconds.max(0.0)
             )),
             e.evicted_samples
@@ -356,7 +356,7 @@ pub fn paging_lines(r: &StatusReport) -> Vec<String> {
                 "MAINTENANCE WINDOW {} active until {} ({}), muting {}",
                 w.name,
                 end.format("%Y-%m-%dT%H:%M:%SZ"),
-                crate::config::duration::format((end - now).to_std().unwrap_or_default()),
+                crate::settings::duration::format((end - now).to_std().unwrap_or_default()),
                 if w.matchers.is_empty() {
                     "everything".to_string()
                 } else {

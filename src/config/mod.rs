@@ -13,10 +13,6 @@
 //! Each probe kind's settings live with the probe (`src/probe/<kind>.rs`); this module
 //! holds what is common.
 
-pub mod duration;
-pub mod problems;
-pub mod secret;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +24,8 @@ use serde_saphyr::{Location, Spanned};
 use sha2::{Digest, Sha256};
 
 use crate::probe::ProbeSpec;
-pub use problems::{Collector, Problem, Problems};
+use crate::settings::duration::{self, Zero};
+use crate::settings::{Collector, Problems, size, valid_name, yaml};
 
 /// Where the daemon listens when the file does not say.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
@@ -42,8 +39,6 @@ pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 /// Series store size when the file does not say.
 pub const DEFAULT_MAX_SERIES: usize = 50_000;
-/// Scrape interval when a scrape does not say.
-pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(10);
 /// Probe timeout when neither the probe nor `defaults` set one (and never above the
 /// interval).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -132,7 +127,7 @@ struct RawConfig<P> {
     #[serde(default)]
     store: Option<RawStore>,
     #[serde(default)]
-    scrape: Option<Vec<RawScrape>>,
+    scrape: Option<Vec<crate::scrape::ScrapeSettings>>,
     #[serde(default)]
     routing: Option<Spanned<String>>,
     #[serde(default)]
@@ -150,21 +145,6 @@ struct RawStore {
     max_series: Option<Spanned<u64>>,
     #[serde(default)]
     max_bytes: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScrape {
-    job: Spanned<String>,
-    url: Spanned<String>,
-    #[serde(default)]
-    interval: Option<Spanned<String>>,
-    #[serde(default)]
-    timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    body_size_limit: Option<Spanned<String>>,
-    #[serde(default)]
-    sample_limit: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,69 +205,62 @@ impl RawProbe {
 }
 
 /// Reads and validates the config file at `path`, with `${VAR}` taken from the
-/// process environment.
+/// process environment, then its rule files and its routing file. Each file is read
+/// once: what is validated is what the fingerprint was computed from.
 pub fn load(path: &Path) -> Result<Config, Problems> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let text = problems::read_file(path, "config file")?;
+    let text = yaml::read(path, "config file")?;
     let mut config = parse(path, &text, &env)?;
-    // Read before loading: a file that changes in between makes the next reload's
-    // fingerprint differ, never the same as that of files not loaded.
+    let rule_texts: Vec<Result<String, Problems>> = config
+        .rule_files
+        .iter()
+        .map(|f| yaml::read(f, "rule file"))
+        .collect();
+    let routing_text = config
+        .routing_file
+        .as_ref()
+        .map(|f| yaml::read(f, "routing file"))
+        .transpose()?;
     let mut digest = Sha256::new();
     digest.update(text.as_bytes());
-    for f in config.rule_files.iter().chain(&config.routing_file) {
+    for (f, t) in config.rule_files.iter().zip(&rule_texts) {
         digest.update(f.to_string_lossy().as_bytes());
-        digest.update(std::fs::read(f).unwrap_or_default());
+        digest.update(t.as_deref().unwrap_or_default());
+    }
+    if let (Some(f), Some(t)) = (&config.routing_file, &routing_text) {
+        digest.update(f.to_string_lossy().as_bytes());
+        digest.update(t);
     }
     config.fingerprint = digest
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    load_rules(&mut config)?;
-    if let Some(r) = &config.routing_file {
-        config.routing = Some(crate::route::load(r)?);
-    }
-    Ok(config)
-}
-
-/// serde-saphyr's options for Vigil's files: no snippets in errors (ours name
-/// `file:line:col`), and `${VAR}` from `env`.
-pub(crate) fn yaml_options(env: &HashMap<String, String>) -> serde_saphyr::Options {
-    serde_saphyr::options! { with_snippet: false }.with_properties(env.clone())
-}
-
-/// Reads every rule file of `config` into `config.rules`; problems name the rule
-/// file and position.
-pub fn load_rules(config: &mut Config) -> Result<(), Problems> {
     let mut all = Vec::new();
-    let mut groups = Vec::new();
-    for f in &config.rule_files {
-        match crate::rules::load(f) {
-            Ok(g) => groups.extend(g),
+    for (f, t) in config.rule_files.iter().zip(rule_texts) {
+        match t.and_then(|t| crate::rules::parse_file(f, &t)) {
+            Ok(g) => config.rules.extend(g),
             Err(p) => all.extend(p.list),
         }
     }
     if !all.is_empty() {
         return Err(Problems { list: all });
     }
-    config.rules = groups;
-    Ok(())
+    if let (Some(f), Some(t)) = (&config.routing_file, routing_text) {
+        config.routing = Some(crate::route::parse(f, &t, &env)?);
+    }
+    Ok(config)
 }
 
 /// Validates config `text` (named `path` in messages), with `${VAR}` taken from `env`.
 pub fn parse(path: &Path, text: &str, env: &HashMap<String, String>) -> Result<Config, Problems> {
-    let options = || yaml_options(env);
-    let mut c = Collector::new(path);
-    check_quoted_references(text, &mut c);
-    let config = match serde_saphyr::from_str_with_options::<RawConfig<RawProbe>>(text, options()) {
-        Ok(raw) => validate(path, text, raw, &mut c),
-        Err(whole) => {
-            collect_structural_problems(text, &whole, options, &mut c);
-            None
-        }
-    };
-    c.finish()?;
-    Ok(config.expect("a config without problems was built"))
+    yaml::parse(
+        path,
+        text,
+        Some(env),
+        |raw: RawConfig<RawProbe>, c| validate(path, text, raw, c),
+        |whole, c| collect_structural_problems(text, whole, || yaml::options(Some(env)), c),
+    )
 }
 
 /// When the whole file does not load, checks every probe on its own so that all
@@ -351,60 +324,6 @@ fn probe_source(text: &str, start: Location) -> String {
     out
 }
 
-/// `${VAR}` is expanded only in unquoted values; inside quotes it would stay literal
-/// and the probe would fail at 3 a.m. with a confusing error, so it is refused here.
-pub(crate) fn check_quoted_references(text: &str, c: &mut Collector) {
-    for (n, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with('#') {
-            continue;
-        }
-        let mut quote: Option<char> = None;
-        let chars: Vec<(usize, char)> = line.char_indices().collect();
-        for (i, &(byte, ch)) in chars.iter().enumerate() {
-            match (quote, ch) {
-                (None, '#') if i == 0 || chars[i - 1].1 == ' ' => break,
-                (None, '"' | '\'') => quote = Some(ch),
-                (Some(q), _) if ch == q => quote = None,
-                (Some(_), '$')
-                    if line[byte..].starts_with("${") && (i == 0 || chars[i - 1].1 != '$') =>
-                {
-                    let name: String = line[byte + 2..]
-                        .chars()
-                        .take_while(|&c| c != '}' && c != ':')
-                        .collect();
-                    c.at_line_col(
-                        n as u32 + 1,
-                        i as u32 + 1,
-                        format!("${{{name}}} inside a quoted value is not expanded; remove the quotes around the value"),
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// The duration written in `value`, if any; a malformed one is a problem at its
-/// position.
-pub(crate) fn duration_at(value: &Option<Spanned<String>>, c: &mut Collector) -> Option<Duration> {
-    let v = value.as_ref()?;
-    match duration::parse(&v.value) {
-        Ok(d) => Some(d),
-        Err(message) => {
-            c.at(v.referenced, message);
-            None
-        }
-    }
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
 fn validate(
     path: &Path,
     text: &str,
@@ -452,9 +371,9 @@ fn validate(
     };
     let defaults = raw.defaults.as_ref();
     let default_interval = defaults
-        .and_then(|d| duration_at(&d.interval, c))
+        .and_then(|d| duration::at(d.interval.as_ref(), Zero::Refused, c))
         .unwrap_or(DEFAULT_INTERVAL);
-    let default_timeout = defaults.and_then(|d| duration_at(&d.timeout, c));
+    let default_timeout = defaults.and_then(|d| duration::at(d.timeout.as_ref(), Zero::Refused, c));
 
     let raw_probes = raw.probes.unwrap_or_default();
     if raw_probes.is_empty() {
@@ -488,8 +407,9 @@ fn validate(
         } else {
             seen.insert(name.value.clone(), name.referenced);
         }
-        let interval = duration_at(&p.interval, c).unwrap_or(default_interval);
-        let timeout = match duration_at(&p.timeout, c) {
+        let interval =
+            duration::at(p.interval.as_ref(), Zero::Refused, c).unwrap_or(default_interval);
+        let timeout = match duration::at(p.timeout.as_ref(), Zero::Refused, c) {
             Some(t) => t,
             None => default_timeout.unwrap_or(DEFAULT_TIMEOUT).min(interval),
         };
@@ -554,12 +474,12 @@ fn validate(
             p
         })
         .collect();
-    let evaluation_interval =
-        duration_at(&raw.evaluation_interval, c).unwrap_or(DEFAULT_EVALUATION_INTERVAL);
+    let evaluation_interval = duration::at(raw.evaluation_interval.as_ref(), Zero::Refused, c)
+        .unwrap_or(DEFAULT_EVALUATION_INTERVAL);
     let retention = raw
         .store
         .as_ref()
-        .and_then(|s| duration_at(&s.retention, c))
+        .and_then(|s| duration::at(s.retention.as_ref(), Zero::Refused, c))
         .unwrap_or(DEFAULT_RETENTION);
     let max_series = match raw.store.as_ref().and_then(|s| s.max_series.as_ref()) {
         None => DEFAULT_MAX_SERIES,
@@ -571,55 +491,21 @@ fn validate(
     };
     let max_bytes = match raw.store.as_ref().and_then(|s| s.max_bytes.as_ref()) {
         None => crate::store::default_max_bytes(),
-        Some(v) => match crate::scrape::parse_size(&v.value) {
-            Ok(n) if n >= 1 << 20 => n,
-            Ok(_) => {
+        Some(v) => match size::at(Some(v), c) {
+            Some(n) if n >= 1 << 20 => n,
+            Some(_) => {
                 c.at(v.referenced, "max_bytes must be at least 1MB");
                 crate::store::DEFAULT_MAX_BYTES
             }
-            Err(e) => {
-                c.at(v.referenced, e);
-                crate::store::DEFAULT_MAX_BYTES
-            }
+            None => crate::store::DEFAULT_MAX_BYTES,
         },
     };
-    let mut scrapes = Vec::new();
-    for s in raw.scrape.unwrap_or_default() {
-        let interval = duration_at(&s.interval, c).unwrap_or(DEFAULT_SCRAPE_INTERVAL);
-        let timeout = duration_at(&s.timeout, c).unwrap_or(interval.min(Duration::from_secs(5)));
-        if !valid_name(&s.job.value) {
-            c.at(
-                s.job.referenced,
-                format!("invalid job name {:?}", s.job.value),
-            );
-        }
-        let body_size_limit = match &s.body_size_limit {
-            None => crate::scrape::DEFAULT_BODY_SIZE_LIMIT,
-            Some(v) => match crate::scrape::parse_size(&v.value) {
-                Ok(0) => usize::MAX,
-                Ok(n) => n,
-                Err(e) => {
-                    c.at(v.referenced, e);
-                    crate::scrape::DEFAULT_BODY_SIZE_LIMIT
-                }
-            },
-        };
-        let sample_limit = match &s.sample_limit {
-            None => crate::scrape::DEFAULT_SAMPLE_LIMIT,
-            Some(v) if v.value == 0 => usize::MAX,
-            Some(v) => usize::try_from(v.value).unwrap_or(usize::MAX),
-        };
-        if let Some(url) = secret::http_url(&s.url, c) {
-            scrapes.push(crate::scrape::ScrapeConfig {
-                job: s.job.value.clone(),
-                url,
-                interval,
-                timeout,
-                body_size_limit,
-                sample_limit,
-            });
-        }
-    }
+    let scrapes = raw
+        .scrape
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.validate(c))
+        .collect();
     let routing_file = raw.routing.as_ref().map(|r| {
         let p = base.join(&r.value);
         if !p.exists() {

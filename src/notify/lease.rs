@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::secret::SecretUrl;
+use crate::settings::secret::SecretUrl;
 
 /// Renews the lease if this sidecar holds it; answers 1 when it did.
 const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";

@@ -118,7 +118,7 @@ impl SendError {
     pub fn retry(reason: impl Into<String>) -> SendError {
         SendError {
             retryable: true,
-            reason: crate::peer::bounded(crate::config::secret::scrub_known(&reason.into())),
+            reason: crate::peer::bounded(crate::settings::secret::scrub_known(&reason.into())),
         }
     }
 
@@ -126,7 +126,7 @@ impl SendError {
     pub fn permanent(reason: impl Into<String>) -> SendError {
         SendError {
             retryable: false,
-            reason: crate::peer::bounded(crate::config::secret::scrub_known(&reason.into())),
+            reason: crate::peer::bounded(crate::settings::secret::scrub_known(&reason.into())),
         }
     }
 

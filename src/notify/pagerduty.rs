@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
 use super::{AlertEvent, Notification, SendError, truncate};
-use crate::config::Collector;
-use crate::config::secret::Secret;
+use crate::settings::Collector;
+use crate::settings::secret::Secret;
 
 /// PagerDuty's Events API v2 endpoint.
 pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
 use super::{AlertEvent, Notification, SendError, truncate};
-use crate::config::Collector;
+use crate::settings::Collector;
 
 /// `sns:` as written in `alerts/routing.yaml`.
 #[derive(Debug, Deserialize)]

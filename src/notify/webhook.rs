@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
 use super::{AlertEvent, Notification, SendError};
-use crate::config::Collector;
-use crate::config::secret::SecretUrl;
+use crate::settings::Collector;
+use crate::settings::secret::SecretUrl;
 
 /// `webhook:` as written in `alerts/routing.yaml`.
 #[derive(Debug, Deserialize)]
@@ -36,7 +36,7 @@ impl WebhookSettings {
     /// Checks the URL.
     pub fn validate(self, c: &mut Collector) -> Option<WebhookSpec> {
         Some(WebhookSpec {
-            url: crate::config::secret::http_endpoint(&self.url, c)?,
+            url: crate::settings::secret::http_endpoint(&self.url, c)?,
             send_resolved: self.send_resolved.unwrap_or(true),
         })
     }

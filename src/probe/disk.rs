@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{Observation, Probe, Sample};
-use crate::config::Collector;
+use crate::settings::Collector;
 
 /// `disk:` as written in the config.
 #[derive(Debug, Deserialize)]

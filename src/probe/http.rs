@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{Observation, Probe, Sample};
-use crate::config::Collector;
-use crate::config::secret::SecretUrl;
+use crate::settings::Collector;
+use crate::settings::secret::SecretUrl;
 
 /// Bodies are read up to this size when a body condition is set.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -63,7 +63,7 @@ impl HttpSettings {
     /// Checks the URL and the conditions.
     pub fn validate(self, c: &mut Collector) -> Option<HttpSpec> {
         let mut ok = true;
-        let url = crate::config::secret::http_url(&self.url, c);
+        let url = crate::settings::secret::http_url(&self.url, c);
         let expect_status = match self.expect_status {
             None => Vec::new(),
             Some(s) => {

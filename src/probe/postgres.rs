@@ -10,8 +10,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::Mutex;
 
 use super::{Observation, Probe, Sample};
-use crate::config::Collector;
-use crate::config::secret::SecretUrl;
+use crate::settings::Collector;
+use crate::settings::secret::SecretUrl;
 
 /// One round trip for the figures: client connections, the server's limit, and the
 /// age in seconds of the longest running statement (ours excluded).

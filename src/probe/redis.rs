@@ -8,8 +8,8 @@ use serde_saphyr::Spanned;
 use tokio::sync::Mutex;
 
 use super::{Observation, Probe, Sample};
-use crate::config::Collector;
-use crate::config::secret::SecretUrl;
+use crate::settings::Collector;
+use crate::settings::secret::SecretUrl;
 
 /// `redis:` as written in the config.
 #[derive(Debug, Deserialize)]

@@ -69,7 +69,7 @@ pub async fn check_once(probe: &AnyProbe, timeout: Duration) -> (Duration, Obser
         Err(_) => Observation::failed(format!(
             "{}: no answer within the timeout of {}",
             probe.target(),
-            crate::config::duration::format(timeout)
+            crate::settings::duration::format(timeout)
         )),
     };
     (start.elapsed(), observation)

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{Observation, Probe};
-use crate::config::Collector;
+use crate::settings::Collector;
 
 /// `tcp:` as written in the config.
 #[derive(Debug, Deserialize)]

@@ -455,7 +455,7 @@ pub fn batch_len<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Collector;
+    use crate::settings::Collector;
 
     fn metric(series: &str, stat: &str, labels: &[&str]) -> MetricConfig {
         let yaml = format!(

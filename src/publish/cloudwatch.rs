@@ -149,7 +149,7 @@ where
             | "InvalidFormatFault"
     ) || status == Some(413);
     SinkError {
-        reason: crate::peer::bounded(crate::config::secret::scrub_known(&reason)),
+        reason: crate::peer::bounded(crate::settings::secret::scrub_known(&reason)),
         retry: !refused,
     }
 }

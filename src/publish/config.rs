@@ -6,8 +6,8 @@ use promql_parser::parser::{Expr, VectorSelector};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::Collector;
-use crate::config::duration;
+use crate::settings::Collector;
+use crate::settings::duration::{self, Zero};
 
 /// Namespace when the config names none.
 pub const DEFAULT_NAMESPACE: &str = "PlexWatchTogether";
@@ -321,7 +321,10 @@ impl PublishSettings {
             }
         };
         let lookback = Duration::from_millis(super::aggregate::BASELINE_LOOKBACK_MS as u64);
-        let interval = match (crate::config::duration_at(&cw.interval, c), &cw.interval) {
+        let interval = match (
+            duration::at(cw.interval.as_ref(), Zero::Refused, c),
+            &cw.interval,
+        ) {
             (Some(d), Some(i)) if d + lookback > retention => {
                 c.at(
                     i.referenced,

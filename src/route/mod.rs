@@ -27,9 +27,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::secret::SecretUrl;
-use crate::config::{Collector, Problems, duration};
 use crate::notify::{Backoff, IntegrationSpec};
+use crate::settings::duration::{self, Zero};
+use crate::settings::secret::SecretUrl;
+use crate::settings::{Collector, Problems, yaml};
 use matcher::Matcher;
 use window::Window;
 
@@ -266,24 +267,18 @@ struct RawDelivery {
 /// Reads and validates the routing file at `path`, `${VAR}` from the environment.
 pub fn load(path: &Path) -> Result<Routing, Problems> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let text = crate::config::problems::read_file(path, "routing file")?;
-    parse(path, &text, &env)
+    parse(path, &yaml::read(path, "routing file")?, &env)
 }
 
 /// Validates routing `text` (named `path` in messages).
 pub fn parse(path: &Path, text: &str, env: &HashMap<String, String>) -> Result<Routing, Problems> {
-    let mut c = Collector::new(path);
-    crate::config::check_quoted_references(text, &mut c);
-    let options = crate::config::yaml_options(env);
-    let routing = match serde_saphyr::from_str_with_options::<RawRouting>(text, options) {
-        Ok(raw) => validate(path, raw, &mut c),
-        Err(e) => {
-            c.yaml(&e);
-            None
-        }
-    };
-    c.finish()?;
-    Ok(routing.expect("routing without problems was built"))
+    yaml::parse(
+        path,
+        text,
+        Some(env),
+        |raw: RawRouting, c| validate(path, raw, c),
+        |e, c| c.yaml(e),
+    )
 }
 
 fn matchers(raw: &[Spanned<String>], c: &mut Collector) -> Vec<Matcher> {
@@ -299,7 +294,7 @@ fn matchers(raw: &[Spanned<String>], c: &mut Collector) -> Vec<Matcher> {
 }
 
 fn duration_or(value: &Option<Spanned<String>>, default: Duration, c: &mut Collector) -> Duration {
-    read_duration(value, default, duration::parse_or_zero, c)
+    duration::at(value.as_ref(), Zero::Allowed, c).unwrap_or(default)
 }
 
 /// A duration that must be above zero (delivery's, and `group_interval` and
@@ -309,24 +304,7 @@ fn nonzero_duration_or(
     default: Duration,
     c: &mut Collector,
 ) -> Duration {
-    read_duration(value, default, duration::parse, c)
-}
-
-/// `value` read with `parse`, or `default` when absent or (with the problem noted)
-/// unreadable.
-fn read_duration(
-    value: &Option<Spanned<String>>,
-    default: Duration,
-    parse: fn(&str) -> Result<Duration, String>,
-    c: &mut Collector,
-) -> Duration {
-    match value {
-        None => default,
-        Some(v) => parse(&v.value).unwrap_or_else(|e| {
-            c.at(v.referenced, e);
-            default
-        }),
-    }
+    duration::at(value.as_ref(), Zero::Refused, c).unwrap_or(default)
 }
 
 /// Settings a route passes to its children.
@@ -460,12 +438,8 @@ fn validate(path: &Path, raw: RawRouting, c: &mut Collector) -> Option<Routing> 
         .collect();
     let mut windows = Vec::new();
     for w in &raw.maintenance_windows {
-        let length = match duration::parse(&w.duration.value) {
-            Ok(d) => d,
-            Err(e) => {
-                c.at(w.duration.referenced, e);
-                continue;
-            }
+        let Some(length) = duration::at(Some(&w.duration), Zero::Refused, c) else {
+            continue;
         };
         let tz = w
             .time_zone

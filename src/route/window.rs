@@ -82,7 +82,7 @@ impl Window {
                 "duration",
                 format!(
                     "duration {} is longer than a year (366d); a window that long mutes for good: use a silence",
-                    crate::config::duration::format(duration.to_std().unwrap_or_default())
+                    crate::settings::duration::format(duration.to_std().unwrap_or_default())
                 ),
             ));
         }

@@ -789,7 +789,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Collector;
+    use crate::settings::Collector;
 
     fn groups() -> Vec<Group> {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: vigil_probe_success == 0\n        for: 1m\n";

@@ -23,8 +23,9 @@ use promql_parser::parser::Expr;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{Collector, Problems, duration};
 use crate::promql::{self, Value};
+use crate::settings::duration::{self, Zero};
+use crate::settings::{Collector, Problems, yaml};
 use crate::store::{Labels, Store};
 use alerting::AlertingRule;
 use template::Template;
@@ -132,40 +133,40 @@ fn expr_position(text: &str, at: &serde_saphyr::Location, expr: &str, offset: us
     (line as u32, (col + quote + before.chars().count()) as u32)
 }
 
-fn rule_duration(v: &Option<Spanned<String>>, c: &mut Collector) -> i64 {
-    match v {
-        None => 0,
-        Some(d) => match duration::parse_or_zero(&d.value) {
-            Ok(x) => x.as_millis() as i64,
-            Err(e) => {
-                c.at(d.referenced, e);
-                0
-            }
-        },
-    }
-}
-
 /// Reads and checks one rule file.
 pub fn load(path: &Path) -> Result<Vec<Group>, Problems> {
-    let text = crate::config::problems::read_file(path, "rule file")?;
-    let mut c = Collector::new(path);
-    let groups = parse(&text, &mut c);
-    c.finish()?;
-    Ok(groups)
+    parse_file(path, &yaml::read(path, "rule file")?)
+}
+
+/// Checks rule-file `text`, read from `path`.
+pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Group>, Problems> {
+    yaml::parse(
+        path,
+        text,
+        None,
+        |raw: RawFile, c| Some(build(text, raw, c)),
+        |e, c| c.yaml(e),
+    )
+}
+
+/// A `for:`-like duration in milliseconds; absent (or malformed, noted in `c`) is 0.
+fn millis(v: &Option<Spanned<String>>, c: &mut Collector) -> i64 {
+    duration::at(v.as_ref(), Zero::Allowed, c).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Parses rule-file `text`, recording problems in `c`.
 pub fn parse(text: &str, c: &mut Collector) -> Vec<Group> {
-    let raw: RawFile = match serde_saphyr::from_str_with_options(
-        text,
-        serde_saphyr::options! { with_snippet: false },
-    ) {
-        Ok(r) => r,
+    match yaml::from_str::<RawFile>(text, None, c) {
+        Ok(raw) => build(text, raw, c),
         Err(e) => {
             c.yaml(&e);
-            return Vec::new();
+            Vec::new()
         }
-    };
+    }
+}
+
+/// The groups of a deserialized rule file.
+fn build(text: &str, raw: RawFile, c: &mut Collector) -> Vec<Group> {
     let mut names = HashSet::default();
     let mut groups = Vec::new();
     for g in raw.groups {
@@ -175,16 +176,7 @@ pub fn parse(text: &str, c: &mut Collector) -> Vec<Group> {
                 format!("group name {:?} is repeated", g.name.value),
             );
         }
-        let interval = g
-            .interval
-            .as_ref()
-            .and_then(|i| match duration::parse(&i.value) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    c.at(i.referenced, e);
-                    None
-                }
-            });
+        let interval = duration::at(g.interval.as_ref(), Zero::Refused, c);
         let mut rules = Vec::new();
         for r in g.rules {
             let expr = match promql::parse(&r.expr.value) {
@@ -223,8 +215,8 @@ pub fn parse(text: &str, c: &mut Collector) -> Vec<Group> {
                     };
                     let label_templates = templates(&r.labels, c);
                     let annotations = templates(&r.annotations, c);
-                    let hold = rule_duration(&r.for_, c);
-                    let keep = rule_duration(&r.keep_firing_for, c);
+                    let hold = millis(&r.for_, c);
+                    let keep = millis(&r.keep_firing_for, c);
                     if let Some(expr) = expr {
                         rules.push(Rule::Alerting(AlertingRule::new(
                             &a.value,

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::alerting::State;
 use super::{Group, Rule};
-use crate::config::duration;
 use crate::promql::{self, Value};
+use crate::settings::duration;
 use crate::store::{Labels, Store, stale_nan};
 
 #[derive(Debug, Deserialize)]

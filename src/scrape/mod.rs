@@ -12,9 +12,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::secret::SecretUrl;
+use serde_saphyr::Spanned;
+
 use crate::rules::manager::Input;
+use crate::settings::duration::{self, Zero};
+use crate::settings::secret::{self, SecretUrl};
+use crate::settings::{Collector, size, valid_name};
 use crate::store::Labels;
+
+/// Scrape interval when a scrape does not say.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The largest body a scrape reads, after decompression, when the config does not
 /// say (Prometheus's `body_size_limit`; 0 in the config means no limit).
@@ -45,6 +52,56 @@ pub struct ScrapeConfig {
     pub sample_limit: usize,
 }
 
+/// One entry of `scrape:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeSettings {
+    job: Spanned<String>,
+    url: Spanned<String>,
+    #[serde(default)]
+    interval: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    body_size_limit: Option<Spanned<String>>,
+    #[serde(default)]
+    sample_limit: Option<Spanned<u64>>,
+}
+
+impl ScrapeSettings {
+    /// The target these settings describe, or `None` with the problems noted.
+    pub fn validate(self, c: &mut Collector) -> Option<ScrapeConfig> {
+        let interval =
+            duration::at(self.interval.as_ref(), Zero::Refused, c).unwrap_or(DEFAULT_INTERVAL);
+        let timeout = duration::at(self.timeout.as_ref(), Zero::Refused, c)
+            .unwrap_or(interval.min(Duration::from_secs(5)));
+        if !valid_name(&self.job.value) {
+            c.at(
+                self.job.referenced,
+                format!("invalid job name {:?}", self.job.value),
+            );
+        }
+        let body_size_limit = match size::at(self.body_size_limit.as_ref(), c) {
+            None => DEFAULT_BODY_SIZE_LIMIT,
+            Some(0) => usize::MAX,
+            Some(n) => n,
+        };
+        let sample_limit = match &self.sample_limit {
+            None => DEFAULT_SAMPLE_LIMIT,
+            Some(v) if v.value == 0 => usize::MAX,
+            Some(v) => usize::try_from(v.value).unwrap_or(usize::MAX),
+        };
+        Some(ScrapeConfig {
+            job: self.job.value,
+            url: secret::http_url(&self.url, c)?,
+            interval,
+            timeout,
+            body_size_limit,
+            sample_limit,
+        })
+    }
+}
+
 impl ScrapeConfig {
     /// The `instance` label: the URL's host and port.
     pub fn instance(&self) -> String {
@@ -59,31 +116,6 @@ impl ScrapeConfig {
             })
             .unwrap_or_default()
     }
-}
-
-/// Reads a size as Prometheus writes `body_size_limit`: a whole number of bytes, or
-/// one with a unit `B`, `KB`, `MB`, `GB` (powers of 1024, as in Prometheus) or
-/// `KiB`, `MiB`, `GiB`.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(digits);
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "KB" | "KiB" => 10,
-        "MB" | "MiB" => 20,
-        "GB" | "GiB" => 30,
-        _ => {
-            return Err(format!(
-                "invalid size {text:?}: a whole number with B, KB, MB or GB (like 10MB)"
-            ));
-        }
-    };
-    n.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| format!("invalid size {text:?}: a whole number with B, KB, MB or GB"))
 }
 
 /// How a scrape target fares, for `/status`.

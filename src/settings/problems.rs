@@ -119,15 +119,6 @@ impl Collector {
     }
 }
 
-/// The text of `path`, or the problem "cannot read the {what}: …" about it.
-pub fn read_file(path: &Path, what: &str) -> Result<String, Problems> {
-    std::fs::read_to_string(path).map_err(|e| {
-        let mut c = Collector::new(path);
-        c.at_line_col(0, 0, format!("cannot read the {what}: {e}"));
-        c.finish().expect_err("a problem was recorded")
-    })
-}
-
 fn strip_location_suffix(text: &str) -> &str {
     let first_line = text.lines().next().unwrap_or(text);
     match first_line.rfind(" at line ") {

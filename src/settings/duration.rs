@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use serde_saphyr::Spanned;
+
+use super::Collector;
+
 /// The longest duration any setting takes: 10 years. Bounding durations where they
 /// enter keeps every time computed with them inside chrono's range.
 pub const LONGEST_MS: u64 = 3650 * 86_400_000;
@@ -70,6 +74,26 @@ pub fn parse_or_zero(text: &str) -> Result<Duration, String> {
         || t.strip_prefix('0')
             .is_some_and(|unit| ["ms", "s", "m", "h", "d"].contains(&unit));
     if zero { Ok(Duration::ZERO) } else { parse(t) }
+}
+
+/// Whether a setting takes a zero duration (`for: 0s` does; an interval does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zero {
+    /// Zero is refused, as for intervals and timeouts.
+    Refused,
+    /// Zero is taken, as for `for:`, `group_wait:` and `eval_time:`.
+    Allowed,
+}
+
+/// The one reader of a duration setting: the duration written in `value`, or `None`
+/// when it is absent or, with the problem noted at its position, malformed.
+pub fn at(value: Option<&Spanned<String>>, zero: Zero, c: &mut Collector) -> Option<Duration> {
+    let v = value?;
+    let parsed = match zero {
+        Zero::Refused => parse(&v.value),
+        Zero::Allowed => parse_or_zero(&v.value),
+    };
+    parsed.map_err(|e| c.at(v.referenced, e)).ok()
 }
 
 /// Formats a duration in the same notation, for messages and `/status`.
