@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiState, Info, ReloadOutcome, RunInfo};
@@ -431,9 +431,6 @@ fn place(
 /// between SIGTERM and SIGKILL; the API's deadline comes first).
 pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A reload asked through the API; the answer is the new config hash or the problems.
-pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
-
 /// Owns what a reload replaces: the probe and scrape tasks and the config.
 struct Control {
     /// The running config.
@@ -485,7 +482,7 @@ fn start_scrapes(
 }
 
 impl Control {
-    async fn run(mut self, mut requests: mpsc::Receiver<ReloadRequest>) {
+    async fn run(mut self, mut requests: mpsc::Receiver<crate::api::ReloadRequest>) {
         let mut hangups = match tokio::signal::unix::signal(
             tokio::signal::unix::SignalKind::hangup(),
         ) {

@@ -58,6 +58,10 @@ pub struct ReloadOutcome {
     pub error: Option<String>,
 }
 
+/// A reload asked through the API (`POST /-/reload`, SIGHUP too); the answer is
+/// the new config hash or the problems.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
 /// The API's shared state.
 #[derive(Clone)]
 pub struct ApiState {
@@ -68,7 +72,7 @@ pub struct ApiState {
     /// The running configuration and the last reload.
     pub run: watch::Receiver<RunInfo>,
     /// Asks the daemon to reload.
-    pub reload: tokio::sync::mpsc::Sender<crate::daemon::ReloadRequest>,
+    pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
     /// Facts about the daemon.
     pub info: Arc<Info>,
     /// Paging: silences, the outbox and the router's view (`None` without a

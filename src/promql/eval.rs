@@ -4,52 +4,13 @@ use rustc_hash::FxHashMap as HashMap;
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
-    AggregateExpr, BinaryExpr, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector,
+    AggregateExpr, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality, VectorSelector,
 };
 
-use super::LOOKBACK_MS;
 use super::functions;
+use super::value::{EvalError, Evaluator, LOOKBACK_MS, Range, Sample, Value, offset_ms};
 use crate::store::labels::NAME;
 use crate::store::{Labels, Store, is_stale};
-
-/// One element of an instant vector.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Its labels.
-    pub labels: Labels,
-    /// Its value.
-    pub value: f64,
-}
-
-/// One series of a range vector.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Range {
-    /// Its labels.
-    pub labels: Labels,
-    /// Its labels without `__name__` (shared with the store).
-    pub plain: Labels,
-    /// Its samples in time order, stale markers removed.
-    pub points: Vec<(i64, f64)>,
-}
-
-/// The result of an expression.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A number.
-    Scalar(f64),
-    /// A string literal.
-    String(String),
-    /// An instant vector.
-    Vector(Vec<Sample>),
-    /// A range vector.
-    Matrix(Vec<Range>),
-}
-
-/// An expression that cannot be evaluated on this data (Prometheus's runtime errors,
-/// such as ambiguous vector matching).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EvalError(pub String);
 
 /// The evaluation context: the store and the instant.
 pub struct Ctx<'a> {
@@ -59,18 +20,24 @@ pub struct Ctx<'a> {
     pub ts: i64,
 }
 
+impl Evaluator for Ctx<'_> {
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+    fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        Ctx::eval(self, expr)
+    }
+    fn range(&self, v: &VectorSelector, range_ms: i64) -> Vec<Range> {
+        Ctx::range(self, v, range_ms)
+    }
+    fn instant_timed(&self, v: &VectorSelector) -> Vec<(Sample, i64)> {
+        Ctx::instant_timed(self, v)
+    }
+}
+
 /// Evaluates `expr` over `store` at `ts` (milliseconds).
 pub fn evaluate(expr: &Expr, store: &Store, ts: i64) -> Result<Value, EvalError> {
     Ctx { store, ts }.eval(expr)
-}
-
-/// A selector's `offset` in milliseconds (negative for `offset -5m`).
-pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
-    match o {
-        None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
-    }
 }
 
 /// Whether a series' labels satisfy the selector's matchers other than the
@@ -137,24 +104,6 @@ impl Ctx<'_> {
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::Binary(b) => self.binary(b),
             Expr::Subquery(_) | Expr::Extension(_) => Err(EvalError("not supported".into())),
-        }
-    }
-
-    /// Evaluates `expr` and requires an instant vector.
-    pub fn vector(&self, expr: &Expr) -> Result<Vec<Sample>, EvalError> {
-        match self.eval(expr)? {
-            Value::Vector(v) => Ok(v),
-            other => Err(EvalError(format!(
-                "expected an instant vector, got {other:?}"
-            ))),
-        }
-    }
-
-    /// Evaluates `expr` and requires a scalar.
-    pub fn scalar(&self, expr: &Expr) -> Result<f64, EvalError> {
-        match self.eval(expr)? {
-            Value::Scalar(v) => Ok(v),
-            _ => Err(EvalError("expected a scalar".into())),
         }
     }
 

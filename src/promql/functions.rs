@@ -3,7 +3,7 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{Ctx, EvalError, Range, Sample, Value, offset_ms};
+use super::value::{EvalError, Evaluator, Range, Sample, Value, offset_ms};
 use crate::store::Labels;
 
 /// The arithmetic mean, computed incrementally as Prometheus does (it keeps large
@@ -75,12 +75,16 @@ fn arg(c: &Call, i: usize) -> Result<&Expr, EvalError> {
         .ok_or_else(|| EvalError(format!("{} needs argument {}", c.func.name, i + 1)))
 }
 
-fn matrix_arg(ctx: &Ctx<'_>, c: &Call, i: usize) -> Result<(Vec<Range>, i64, i64), EvalError> {
+fn matrix_arg(
+    ctx: &dyn Evaluator,
+    c: &Call,
+    i: usize,
+) -> Result<(Vec<Range>, i64, i64), EvalError> {
     match arg(c, i)? {
         Expr::MatrixSelector(m) => {
             let range = m.range.as_millis() as i64;
             let offset = offset_ms(&m.vs.offset);
-            Ok((ctx.range(&m.vs, range), range, ctx.ts - offset))
+            Ok((ctx.range(&m.vs, range), range, ctx.ts() - offset))
         }
         _ => Err(EvalError(format!(
             "{} needs a range vector selector",
@@ -91,7 +95,7 @@ fn matrix_arg(ctx: &Ctx<'_>, c: &Call, i: usize) -> Result<(Vec<Range>, i64, i64
 
 /// Applies `f` to each series of a range argument; the metric name is dropped.
 fn over_time(
-    ctx: &Ctx<'_>,
+    ctx: &dyn Evaluator,
     c: &Call,
     f: impl Fn(&[(i64, f64)]) -> Option<f64>,
 ) -> Result<Value, EvalError> {
@@ -111,7 +115,12 @@ fn over_time(
 
 /// `rate`, `increase`, `delta`: the increase over the range, extrapolated to the
 /// range's edges exactly as Prometheus 2.x does (`extrapolatedRate`).
-fn extrapolated(ctx: &Ctx<'_>, c: &Call, counter: bool, rate: bool) -> Result<Value, EvalError> {
+fn extrapolated(
+    ctx: &dyn Evaluator,
+    c: &Call,
+    counter: bool,
+    rate: bool,
+) -> Result<Value, EvalError> {
     let (matrix, range, end) = matrix_arg(ctx, c, 0)?;
     let start = end - range;
     let mut out = Vec::new();
@@ -169,7 +178,7 @@ fn extrapolated(ctx: &Ctx<'_>, c: &Call, counter: bool, rate: bool) -> Result<Va
 }
 
 /// `irate` and `idelta`: from the last two samples.
-fn instant_delta(ctx: &Ctx<'_>, c: &Call, rate: bool) -> Result<Value, EvalError> {
+fn instant_delta(ctx: &dyn Evaluator, c: &Call, rate: bool) -> Result<Value, EvalError> {
     over_time(ctx, c, |p| {
         if p.len() < 2 {
             return None;
@@ -278,7 +287,7 @@ fn bucket_quantile(q: f64, mut buckets: Vec<Bucket>) -> f64 {
     start + (end - start) * (rank / count)
 }
 
-fn histogram_quantile(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
+fn histogram_quantile(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
     let q = ctx.scalar(arg(c, 0)?)?;
     let input = ctx.vector(arg(c, 1)?)?;
     let mut order: Vec<Labels> = Vec::new();
@@ -326,7 +335,7 @@ fn parse_le(s: &str) -> Result<f64, ()> {
 }
 
 /// Applies `f` to each sample of a vector argument; the metric name is dropped.
-fn map_vector(ctx: &Ctx<'_>, c: &Call, f: impl Fn(f64) -> f64) -> Result<Value, EvalError> {
+fn map_vector(ctx: &dyn Evaluator, c: &Call, f: impl Fn(f64) -> f64) -> Result<Value, EvalError> {
     let v = ctx.vector(arg(c, 0)?)?;
     Ok(Value::Vector(
         v.into_iter()
@@ -374,7 +383,7 @@ fn absent(empty: bool, selector: &Expr) -> Result<Value, EvalError> {
 }
 
 /// Evaluates a function call.
-pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
+pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
     let name = c.func.name;
     match name {
         "rate" => extrapolated(ctx, c, true, true),
@@ -487,7 +496,7 @@ pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
             }
             map_vector(ctx, c, move |v| v.max(min).min(max))
         }
-        "time" => Ok(Value::Scalar(ctx.ts as f64 / 1000.0)),
+        "time" => Ok(Value::Scalar(ctx.ts() as f64 / 1000.0)),
         "vector" => Ok(Value::Vector(vec![Sample {
             labels: Labels::default(),
             value: ctx.scalar(arg(c, 0)?)?,
@@ -512,7 +521,7 @@ pub fn call(ctx: &Ctx<'_>, c: &Call) -> Result<Value, EvalError> {
                         })
                         .collect(),
                 )),
-                _ => map_vector(ctx, c, |_| ctx.ts as f64 / 1000.0),
+                _ => map_vector(ctx, c, |_| ctx.ts() as f64 / 1000.0),
             }
         }
         "label_replace" => {

@@ -8,15 +8,13 @@
 
 pub mod eval;
 mod functions;
+pub mod value;
 
 use promql_parser::parser::{Expr, parse as parse_expr};
 
-pub use eval::{EvalError, Sample, Value, evaluate};
+pub use eval::evaluate;
 pub use functions::format_value;
-
-/// Default lookback for instant selectors: a series without a sample in the last 5
-/// minutes has no value.
-pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+pub use value::{EvalError, LOOKBACK_MS, Sample, Value};
 
 /// Functions Vigil evaluates.
 pub const FUNCTIONS: &[&str] = &[
