@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use vigil::publish::AnySink;
 use vigil::publish::cloudwatch::CloudWatchSink;
 use vigil::publish::{self, Place, PublishSettings};
 use vigil::store::{Labels, Store};
@@ -65,7 +66,7 @@ async fn run() {
         let settings: PublishSettings = serde_saphyr::from_str(&yaml).expect("yaml");
         let mut c = vigil::settings::Collector::new(Path::new("bench.yaml"));
         let cfg = settings
-            .validate(&mut c, vigil::config::DEFAULT_RETENTION)
+            .validate(&mut c, vigil::store::DEFAULT_RETENTION)
             .expect("valid");
         let to = Utc::now().timestamp_millis();
         let mut store = Store::new(20_000, 3_600_000);
@@ -102,7 +103,10 @@ async fn run() {
             .map(|l| l.len() + 1 + LOG_EVENT_OVERHEAD)
             .sum();
 
-        let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
+        let sink = Arc::new(AnySink::CloudWatch(CloudWatchSink::with_client(
+            &cfg,
+            client.clone(),
+        )));
         let publisher = publish::start(
             cfg,
             place,

@@ -15,7 +15,7 @@ use crate::config::{self, Config};
 use crate::health::{self, Component, Health};
 use crate::probe::Probe;
 use crate::probe::scheduler::{self, Scheduled};
-use crate::rules::manager::{EngineView, Input, Manager};
+use crate::rules::manager::{self, EngineView, Input, Manager};
 use crate::supervise::{Supervisor, stage};
 
 /// After a stop is asked for, in-flight API requests get this long to finish.
@@ -170,16 +170,20 @@ impl Daemon {
         let (view_tx, view_rx) = watch::channel(EngineView::default());
         let (routed_tx, routed_rx) = watch::channel(None);
         let manager = Manager::new(
-            self.config.rules.clone(),
-            self.config.evaluation_interval,
-            self.config.max_series,
-            self.config.retention,
-            &self.config.state_dir,
+            manager::Options {
+                groups: self.config.rules.clone(),
+                default_interval: self.config.evaluation_interval,
+                max_series: self.config.max_series,
+                max_bytes: self.config.max_bytes,
+                retention: self.config.retention,
+                warmup: warmup(&self.config),
+                notify: Some(Box::new(move |alerts| {
+                    routed_tx.send_replace(Some(alerts));
+                })),
+                ..manager::Options::new(&self.config.state_dir)
+            },
             view_tx,
-            warmup(&self.config),
-        )
-        .with_store_budget(self.config.max_bytes)
-        .route_to(routed_tx);
+        );
         let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone(), &supervisor).await;
         let (paging, _paging_tasks) = match &self.config.routing {
             Some(routing) => {

@@ -265,10 +265,7 @@ impl Endpoint {
     pub fn new(base: &str) -> Endpoint {
         Endpoint {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .build()
-                .expect("a client with a timeout builds"),
+            http: crate::peer::client(TIMEOUT).expect("the platform gives an HTTP client"),
         }
     }
 

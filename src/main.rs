@@ -228,9 +228,7 @@ fn silence(url: &str, what: SilenceCommand) -> ExitCode {
     let token = std::env::var("VIGIL_API_TOKEN").unwrap_or_default();
     let base = url.trim_end_matches('/');
     let request = async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let client = vigil::peer::client(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
         let req = match &what {
             SilenceCommand::Add {
                 matchers,
@@ -378,9 +376,7 @@ fn dashboards(what: DashboardsCommand) -> ExitCode {
 /// `vigil healthcheck`: 0 when `url` answers 200 within 3 s.
 fn healthcheck(url: &str) -> ExitCode {
     let ask = async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()?;
+        let client = vigil::peer::client(Duration::from_secs(3)).map_err(anyhow::Error::msg)?;
         let resp = client.get(url).send().await?;
         let status = resp.status();
         let body = vigil::peer::error_body(resp).await;
@@ -415,9 +411,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
 
 async fn fetch_status(base: &str) -> anyhow::Result<(StatusReport, String)> {
     let url = format!("{}/status?format=json", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = vigil::peer::client(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
     let mut resp = client
         .get(&url)
         .send()

@@ -26,9 +26,10 @@ use crate::notify::lease::{self, LeaseSpec, LeaseState};
 use crate::notify::outbox::Outbox;
 use crate::notify::{self, Integration, Stats, TargetStats};
 use crate::route::Routing;
-use crate::route::router::{Muted, RoutedAlert, Router};
+use crate::route::router::{Muted, Router};
 use crate::route::silence::SilenceStore;
 use crate::route::window::WindowView;
+use crate::rules::manager::RoutedAlert;
 
 /// What `/status` shows of paging.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -282,7 +283,17 @@ impl RouterTask {
             }
             let wake = Arc::new(Notify::new());
             let (retire, retired) = watch::channel(false);
-            let integration = Integration::build(&settings.0, settings.1, &self.external_url).await;
+            let integration = match Integration::build(&settings.0, settings.1, &self.external_url)
+                .await
+            {
+                Ok(i) => i,
+                Err(e) => {
+                    // Its notifications wait in the outbox (its depth is in
+                    // /status); the next sync, at a reload, tries again.
+                    tracing::error!(message = "A receiver's client cannot be built; its notifications wait.", target = %target, error = %e);
+                    continue;
+                }
+            };
             let link = notify::WorkerLink {
                 wake: wake.clone(),
                 retire: retired,

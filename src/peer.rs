@@ -128,9 +128,92 @@ pub fn error_text(e: &reqwest::Error) -> String {
     crate::settings::secret::scrub_known(&kind)
 }
 
+/// The one client every plain HTTP peer is reached with (notifiers, the ECS
+/// metadata endpoint, the CLI): every request bounded by `timeout`. It fails only
+/// when the platform refuses a TLS backend, and says so; it never falls back to a
+/// client without the timeout.
+pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {}", error_text(&e)))
+}
+
+/// Why a delivery to a peer failed (a notification, a CloudWatch batch), and
+/// whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct SendError {
+    /// Whether a later attempt can succeed (timeouts, 429, 5xx, connection errors).
+    pub retryable: bool,
+    /// What the receiver or the network said.
+    pub reason: String,
+}
+
+impl SendError {
+    /// An error worth retrying.
+    pub fn retry(reason: impl Into<String>) -> SendError {
+        SendError {
+            retryable: true,
+            reason: bounded(crate::settings::secret::scrub_known(&reason.into())),
+        }
+    }
+
+    /// An error no retry can fix (the request itself is wrong).
+    pub fn permanent(reason: impl Into<String>) -> SendError {
+        SendError {
+            retryable: false,
+            reason: bounded(crate::settings::secret::scrub_known(&reason.into())),
+        }
+    }
+
+    /// Classifies an HTTP status as PagerDuty and webhooks use them: 2xx is handled
+    /// by the caller, 429 and 5xx are retried, other 4xx are not.
+    pub fn from_status(status: reqwest::StatusCode, body: &str) -> SendError {
+        let reason = format!("HTTP {status}: {}", truncate(body.trim(), 300));
+        if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
+            SendError::retry(reason)
+        } else {
+            SendError::permanent(reason)
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_alertmanager_does() {
+        use reqwest::StatusCode;
+        assert!(SendError::from_status(StatusCode::TOO_MANY_REQUESTS, "").retryable);
+        assert!(SendError::from_status(StatusCode::BAD_GATEWAY, "").retryable);
+        assert!(!SendError::from_status(StatusCode::BAD_REQUEST, "bad key").retryable);
+        assert_eq!(
+            SendError::from_status(StatusCode::BAD_REQUEST, "bad key").reason,
+            "HTTP 400 Bad Request: bad key"
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("abc", 3), "abc");
+        let t = truncate("ééééé", 6);
+        assert!(t.len() <= 6 && t.ends_with('…'), "{t}");
+    }
 
     #[tokio::test]
     async fn a_request_error_names_no_path() {

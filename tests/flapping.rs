@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use vigil::notify::lease::LeaseState;
 use vigil::route::router::Router;
-use vigil::rules::manager::{EngineView, Manager};
+use vigil::rules::manager::{EngineView, Manager, Options};
 use vigil::settings::Collector;
 use vigil::store::Labels;
 
@@ -44,15 +44,17 @@ fn run(keep_firing_for: &str) -> Vec<(i64, bool)> {
     let (view, _) = watch::channel(EngineView::default());
     let (routed_tx, routed_rx) = watch::channel(None);
     let mut manager = Manager::new(
-        rules(keep_firing_for),
-        Duration::from_secs(1),
-        1000,
-        Duration::from_secs(3600),
-        dir.path(),
+        Options {
+            groups: rules(keep_firing_for),
+            default_interval: Duration::from_secs(1),
+            max_series: 1000,
+            notify: Some(Box::new(move |alerts| {
+                routed_tx.send_replace(Some(alerts));
+            })),
+            ..Options::new(dir.path())
+        },
         view,
-        Duration::ZERO,
-    )
-    .route_to(routed_tx);
+    );
     let routing = vigil::route::parse(Path::new("routing.yaml"), ROUTING, &HashMap::new()).unwrap();
     let mut router = Router::new(Arc::new(routing), "test", HashMap::new());
     let series = Labels::from_pairs("vigil_probe_success", &[("probe", "flappy")]);

@@ -18,6 +18,7 @@ use chrono::Utc;
 use common::{DEADLINE, Vigil};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use vigil::publish::AnySink;
 use vigil::publish::cloudwatch::CloudWatchSink;
 use vigil::publish::{self, CloudWatchConfig, Place, PublishSettings, PublishView};
 use vigil::store::{Labels, Store};
@@ -27,7 +28,7 @@ use vigil_testkit::{CwAdapter, Moto, Redis};
 fn settings(yaml: &str) -> CloudWatchConfig {
     let s: PublishSettings = serde_saphyr::from_str(yaml).expect("valid YAML");
     let mut c = vigil::settings::Collector::new(Path::new("test.yaml"));
-    match s.validate(&mut c, vigil::config::DEFAULT_RETENTION) {
+    match s.validate(&mut c, vigil::store::DEFAULT_RETENTION) {
         Some(cfg) => cfg,
         None => panic!("invalid settings: {:?}", c.finish()),
     }
@@ -180,7 +181,10 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
         &[(before, 5.0), (a, 2.0), (c, 4.0)],
     );
 
-    let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
+    let sink = Arc::new(AnySink::CloudWatch(CloudWatchSink::with_client(
+        &cfg,
+        client.clone(),
+    )));
     let publisher = publish::start(
         cfg,
         place(),
@@ -349,7 +353,10 @@ async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
             &[(to - 1_000, i as f64)],
         );
     }
-    let sink = Arc::new(CloudWatchSink::with_client(&cfg, client.clone()));
+    let sink = Arc::new(AnySink::CloudWatch(CloudWatchSink::with_client(
+        &cfg,
+        client.clone(),
+    )));
     let publisher = publish::start(
         cfg,
         place(),

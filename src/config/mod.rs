@@ -33,12 +33,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/vigil";
 /// Probe interval when neither the probe nor `defaults` set one.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-/// Rule evaluation interval when the file does not say.
-pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(10);
-/// Series store retention when the file does not say.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
-/// Series store size when the file does not say.
-pub const DEFAULT_MAX_SERIES: usize = 50_000;
 /// Probe timeout when neither the probe nor `defaults` set one (and never above the
 /// interval).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -475,17 +469,17 @@ fn validate(
         })
         .collect();
     let evaluation_interval = duration::at(raw.evaluation_interval.as_ref(), Zero::Refused, c)
-        .unwrap_or(DEFAULT_EVALUATION_INTERVAL);
+        .unwrap_or(crate::rules::DEFAULT_EVALUATION_INTERVAL);
     let retention = raw
         .store
         .as_ref()
         .and_then(|s| duration::at(s.retention.as_ref(), Zero::Refused, c))
-        .unwrap_or(DEFAULT_RETENTION);
+        .unwrap_or(crate::store::DEFAULT_RETENTION);
     let max_series = match raw.store.as_ref().and_then(|s| s.max_series.as_ref()) {
-        None => DEFAULT_MAX_SERIES,
+        None => crate::store::DEFAULT_MAX_SERIES,
         Some(m) if m.value == 0 => {
             c.at(m.referenced, "max_series must be above zero");
-            DEFAULT_MAX_SERIES
+            crate::store::DEFAULT_MAX_SERIES
         }
         Some(m) => m.value as usize,
     };

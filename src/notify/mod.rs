@@ -27,6 +27,8 @@ use tokio::sync::Notify;
 
 use outbox::Outbox;
 
+use crate::peer::SendError;
+
 /// One alert's change, frozen when the router decided to send it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
@@ -103,57 +105,6 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
 }
 
-/// Why a delivery failed, and whether trying again can help.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{reason}")]
-pub struct SendError {
-    /// Whether a later attempt can succeed (timeouts, 429, 5xx, connection errors).
-    pub retryable: bool,
-    /// What the receiver or the network said.
-    pub reason: String,
-}
-
-impl SendError {
-    /// An error worth retrying.
-    pub fn retry(reason: impl Into<String>) -> SendError {
-        SendError {
-            retryable: true,
-            reason: crate::peer::bounded(crate::settings::secret::scrub_known(&reason.into())),
-        }
-    }
-
-    /// An error no retry can fix (the request itself is wrong).
-    pub fn permanent(reason: impl Into<String>) -> SendError {
-        SendError {
-            retryable: false,
-            reason: crate::peer::bounded(crate::settings::secret::scrub_known(&reason.into())),
-        }
-    }
-
-    /// Classifies an HTTP status as PagerDuty and webhooks use them: 2xx is handled
-    /// by the caller, 429 and 5xx are retried, other 4xx are not.
-    pub fn from_status(status: reqwest::StatusCode, body: &str) -> SendError {
-        let reason = format!("HTTP {status}: {}", truncate(body.trim(), 300));
-        if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
-            SendError::retry(reason)
-        } else {
-            SendError::permanent(reason)
-        }
-    }
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
 /// An integration's validated settings, by kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntegrationSpec {
@@ -191,7 +142,13 @@ impl IntegrationSpec {
     }
 }
 
-/// A built integration, ready to send.
+/// A receiver's client: one file per kind, one variant of [`Integration`].
+pub trait Notifier: Send + Sync + 'static {
+    /// Delivers one notification; the caller retries what is retryable.
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// A built integration, ready to send; static dispatch over the kinds.
 pub enum Integration {
     /// SNS.
     Sns(sns::SnsNotifier),
@@ -202,29 +159,31 @@ pub enum Integration {
 }
 
 impl Integration {
-    /// Builds the client for `spec`; `timeout` bounds every attempt.
+    /// Builds the client for `spec`; `timeout` bounds every attempt. Fails only
+    /// when the platform refuses an HTTP client.
     pub async fn build(
         spec: &IntegrationSpec,
         timeout: Duration,
         external_url: &str,
-    ) -> Integration {
-        match spec {
+    ) -> Result<Integration, String> {
+        Ok(match spec {
             IntegrationSpec::Sns(s) => {
                 Integration::Sns(sns::SnsNotifier::new(s.clone(), timeout).await)
             }
             IntegrationSpec::PagerDuty(s) => Integration::PagerDuty(
-                pagerduty::PagerDutyNotifier::new(s.clone(), timeout, external_url),
+                pagerduty::PagerDutyNotifier::new(s.clone(), timeout, external_url)?,
             ),
             IntegrationSpec::Webhook(s) => Integration::Webhook(webhook::WebhookNotifier::new(
                 s.clone(),
                 timeout,
                 external_url,
-            )),
-        }
+            )?),
+        })
     }
+}
 
-    /// Delivers one notification.
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+impl Notifier for Integration {
+    async fn send(&self, n: &Notification) -> Result<(), SendError> {
         match self {
             Integration::Sns(x) => x.send(n).await,
             Integration::PagerDuty(x) => x.send(n).await,
@@ -433,24 +392,5 @@ mod tests {
             let full = Duration::from_secs(full);
             assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
         }
-    }
-
-    #[test]
-    fn statuses_are_classified_as_alertmanager_does() {
-        use reqwest::StatusCode;
-        assert!(SendError::from_status(StatusCode::TOO_MANY_REQUESTS, "").retryable);
-        assert!(SendError::from_status(StatusCode::BAD_GATEWAY, "").retryable);
-        assert!(!SendError::from_status(StatusCode::BAD_REQUEST, "bad key").retryable);
-        assert_eq!(
-            SendError::from_status(StatusCode::BAD_REQUEST, "bad key").reason,
-            "HTTP 400 Bad Request: bad key"
-        );
-    }
-
-    #[test]
-    fn truncation_keeps_characters_whole() {
-        assert_eq!(truncate("abc", 3), "abc");
-        let t = truncate("ééééé", 6);
-        assert!(t.len() <= 6 && t.ends_with('…'), "{t}");
     }
 }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
-use super::{AlertEvent, Notification, SendError, truncate};
+use super::{AlertEvent, Notification, Notifier};
+use crate::peer::{SendError, truncate};
 use crate::settings::Collector;
 use crate::settings::secret::Secret;
 
@@ -137,20 +138,23 @@ pub struct PagerDutyNotifier {
 }
 
 impl PagerDutyNotifier {
-    /// A notifier whose attempts each take at most `timeout`.
-    pub fn new(spec: PagerDutySpec, timeout: Duration, external_url: &str) -> PagerDutyNotifier {
-        PagerDutyNotifier {
+    /// A notifier whose attempts each take at most `timeout`; fails only when the
+    /// platform refuses an HTTP client.
+    pub fn new(
+        spec: PagerDutySpec,
+        timeout: Duration,
+        external_url: &str,
+    ) -> Result<PagerDutyNotifier, String> {
+        Ok(PagerDutyNotifier {
             spec,
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
+            http: crate::peer::client(timeout)?,
             client_url: format!("{external_url}/status"),
-        }
+        })
     }
+}
 
-    /// Sends every event of `n`, one request each.
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+impl Notifier for PagerDutyNotifier {
+    async fn send(&self, n: &Notification) -> Result<(), SendError> {
         for e in &n.events {
             let mut body = render(e, &self.client_url);
             body["routing_key"] = json!(self.spec.routing_key.expose());

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
-use super::{AlertEvent, Notification, SendError, truncate};
+use super::{AlertEvent, Notification, Notifier};
+use crate::peer::{SendError, truncate};
 use crate::settings::Collector;
 
 /// `sns:` as written in `alerts/routing.yaml`.
@@ -304,9 +305,10 @@ impl SnsNotifier {
             ),
         }
     }
+}
 
-    /// Publishes every event of `n`, one message each.
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+impl Notifier for SnsNotifier {
+    async fn send(&self, n: &Notification) -> Result<(), SendError> {
         for e in &n.events {
             let r = render(e, &self.spec);
             let mut req = self

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
-use super::{AlertEvent, Notification, SendError};
+use super::{AlertEvent, Notification, Notifier};
+use crate::peer::SendError;
 use crate::settings::Collector;
 use crate::settings::secret::SecretUrl;
 
@@ -98,20 +99,23 @@ pub struct WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    /// A notifier whose attempts each take at most `timeout`.
-    pub fn new(spec: WebhookSpec, timeout: Duration, external_url: &str) -> WebhookNotifier {
-        WebhookNotifier {
+    /// A notifier whose attempts each take at most `timeout`; fails only when the
+    /// platform refuses an HTTP client.
+    pub fn new(
+        spec: WebhookSpec,
+        timeout: Duration,
+        external_url: &str,
+    ) -> Result<WebhookNotifier, String> {
+        Ok(WebhookNotifier {
             spec,
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
+            http: crate::peer::client(timeout)?,
             external_url: external_url.to_string(),
-        }
+        })
     }
+}
 
-    /// POSTs the notification.
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+impl Notifier for WebhookNotifier {
+    async fn send(&self, n: &Notification) -> Result<(), SendError> {
         let resp = self
             .http
             .post(self.spec.url.expose())

@@ -10,7 +10,7 @@ use promql_parser::parser::{
 use super::functions;
 use super::value::{EvalError, Evaluator, LOOKBACK_MS, Range, Sample, Value, offset_ms};
 use crate::store::labels::NAME;
-use crate::store::{Labels, Store, is_stale};
+use crate::store::{Labels, SeriesWindow, Store, is_stale};
 
 /// The evaluation context: the store and the instant.
 pub struct Ctx<'a> {
@@ -38,6 +38,18 @@ impl Evaluator for Ctx<'_> {
 /// Evaluates `expr` over `store` at `ts` (milliseconds).
 pub fn evaluate(expr: &Expr, store: &Store, ts: i64) -> Result<Value, EvalError> {
     Ctx { store, ts }.eval(expr)
+}
+
+/// The samples in `(from, to]` of the series `v` selects, each with its newest
+/// sample in the `lookback` before `from` (see [`Store::windows`]).
+pub fn windows(
+    store: &Store,
+    v: &VectorSelector,
+    from: i64,
+    to: i64,
+    lookback: i64,
+) -> Vec<SeriesWindow> {
+    store.windows(&equalities(v), |l| selects(v, l), from, to, lookback)
 }
 
 /// Whether a series' labels satisfy the selector's matchers other than the

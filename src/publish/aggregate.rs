@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{Fixed, MetricConfig, Stat};
-use crate::store::{Labels, Store, is_stale};
+use super::config::{BASELINE_LOOKBACK_MS, Fixed, MetricConfig, Stat};
+use crate::store::{SeriesWindow, Store};
 
 /// CloudWatch's limit on distinct values per datum (`Values`/`Counts`).
 pub const MAX_DISTINCT_VALUES: usize = 150;
@@ -13,62 +13,18 @@ const MAX_MAGNITUDE: f64 = 1.174_271e108;
 /// CloudWatch refuses non-zero magnitudes below this; they are sent as 0.
 const MIN_MAGNITUDE: f64 = 8.515_920e-109;
 
-/// One series' samples in a flush window.
-#[derive(Debug, Clone)]
-pub struct SeriesWindow {
-    /// The series' labels.
-    pub labels: Labels,
-    /// Its newest sample at or before the window's start (a counter's baseline).
-    pub before: Option<f64>,
-    /// Its samples in the window, oldest first, stale markers left out.
-    pub points: Vec<(i64, f64)>,
-}
-
-/// How far before a window a counter's baseline is looked for (Prometheus's
-/// lookback): a scrape that failed just before the window leaves a stale marker, and
-/// the value before it is still the right baseline.
-pub const BASELINE_LOOKBACK_MS: i64 = 300_000;
-
-/// The samples of every configured metric in `(from, to]`, as the manager hands them
-/// over: one list per entry of `metrics`, in order; empty lists when `to <= from`
-/// (the clock stepped back).
+/// The samples of `metrics` in `(from, to]`, each series with its baseline: what
+/// the rule manager answers a snapshot request with (tests and benches stand in for
+/// it with this).
 pub fn snapshot(
     store: &Store,
     metrics: &[MetricConfig],
     from: i64,
     to: i64,
 ) -> Vec<Vec<SeriesWindow>> {
-    use crate::promql::eval::{equalities, selects};
-    if to <= from {
-        return vec![Vec::new(); metrics.len()];
-    }
     metrics
         .iter()
-        .map(|m| {
-            store
-                .select(&equalities(&m.selector), |l| selects(&m.selector, l))
-                .into_iter()
-                .filter_map(|s| {
-                    let points: Vec<(i64, f64)> = s
-                        .range(from + 1, to)
-                        .filter(|(_, v)| !is_stale(*v))
-                        .collect();
-                    if points.is_empty() {
-                        return None;
-                    }
-                    let before = s
-                        .range(from - BASELINE_LOOKBACK_MS, from)
-                        .filter(|(_, v)| !is_stale(*v))
-                        .last()
-                        .map(|(_, v)| v);
-                    Some(SeriesWindow {
-                        labels: s.labels.clone(),
-                        before,
-                        points,
-                    })
-                })
-                .collect()
-        })
+        .map(|m| crate::promql::eval::windows(store, &m.selector, from, to, BASELINE_LOOKBACK_MS))
         .collect()
 }
 
@@ -456,6 +412,7 @@ pub fn batch_len<'a>(
 mod tests {
     use super::*;
     use crate::settings::Collector;
+    use crate::store::Labels;
 
     fn metric(series: &str, stat: &str, labels: &[&str]) -> MetricConfig {
         let yaml = format!(
@@ -466,7 +423,7 @@ mod tests {
             serde_saphyr::from_str(&yaml).expect("valid yaml");
         let mut c = Collector::new(std::path::Path::new("t.yaml"));
         let cw = settings
-            .validate(&mut c, crate::config::DEFAULT_RETENTION)
+            .validate(&mut c, crate::store::DEFAULT_RETENTION)
             .expect("valid settings");
         cw.metrics.into_iter().next().expect("one metric")
     }

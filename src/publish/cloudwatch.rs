@@ -1,14 +1,13 @@
 //! `mode: api`: PutMetricData through the AWS SDK (Smithy RPC v2 CBOR), bodies above
 //! 10 KiB gzipped by the SDK.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 
-use super::{CloudWatchConfig, Datum, DatumValue, Sink, SinkError};
+use super::{CloudWatchConfig, Datum, DatumValue, Sink};
+use crate::peer::SendError;
 
 /// PutMetricData's limit on datums per call.
 pub const MAX_DATUMS: usize = 1_000;
@@ -101,20 +100,15 @@ impl Sink for CloudWatchSink {
         MAX_BYTES
     }
 
-    fn send<'a>(
-        &'a self,
-        batch: &'a [Datum],
-    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
-        Box::pin(async move {
-            self.client
-                .put_metric_data()
-                .namespace(&self.namespace)
-                .set_metric_data(Some(batch.iter().map(to_sdk).collect()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(classify)
-        })
+    async fn send(&self, batch: &[Datum]) -> Result<(), SendError> {
+        self.client
+            .put_metric_data()
+            .namespace(&self.namespace)
+            .set_metric_data(Some(batch.iter().map(to_sdk).collect()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 }
 
@@ -123,7 +117,7 @@ impl Sink for CloudWatchSink {
 /// would hold up every batch behind it: it is dropped. Everything else — unreachable,
 /// throttled, 5xx, credentials or permissions (the same for every batch, and fixed
 /// outside Vigil) — is retried.
-fn classify<E>(e: aws_sdk_cloudwatch::error::SdkError<E>) -> SinkError
+fn classify<E>(e: aws_sdk_cloudwatch::error::SdkError<E>) -> SendError
 where
     E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -148,8 +142,9 @@ where
             | "SerializationException"
             | "InvalidFormatFault"
     ) || status == Some(413);
-    SinkError {
-        reason: crate::peer::bounded(crate::settings::secret::scrub_known(&reason)),
-        retry: !refused,
+    if refused {
+        SendError::permanent(reason)
+    } else {
+        SendError::retry(reason)
     }
 }

@@ -9,6 +9,11 @@ use serde_saphyr::Spanned;
 use crate::settings::Collector;
 use crate::settings::duration::{self, Zero};
 
+/// How far before a window a counter's baseline is looked for (Prometheus's
+/// lookback): a scrape that failed just before the window leaves a stale marker, and
+/// the value before it is still the right baseline.
+pub const BASELINE_LOOKBACK_MS: i64 = 300_000;
+
 /// Namespace when the config names none.
 pub const DEFAULT_NAMESPACE: &str = "PlexWatchTogether";
 /// Publishing interval when the config sets none.
@@ -320,7 +325,7 @@ impl PublishSettings {
                 n.value.clone()
             }
         };
-        let lookback = Duration::from_millis(super::aggregate::BASELINE_LOOKBACK_MS as u64);
+        let lookback = Duration::from_millis(BASELINE_LOOKBACK_MS as u64);
         let interval = match (
             duration::at(cw.interval.as_ref(), Zero::Refused, c),
             &cw.interval,

@@ -9,15 +9,14 @@
 //! Every line is checked by [`validate`] before it is written.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::Write;
-use std::pin::Pin;
 use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
 use super::config::UNITS;
-use super::{CloudWatchConfig, Datum, DatumValue, Sink, SinkError};
+use super::{CloudWatchConfig, Datum, DatumValue, Sink};
+use crate::peer::SendError;
 
 /// Metrics per directive (and per line).
 pub const MAX_METRICS: usize = 100;
@@ -269,39 +268,29 @@ impl Sink for EmfSink {
         usize::MAX
     }
 
-    fn send<'a>(
-        &'a self,
-        batch: &'a [Datum],
-    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>> {
-        Box::pin(async move {
-            let too_large = unwritable(batch);
-            if too_large > 0 {
-                tracing::warn!(
-                    message =
-                        "Left out distributions too large for EMF; publish them with mode: api.",
-                    datums = too_large,
-                    max_values = MAX_EXPANDED
-                );
+    async fn send(&self, batch: &[Datum]) -> Result<(), SendError> {
+        let too_large = unwritable(batch);
+        if too_large > 0 {
+            tracing::warn!(
+                message = "Left out distributions too large for EMF; publish them with mode: api.",
+                datums = too_large,
+                max_values = MAX_EXPANDED
+            );
+        }
+        let mut text = String::new();
+        for line in render(&self.namespace, batch) {
+            if let Err(e) = validate(&line) {
+                return Err(SendError::permanent(format!(
+                    "an EMF line breaks the specification: {e}"
+                )));
             }
-            let mut text = String::new();
-            for line in render(&self.namespace, batch) {
-                if let Err(e) = validate(&line) {
-                    return Err(SinkError {
-                        reason: format!("an EMF line breaks the specification: {e}"),
-                        retry: false,
-                    });
-                }
-                text.push_str(&line);
-                text.push('\n');
-            }
-            let mut out = self.out.lock().expect("stdout lock");
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| SinkError {
-                    reason: format!("cannot write EMF lines: {e}"),
-                    retry: true,
-                })
-        })
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let mut out = self.out.lock().expect("stdout lock");
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| SendError::retry(format!("cannot write EMF lines: {e}")))
     }
 }
 

@@ -20,7 +20,6 @@ pub mod emf;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,37 +29,56 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-pub use aggregate::{Datum, DatumValue, Place, SeriesWindow};
+pub use aggregate::{Datum, DatumValue, Place};
 pub use config::{CloudWatchConfig, Mode, PublishSettings};
 
 use crate::notify::Backoff;
+use crate::peer::SendError;
 use crate::rules::manager::Input;
 
 /// The metric published every interval, whatever else is configured, so that a
 /// CloudWatch alarm treating missing data as breaching pages when Vigil dies.
 pub const HEARTBEAT: &str = "vigil_heartbeat";
 
-/// Why a batch was not sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkError {
-    /// What went wrong.
-    pub reason: String,
-    /// Whether trying again can help (unreachable, throttled, 5xx) or the batch is
-    /// refused for good (invalid parameters).
-    pub retry: bool,
-}
-
-/// Where batches go: one implementation per mode.
+/// Where batches go: one file per mode, one variant of [`AnySink`].
 pub trait Sink: Send + Sync + 'static {
     /// Most datums per call.
     fn max_datums(&self) -> usize;
     /// Most bytes per call, as [`Datum::size_bound`] counts them.
     fn max_bytes(&self) -> usize;
-    /// Sends one batch.
-    fn send<'a>(
-        &'a self,
-        batch: &'a [Datum],
-    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+    /// Sends one batch; the caller retries what is retryable.
+    fn send(&self, batch: &[Datum]) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// Any sink; static dispatch over the modes.
+pub enum AnySink {
+    /// `mode: api`, see [`cloudwatch::CloudWatchSink`].
+    CloudWatch(cloudwatch::CloudWatchSink),
+    /// `mode: emf`, see [`emf::EmfSink`].
+    Emf(emf::EmfSink),
+}
+
+impl Sink for AnySink {
+    fn max_datums(&self) -> usize {
+        match self {
+            AnySink::CloudWatch(s) => s.max_datums(),
+            AnySink::Emf(s) => s.max_datums(),
+        }
+    }
+
+    fn max_bytes(&self) -> usize {
+        match self {
+            AnySink::CloudWatch(s) => s.max_bytes(),
+            AnySink::Emf(s) => s.max_bytes(),
+        }
+    }
+
+    async fn send(&self, batch: &[Datum]) -> Result<(), SendError> {
+        match self {
+            AnySink::CloudWatch(s) => s.send(batch).await,
+            AnySink::Emf(s) => s.send(batch).await,
+        }
+    }
 }
 
 /// What `/status` and `/metrics` show of publishing.
@@ -155,11 +173,11 @@ impl Queue {
 }
 
 /// Builds the sink of `cfg.mode`.
-pub async fn sink(cfg: &CloudWatchConfig) -> Arc<dyn Sink> {
-    match cfg.mode {
-        Mode::Api => Arc::new(cloudwatch::CloudWatchSink::new(cfg).await),
-        Mode::Emf => Arc::new(emf::EmfSink::stdout(cfg)),
-    }
+pub async fn sink(cfg: &CloudWatchConfig) -> Arc<AnySink> {
+    Arc::new(match cfg.mode {
+        Mode::Api => AnySink::CloudWatch(cloudwatch::CloudWatchSink::new(cfg).await),
+        Mode::Emf => AnySink::Emf(emf::EmfSink::stdout(cfg)),
+    })
 }
 
 /// The running publisher.
@@ -201,7 +219,7 @@ impl Publisher {
 pub fn start(
     cfg: CloudWatchConfig,
     place: Place,
-    sink: Arc<dyn Sink>,
+    sink: Arc<AnySink>,
     engine: mpsc::Sender<Input>,
     lag: Duration,
     supervisor: &Arc<crate::supervise::Supervisor>,
@@ -271,6 +289,12 @@ async fn flusher(
     view: Arc<watch::Sender<PublishView>>,
 ) {
     let metrics = Arc::new(cfg.metrics.clone());
+    let selectors = Arc::new(
+        cfg.metrics
+            .iter()
+            .map(|m| m.selector.clone())
+            .collect::<Vec<_>>(),
+    );
     let mut ticks = tokio::time::interval(cfg.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lag_ms = lag.as_millis() as i64;
@@ -287,7 +311,8 @@ async fn flusher(
         let (reply, answer) = oneshot::channel();
         let asked = engine
             .send(Input::Snapshot {
-                metrics: Arc::clone(&metrics),
+                selectors: Arc::clone(&selectors),
+                lookback: config::BASELINE_LOOKBACK_MS,
                 from,
                 to,
                 reply,
@@ -340,7 +365,7 @@ const BACKOFF: Backoff = Backoff {
 const STOPPING_RETRY: Duration = Duration::from_millis(500);
 
 async fn sender(
-    sink: Arc<dyn Sink>,
+    sink: Arc<AnySink>,
     queue: Arc<Queue>,
     view: Arc<watch::Sender<PublishView>>,
     mut stopping: watch::Receiver<bool>,
@@ -368,8 +393,8 @@ async fn sender(
             Err(e) => {
                 failures += 1;
                 let n = batch.len();
-                let dropped = if e.retry { queue.unshift(batch) } else { n };
-                if e.retry {
+                let dropped = if e.retryable { queue.unshift(batch) } else { n };
+                if e.retryable {
                     tracing::warn!(message = "Publishing to CloudWatch failed; will retry.", error = %e.reason, datums = n, failures);
                 } else {
                     tracing::error!(message = "CloudWatch refused a batch; dropped it.", error = %e.reason, datums = n);
@@ -383,7 +408,7 @@ async fn sender(
                         message: e.reason.clone(),
                     });
                 });
-                if e.retry {
+                if e.retryable {
                     // While stopping, retries come every half second at most, so the
                     // last flush gets its chances before the deadline; a stop also
                     // cuts a long wait short.

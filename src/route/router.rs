@@ -29,32 +29,7 @@ use super::{Route, Routing};
 use crate::notify::lease::LeaseState;
 use crate::notify::outbox::Sent;
 use crate::notify::{AlertEvent, Notification};
-
-/// A firing or resolved alert, as the rule manager hands it over.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoutedAlert {
-    /// Its labels (with `alertname`).
-    pub labels: BTreeMap<String, String>,
-    /// Its expanded annotations.
-    pub annotations: BTreeMap<String, String>,
-    /// Firing, or resolved (kept 15 minutes after it resolved).
-    pub firing: bool,
-    /// Active but not yet firing (waiting out `for`): never paged nor resolved, but
-    /// a page already sent for it stays open.
-    pub pending: bool,
-    /// The expression's last value.
-    pub value: f64,
-    /// The rule's expression.
-    pub expr: String,
-    /// The rule's `for`, in seconds.
-    pub for_seconds: f64,
-    /// When it became active (ms).
-    pub active_at: i64,
-    /// When it started firing (ms).
-    pub fired_at: Option<i64>,
-    /// When it resolved (ms).
-    pub resolved_at: Option<i64>,
-}
+use crate::rules::manager::RoutedAlert;
 
 /// Why an alert is held back.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]

@@ -15,10 +15,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+use promql_parser::parser::VectorSelector;
+
 use super::alerting::{Alert, State};
 use super::{Group, Rule};
-use crate::route::router::RoutedAlert;
-use crate::store::{Labels, Store};
+use crate::store::{Labels, SeriesWindow, Store};
 
 /// What the manager is sent.
 #[derive(Debug)]
@@ -48,15 +49,43 @@ pub enum Input {
     /// The samples of the metrics to publish in `(from, to]` (ms), for the
     /// CloudWatch publisher.
     Snapshot {
-        /// What to select.
-        metrics: std::sync::Arc<Vec<crate::publish::config::MetricConfig>>,
+        /// What to select: one answer per selector, in order.
+        selectors: Arc<Vec<VectorSelector>>,
+        /// How far before `from` a series' baseline is looked for (ms).
+        lookback: i64,
         /// Window start, excluded.
         from: i64,
         /// Window end, included.
         to: i64,
         /// Where the answer goes.
-        reply: tokio::sync::oneshot::Sender<Vec<Vec<crate::publish::SeriesWindow>>>,
+        reply: tokio::sync::oneshot::Sender<Vec<Vec<SeriesWindow>>>,
     },
+}
+
+/// A firing or resolved alert, as the rule manager hands it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutedAlert {
+    /// Its labels (with `alertname`).
+    pub labels: BTreeMap<String, String>,
+    /// Its expanded annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Firing, or resolved (kept 15 minutes after it resolved).
+    pub firing: bool,
+    /// Active but not yet firing (waiting out `for`): never paged nor resolved, but
+    /// a page already sent for it stays open.
+    pub pending: bool,
+    /// The expression's last value.
+    pub value: f64,
+    /// The rule's expression.
+    pub expr: String,
+    /// The rule's `for`, in seconds.
+    pub for_seconds: f64,
+    /// When it became active (ms).
+    pub active_at: i64,
+    /// When it started firing (ms).
+    pub fired_at: Option<i64>,
+    /// When it resolved (ms).
+    pub resolved_at: Option<i64>,
 }
 
 /// An alert as the API shows it.
@@ -133,6 +162,47 @@ struct Persisted {
     alerts: BTreeMap<String, Vec<Alert>>,
 }
 
+/// What a manager is made of.
+pub struct Options {
+    /// The rule groups.
+    pub groups: Vec<Group>,
+    /// The interval of groups that set none.
+    pub default_interval: Duration,
+    /// Most series the store holds.
+    pub max_series: usize,
+    /// Most bytes the store holds.
+    pub max_bytes: usize,
+    /// How long the store keeps samples.
+    pub retention: Duration,
+    /// Where alert state is persisted (`alerts.json`) and restored from.
+    pub state_dir: PathBuf,
+    /// How long after the first evaluation request rules first run.
+    pub warmup: Duration,
+    /// Called after every evaluation with the firing, pending and recently resolved
+    /// alerts (the router's input); `None` routes nothing.
+    pub notify: Option<Notify>,
+}
+
+/// Where the manager hands its alerts after every evaluation.
+pub type Notify = Box<dyn FnMut(Vec<RoutedAlert>) + Send>;
+
+impl Options {
+    /// Options with the config's defaults, alert state in `state_dir`, no rules and
+    /// nobody notified.
+    pub fn new(state_dir: &Path) -> Options {
+        Options {
+            groups: Vec::new(),
+            default_interval: super::DEFAULT_EVALUATION_INTERVAL,
+            max_series: crate::store::DEFAULT_MAX_SERIES,
+            max_bytes: crate::store::DEFAULT_MAX_BYTES,
+            retention: crate::store::DEFAULT_RETENTION,
+            state_dir: state_dir.to_path_buf(),
+            warmup: Duration::ZERO,
+            notify: None,
+        }
+    }
+}
+
 /// The manager.
 pub struct Manager {
     /// The series store.
@@ -163,7 +233,7 @@ pub struct Manager {
     /// When the warm-up ends (ms), set by the first evaluation request.
     warm_from: Option<i64>,
     /// Where firing and resolved alerts go after every evaluation (the router).
-    routed: Option<watch::Sender<Option<Vec<RoutedAlert>>>>,
+    notify: Option<Notify>,
     /// What of the state file could not be read, for the view.
     state_problems: Vec<String>,
     /// The latest time seen (a sample's or an evaluation's, ms), to notice the wall
@@ -191,28 +261,17 @@ fn time(ms: i64) -> DateTime<Utc> {
 }
 
 impl Manager {
-    /// The same manager with its store held to `max_bytes`.
-    pub fn with_store_budget(mut self, max_bytes: usize) -> Manager {
-        self.store.set_max_bytes(max_bytes);
-        self
-    }
-
-    /// A manager with an empty store; alert state is restored from `state_dir`. Rules
-    /// are first evaluated `warmup` after the first evaluation request.
-    pub fn new(
-        groups: Vec<Group>,
-        default_interval: Duration,
-        max_series: usize,
-        retention: Duration,
-        state_dir: &Path,
-        view: watch::Sender<EngineView>,
-        warmup: Duration,
-    ) -> Manager {
-        let state_file = state_dir.join("alerts.json");
+    /// A manager with an empty store; alert state is restored from the state
+    /// directory. Rules are first evaluated `warmup` after the first evaluation
+    /// request. What the API shows is published on `view`.
+    pub fn new(options: Options, view: watch::Sender<EngineView>) -> Manager {
+        let state_file = options.state_dir.join("alerts.json");
+        let mut store = Store::new(options.max_series, options.retention.as_millis() as i64);
+        store.set_max_bytes(options.max_bytes);
         let mut m = Manager {
-            store: Store::new(max_series, retention.as_millis() as i64),
+            store,
             groups: Vec::new(),
-            default_interval,
+            default_interval: options.default_interval,
             previous: HashMap::new(),
             writer: StateWriter::start(state_file.clone()),
             state_file,
@@ -220,21 +279,15 @@ impl Manager {
             last_trim: 0,
             view,
             evaluations: 0,
-            warmup,
+            warmup: options.warmup,
             warm_from: None,
-            routed: None,
+            notify: options.notify,
             state_problems: Vec::new(),
             clock_high: i64::MIN,
         };
         let restored = m.read_state();
-        m.set_groups(groups, restored);
+        m.set_groups(options.groups, restored);
         m
-    }
-
-    /// Hands firing and resolved alerts to `tx` after every evaluation.
-    pub fn route_to(mut self, tx: watch::Sender<Option<Vec<RoutedAlert>>>) -> Manager {
-        self.routed = Some(tx);
-        self
     }
 
     /// Firing and pending alerts and those resolved in the last 15 minutes, for the
@@ -467,8 +520,11 @@ impl Manager {
         let took = start.elapsed();
         self.evaluations += 1;
         self.persist();
-        if let Some(tx) = &self.routed {
-            tx.send_replace(Some(self.routed_alerts()));
+        if self.notify.is_some() {
+            let alerts = self.routed_alerts();
+            if let Some(notify) = &mut self.notify {
+                notify(alerts);
+            }
         }
         self.publish(Some(now), took, errors);
     }
@@ -577,14 +633,18 @@ impl Manager {
             .clamp(Duration::from_millis(100), Duration::from_secs(1))
     }
 
-    /// The samples of `metrics` in `(from, to]`, for publishing.
+    /// The samples each selector picks in `(from, to]`, for publishing.
     pub fn snapshot(
         &self,
-        metrics: &[crate::publish::config::MetricConfig],
+        selectors: &[VectorSelector],
+        lookback: i64,
         from: i64,
         to: i64,
-    ) -> Vec<Vec<crate::publish::SeriesWindow>> {
-        crate::publish::aggregate::snapshot(&self.store, metrics, from, to)
+    ) -> Vec<Vec<SeriesWindow>> {
+        selectors
+            .iter()
+            .map(|v| crate::promql::eval::windows(&self.store, v, from, to, lookback))
+            .collect()
     }
 
     /// Runs until every sender of `inputs` is gone.
@@ -611,8 +671,8 @@ impl Manager {
                         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         self.evaluate(Utc::now().timestamp_millis(), true);
                     }
-                    Some(Input::Snapshot { metrics, from, to, reply }) => {
-                        let _ = reply.send(self.snapshot(&metrics, from, to));
+                    Some(Input::Snapshot { selectors, lookback, from, to, reply }) => {
+                        let _ = reply.send(self.snapshot(&selectors, lookback, from, to));
                     }
                 }
             }
@@ -803,13 +863,13 @@ mod tests {
     fn manager(groups: Vec<Group>, dir: &Path, view: watch::Sender<EngineView>) -> Manager {
         let hour = Duration::from_secs(3600);
         Manager::new(
-            groups,
-            Duration::from_secs(10),
-            100,
-            hour,
-            dir,
+            Options {
+                groups,
+                max_series: 100,
+                retention: hour,
+                ..Options::new(dir)
+            },
             view,
-            Duration::ZERO,
         )
     }
 
@@ -941,13 +1001,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = watch::channel(EngineView::default());
         let mut m = Manager::new(
-            Vec::new(),
-            Duration::from_secs(10),
-            100,
-            Duration::from_secs(60),
-            dir.path(),
+            Options {
+                max_series: 100,
+                retention: Duration::from_secs(60),
+                ..Options::new(dir.path())
+            },
             tx,
-            Duration::ZERO,
         );
         let l = Labels::from_pairs("vigil_probe_success", &[("probe", "cache")]);
         for i in 0..100 {

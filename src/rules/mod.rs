@@ -66,6 +66,9 @@ struct RawRule {
     annotations: Option<Spanned<BTreeMap<String, String>>>,
 }
 
+/// Rule evaluation interval when the config does not say.
+pub const DEFAULT_EVALUATION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A recording rule: stores its expression's result under a new name.
 #[derive(Debug, Clone)]
 pub struct RecordingRule {

@@ -120,6 +120,12 @@ pub fn budget_for_limit(limit: Option<u64>) -> usize {
 pub const SAMPLE_BYTES: usize = std::mem::size_of::<(i64, f64)>();
 
 /// The retention in effect never shrinks below this for the byte budget: the
+/// Retention when the config does not say.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Most series the store holds when the config does not say.
+pub const DEFAULT_MAX_SERIES: usize = 50_000;
+
 /// lookback of an instant selector, so every live series keeps its latest value.
 pub const MIN_RETENTION_MS: i64 = 5 * 60 * 1000;
 
@@ -165,6 +171,17 @@ pub struct Store {
     effective_retention_ms: i64,
     /// Samples dropped before their retention to keep within the byte budget.
     evicted: u64,
+}
+
+/// One series' samples in a window, for publishing.
+#[derive(Debug, Clone)]
+pub struct SeriesWindow {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its newest sample at or before the window's start (a counter's baseline).
+    pub before: Option<f64>,
+    /// Its samples in the window, oldest first, stale markers left out.
+    pub points: Vec<(i64, f64)>,
 }
 
 impl Store {
@@ -434,6 +451,45 @@ impl Store {
                 self.free.push(i);
             }
         }
+    }
+
+    /// The samples in `(from, to]` of every series [`Store::select`] picks, each
+    /// with its newest sample in the `lookback` before `from` (a counter's
+    /// baseline); stale markers are left out, and so are series without a sample
+    /// in the window.
+    pub fn windows(
+        &self,
+        equal: &[(&str, &str)],
+        keep: impl FnMut(&Labels) -> bool,
+        from: i64,
+        to: i64,
+        lookback: i64,
+    ) -> Vec<SeriesWindow> {
+        if to <= from {
+            return Vec::new();
+        }
+        self.select(equal, keep)
+            .into_iter()
+            .filter_map(|s| {
+                let points: Vec<(i64, f64)> = s
+                    .range(from.saturating_add(1), to)
+                    .filter(|(_, v)| !is_stale(*v))
+                    .collect();
+                if points.is_empty() {
+                    return None;
+                }
+                let before = s
+                    .range(from.saturating_sub(lookback), from)
+                    .filter(|(_, v)| !is_stale(*v))
+                    .last()
+                    .map(|(_, v)| v);
+                Some(SeriesWindow {
+                    labels: s.labels.clone(),
+                    before,
+                    points,
+                })
+            })
+            .collect()
     }
 
     /// Series holding every label pair of `equal` (the metric name among them, as

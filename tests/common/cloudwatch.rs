@@ -14,12 +14,20 @@ pub fn fake(store: Store, from: i64, to: i64) -> mpsc::Sender<Input> {
     tokio::spawn(async move {
         let mut first = true;
         while let Some(input) = rx.recv().await {
-            if let Input::Snapshot { metrics, reply, .. } = input {
-                let windows = if first {
-                    vigil::publish::aggregate::snapshot(&store, &metrics, from, to)
-                } else {
-                    metrics.iter().map(|_| Vec::new()).collect()
-                };
+            if let Input::Snapshot {
+                selectors,
+                lookback,
+                reply,
+                ..
+            } = input
+            {
+                let windows = selectors
+                    .iter()
+                    .map(|v| match first {
+                        true => vigil::promql::eval::windows(&store, v, from, to, lookback),
+                        false => Vec::new(),
+                    })
+                    .collect();
                 first = false;
                 let _ = reply.send(windows);
             }
