@@ -16,6 +16,7 @@ use vigil::publish::AnySink;
 use vigil::publish::cloudwatch::CloudWatchSink;
 use vigil::publish::{self, Place, PublishSettings};
 use vigil::store::{Labels, Store};
+use vigil::supervise::{Stages, Supervisor};
 use vigil_testkit::{CwAdapter, Moto};
 
 /// Minutes in a month as AWS bills them (730 hours).
@@ -107,13 +108,14 @@ async fn run() {
             &cfg,
             client.clone(),
         )));
+        let mut stages = Stages::new(Supervisor::new());
         let publisher = publish::start(
             cfg,
             place,
             sink,
             cloudwatch::fake(store, to - 60_000, to),
             std::time::Duration::ZERO,
-            &vigil::supervise::Supervisor::new(),
+            &mut stages,
         );
         let mut view = publisher.view.clone();
         let datums = n + 1;
@@ -125,6 +127,7 @@ async fn run() {
         .expect("sent in time")
         .expect("publisher running");
         drop(publisher);
+        drop(stages);
         // The first flush's calls: until their datums add up.
         let mut calls = 0;
         let (mut wire, mut body, mut seen) = (0, 0, 0);

@@ -16,7 +16,7 @@ use crate::health::{self, Component, Health};
 use crate::probe::Probe;
 use crate::probe::scheduler::{self, Scheduled};
 use crate::rules::manager::{self, EngineView, Input, Manager};
-use crate::supervise::{Supervisor, stage};
+use crate::supervise::{Stages, Supervisor, stage};
 
 /// After a stop is asked for, in-flight API requests get this long to finish.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -155,14 +155,22 @@ impl Daemon {
             .expect("a bound TCP listener has an address")
     }
 
-    /// Runs until `shutdown` completes, then stops the probes and gives in-flight
+    /// Runs until `shutdown` completes, then stops every stage and gives in-flight
     /// API requests [`SHUTDOWN_DEADLINE`] to finish. SIGHUP and `POST /-/reload`
     /// reload the config and the rules.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
+        self.start().await?.supervise(shutdown).await
+    }
+
+    /// Starts every stage, in the order data flows: the rule manager, the ECS
+    /// metadata poller, paging, the publisher, the health stage, the probes and
+    /// scrapes (owned by the reload control), and builds the API.
+    async fn start(self) -> Result<Started, DaemonError> {
         let supervisor = Supervisor::new();
+        let mut stages = Stages::new(supervisor.clone());
         let (components, scheduled): (Vec<_>, Vec<_>) = self.probes.into_iter().unzip();
         let (state_tx, state_rx) = watch::channel(Health::new(components));
         let (report_tx, report_rx) = mpsc::channel(256);
@@ -184,60 +192,56 @@ impl Daemon {
             },
             view_tx,
         );
-        let (ecs, task, _ecs_task) = start_ecs(&self.config, engine_tx.clone(), &supervisor).await;
-        let (paging, _paging_tasks) = match &self.config.routing {
-            Some(routing) => {
-                let (p, tasks) = crate::paging::start(
+        let (ecs, task) = start_ecs(&self.config, engine_tx.clone(), &mut stages).await;
+        let paging = match &self.config.routing {
+            Some(routing) => Some(
+                crate::paging::start(
                     crate::paging::Settings {
                         routing: routing.clone(),
                         environment: self.config.environment.clone(),
                         state_dir: self.config.state_dir.clone(),
                         external_url: self.config.external_url.clone(),
-                        supervisor: supervisor.clone(),
                         task: task_name(task.as_ref()),
                     },
                     routed_rx,
+                    &mut stages,
                 )
-                .await?;
-                (Some(p), Some(tasks))
-            }
+                .await?,
+            ),
             None => {
                 tracing::warn!(
                     message = "No routing file in the config: alerts are evaluated and shown, but page nobody."
                 );
-                (None, None)
+                None
             }
         };
         let token = std::env::var("VIGIL_API_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
             .map(|t| Arc::new(crate::settings::secret::Secret::new(t)));
-        let manager_task = tokio::spawn(stage(
-            &supervisor,
-            "the rule manager",
-            manager.run(engine_rx),
-        ));
-        let publisher = match &self.config.publish {
+        // The manager ends when every source of samples is gone, so it still answers
+        // the publisher's last snapshot at a stop.
+        stages.spawn_draining("the rule manager", manager.run(engine_rx));
+        let publish = match &self.config.publish {
             Some(cw) => {
                 let place = place(&self.config, cw, task.as_ref());
                 let sink = crate::publish::sink(cw).await;
-                Some(crate::publish::start(
+                let publisher = crate::publish::start(
                     cw.clone(),
                     place,
                     sink,
                     engine_tx.clone(),
                     publish_lag(&self.config),
-                    &supervisor,
-                ))
+                    &mut stages,
+                );
+                Some(publisher.view)
             }
             None => None,
         };
-        let publish = publisher.as_ref().map(|p| p.view.clone());
-        let health_task = tokio::spawn(stage(
-            &supervisor,
+        stages.spawn_draining(
             "the health stage",
             health::run(report_rx, state_tx.clone(), Some(engine_tx.clone())),
-        ));
+        );
         let mut probe_tasks = scheduler::start(scheduled, report_tx.clone(), 0, &supervisor);
         let targets: crate::scrape::Targets = Arc::new(watch::channel(Vec::new()).0);
         start_scrapes(
@@ -282,7 +286,8 @@ impl Daemon {
             scrapes = self.config.scrapes.len(),
         );
         tracing::info!(message = "Listening.", addr = %self.listener.local_addr().map_err(DaemonError::Serve)?);
-
+        // The control owns the probes and scrapes: cancelled at a stop, it drops
+        // them, and with them the last senders of reports and samples.
         let control = Control {
             config: self.config,
             state: state_tx,
@@ -295,16 +300,38 @@ impl Daemon {
             supervisor: supervisor.clone(),
             targets,
         };
-        let control_task = tokio::spawn(stage(
-            &supervisor,
-            "the reload control",
-            control.run(reload_rx),
-        ));
+        stages.spawn("the reload control", control.run(reload_rx));
+        Ok(Started {
+            listener: self.listener,
+            router,
+            stages,
+        })
+    }
+}
 
+/// A daemon whose stages run, and its API not yet served.
+struct Started {
+    /// The API's socket.
+    listener: TcpListener,
+    /// The API.
+    router: axum::Router,
+    /// Every stage.
+    stages: Stages,
+}
+
+impl Started {
+    /// Serves the API until `shutdown` completes or a stage fails, drains it for at
+    /// most [`SHUTDOWN_DEADLINE`], then stops every stage (the publisher's last
+    /// flush gets [`PUBLISH_DEADLINE`]).
+    async fn supervise(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DaemonError> {
+        let supervisor = self.stages.supervisor().clone();
         let (stopping_tx, mut stopping_rx) = watch::channel(false);
         let mut failed = supervisor.subscribe();
         let stopping = supervisor.clone();
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             // A stop asked for, or a stage that failed: the API drains either way.
             tokio::select! {
                 () = shutdown => {}
@@ -329,17 +356,14 @@ impl Daemon {
                 Ok(())
             }
         };
-        supervisor.stopping();
         let failure = supervisor.failure();
-        // Dropping the control task drops the probe and scrape tasks it owns.
-        // The last interval's datums, sent while the manager still answers.
-        if let Some(p) = publisher {
-            p.finish(PUBLISH_DEADLINE).await;
+        let left = self.stages.stop(PUBLISH_DEADLINE).await;
+        if left > 0 {
+            tracing::warn!(
+                message = "Stages still running at the stop's deadline were cancelled (datums not yet sent to CloudWatch among them).",
+                stages = left
+            );
         }
-        control_task.abort();
-        let _ = control_task.await;
-        health_task.abort();
-        manager_task.abort();
         tracing::info!(message = "Vigil stopped.");
         match failure {
             Some(reason) => Err(DaemonError::Stage(reason)),
@@ -361,18 +385,17 @@ fn task_name(task: Option<&crate::ecs::TaskInfo>) -> String {
 }
 
 /// Starts reading the ECS task metadata when `ECS_CONTAINER_METADATA_URI_V4` is set:
-/// the view for the API, the task (for dimensions) and the polling task.
+/// the view for the API and the task (for dimensions); the poller runs in `stages`.
 async fn start_ecs(
     config: &Config,
     engine: mpsc::Sender<Input>,
-    supervisor: &Arc<Supervisor>,
+    stages: &mut Stages,
 ) -> (
     Option<watch::Receiver<crate::ecs::EcsView>>,
     Option<crate::ecs::TaskInfo>,
-    Option<tokio::task::JoinHandle<()>>,
 ) {
     let Some(endpoint) = crate::ecs::Endpoint::from_env() else {
-        return (None, None, None);
+        return (None, None);
     };
     let (tx, rx) = watch::channel(crate::ecs::EcsView::default());
     let doc = match crate::ecs::read_task(&endpoint).await {
@@ -384,8 +407,7 @@ async fn start_ecs(
         }
     };
     let task = crate::ecs::task_info(&doc).ok();
-    let poll = tokio::spawn(stage(
-        supervisor,
+    stages.spawn(
         "the ECS metadata poller",
         crate::ecs::run(
             endpoint,
@@ -395,8 +417,8 @@ async fn start_ecs(
             engine,
             tx,
         ),
-    ));
-    (Some(rx), task, Some(poll))
+    );
+    (Some(rx), task)
 }
 
 /// How far behind real time each CloudWatch flush's window ends: the longest probe or

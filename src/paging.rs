@@ -30,6 +30,7 @@ use crate::route::router::{Muted, Router};
 use crate::route::silence::SilenceStore;
 use crate::route::window::WindowView;
 use crate::rules::manager::RoutedAlert;
+use crate::supervise::Stages;
 
 /// What `/status` shows of paging.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -105,19 +106,18 @@ pub struct Settings {
     pub state_dir: std::path::PathBuf,
     /// Vigil's own address, linked from pages.
     pub external_url: String,
-    /// Told when the router, the lease or a delivery worker panics or ends.
-    pub supervisor: Arc<crate::supervise::Supervisor>,
     /// This sidecar's task (the ECS task id, `VIGIL_TASK_ID`, or the host's name),
     /// the `task` label of per-task alerts.
     pub task: String,
 }
 
-/// Opens the outbox and starts the router, the lease and the workers. The tasks
-/// stop when the returned set is dropped.
+/// Opens the outbox and starts the router (which runs the workers) and the lease
+/// in `stages`; the shutdown token cancels them (what is queued is in the outbox).
 pub async fn start(
     settings: Settings,
     alerts: watch::Receiver<Option<Vec<RoutedAlert>>>,
-) -> Result<(Arc<Paging>, JoinSet<()>), PagingError> {
+    stages: &mut Stages,
+) -> Result<Arc<Paging>, PagingError> {
     let fail = |dir: &Path, e: &dyn std::fmt::Display| PagingError {
         dir: dir.display().to_string(),
         reason: e.to_string(),
@@ -147,7 +147,6 @@ pub async fn start(
     let stats: Stats = Arc::new(Mutex::new(BTreeMap::new()));
     let (view_tx, view_rx) = watch::channel(PagingView::default());
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let mut tasks = JoinSet::new();
     let routing = Arc::new(settings.routing);
     let (lease_tx, lease_rx) = watch::channel(LeaseState::Unknown);
     let mut fixed_lease = None;
@@ -158,8 +157,7 @@ pub async fn start(
             std::process::id(),
             fastrand::u32(..)
         );
-        tasks.spawn(crate::supervise::stage(
-            &settings.supervisor,
+        stages.spawn(
             "the paging lease",
             lease::run(
                 LeaseSpec {
@@ -170,7 +168,7 @@ pub async fn start(
                 id,
                 lease_tx,
             ),
-        ));
+        );
     } else {
         // No lease configured: this sidecar pages for everything.
         lease_tx.send_replace(LeaseState::Holder);
@@ -188,23 +186,16 @@ pub async fn start(
         external_url: settings.external_url,
         routing_file: String::new(),
         _fixed_lease: fixed_lease,
-        supervisor: settings.supervisor.clone(),
+        supervisor: stages.supervisor().clone(),
         task: settings.task.clone(),
     };
-    tasks.spawn(crate::supervise::stage(
-        &settings.supervisor,
-        "the router",
-        task.run(reload_rx),
-    ));
-    Ok((
-        Arc::new(Paging {
-            silences,
-            stats,
-            view: view_rx,
-            reload: reload_tx,
-        }),
-        tasks,
-    ))
+    stages.spawn("the router", task.run(reload_rx));
+    Ok(Arc::new(Paging {
+        silences,
+        stats,
+        view: view_rx,
+        reload: reload_tx,
+    }))
 }
 
 /// The router's run loop and what it owns.

@@ -9,20 +9,51 @@
 //!
 //! A stage tells a panic from a cancellation by `std::thread::panicking()` in its
 //! guard's `Drop`: a panic unwinds through the guard, a cancellation drops it.
+//!
+//! There is one way to stop. Every stage runs in the daemon's [`Stages`], and one
+//! [`Shutdown`] token, the supervisor's, reaches them all: [`Supervisor::stopping`]
+//! fires it. A stage started with [`Stages::spawn`] is cancelled when it fires (its
+//! work is on disk or done again at the next start); a stage started with
+//! [`Stages::spawn_draining`] finishes its work first: it watches the token itself
+//! (the CloudWatch publisher's last flush) or ends when its inputs close (the health
+//! stage, the rule manager). [`Stages::stop`] then waits for all of them, for at most
+//! a deadline.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::watch;
+use std::time::Duration;
 
-/// Collects the first stage failure.
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Collects the first stage failure, and holds the shutdown token.
 #[derive(Debug)]
 pub struct Supervisor {
     /// The first failure (`"<stage> panicked"`, `"<stage> ended"`), once there is one.
     failed: watch::Sender<Option<String>>,
     /// Set once a stop is under way: stages ending then are expected.
     stopping: AtomicBool,
+    /// The shutdown token's sender: `true` once a stop is under way.
+    stop: watch::Sender<bool>,
+}
+
+/// The shutdown token: fired once, when the daemon stops.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Completes once a stop is under way (at once if it already is).
+    pub async fn requested(&mut self) {
+        // A supervisor gone is a stop too.
+        let _ = self.0.wait_for(|s| *s).await;
+    }
+
+    /// Whether a stop is under way.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 impl Supervisor {
@@ -31,7 +62,13 @@ impl Supervisor {
         Arc::new(Supervisor {
             failed: watch::channel(None).0,
             stopping: AtomicBool::new(false),
+            stop: watch::channel(false).0,
         })
+    }
+
+    /// The shutdown token.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown(self.stop.subscribe())
     }
 
     /// Watches for the first failure.
@@ -45,8 +82,10 @@ impl Supervisor {
     }
 
     /// From now on stages end because the daemon stops; they are no longer failures.
+    /// Fires the shutdown token.
     pub fn stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.stop.send_replace(true);
     }
 
     /// Records that `name` stopped (`how`: "panicked", "ended"), unless stopping.
@@ -129,6 +168,69 @@ where
     }
 }
 
+/// Every long-lived stage of a daemon, supervised, stopped one way.
+pub struct Stages {
+    /// Told of failures; its token stops the stages.
+    supervisor: Arc<Supervisor>,
+    /// The running stages.
+    set: JoinSet<()>,
+}
+
+impl Stages {
+    /// No stages yet, supervised by `supervisor`.
+    pub fn new(supervisor: Arc<Supervisor>) -> Stages {
+        Stages {
+            supervisor,
+            set: JoinSet::new(),
+        }
+    }
+
+    /// The supervisor.
+    pub fn supervisor(&self) -> &Arc<Supervisor> {
+        &self.supervisor
+    }
+
+    /// Starts `fut` as the stage `name`, cancelled when the shutdown token fires.
+    pub fn spawn<F>(&mut self, name: impl Into<String>, fut: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: Into<Ended>,
+    {
+        let mut shutdown = self.supervisor.shutdown();
+        let run = stage(&self.supervisor, name.into(), fut);
+        self.set.spawn(async move {
+            tokio::select! {
+                () = run => {}
+                () = shutdown.requested() => {}
+            }
+        });
+    }
+
+    /// Starts `fut` as the stage `name`, left to finish by itself once the token
+    /// fires: it watches the token, or ends when its inputs close.
+    pub fn spawn_draining<F>(&mut self, name: impl Into<String>, fut: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: Into<Ended>,
+    {
+        self.set.spawn(stage(&self.supervisor, name.into(), fut));
+    }
+
+    /// Fires the shutdown token and waits, for at most `deadline`, for every stage
+    /// to end; what is left then is cancelled. Answers how many were left.
+    pub async fn stop(mut self, deadline: Duration) -> usize {
+        self.supervisor.stopping();
+        let all = async { while self.set.join_next().await.is_some() {} };
+        if tokio::time::timeout(deadline, all).await.is_ok() {
+            return 0;
+        }
+        let left = self.set.len();
+        self.set.abort_all();
+        while self.set.join_next().await.is_some() {}
+        left
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +260,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.failure(), None, "told to stop, and stopped");
+    }
+
+    #[tokio::test]
+    async fn one_token_stops_every_stage_and_draining_ones_finish_first() {
+        let mut stages = Stages::new(Supervisor::new());
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<&str>(4);
+        stages.spawn("probe x", std::future::pending::<()>());
+        let mut token = stages.supervisor().shutdown();
+        let tx = done_tx.clone();
+        stages.spawn_draining("publisher", async move {
+            token.requested().await;
+            // The last flush: work done after the token fired.
+            tokio::task::yield_now().await;
+            let _ = tx.send("flushed").await;
+        });
+        let (inputs_tx, mut inputs) = tokio::sync::mpsc::channel::<()>(1);
+        stages.spawn("source", async move {
+            let _keep = inputs_tx;
+            std::future::pending::<()>().await;
+        });
+        stages.spawn_draining("manager", async move {
+            while inputs.recv().await.is_some() {}
+            let _ = done_tx.send("inputs closed").await;
+        });
+        let supervisor = stages.supervisor().clone();
+        assert_eq!(
+            stages.stop(Duration::from_secs(60)).await,
+            0,
+            "every stage ended"
+        );
+        let mut done = vec![done_rx.recv().await.unwrap(), done_rx.recv().await.unwrap()];
+        done.sort_unstable();
+        assert_eq!(done, ["flushed", "inputs closed"]);
+        assert_eq!(supervisor.failure(), None, "stopping is not a failure");
+        // A stage that never ends is cancelled at the deadline and counted.
+        let mut stuck = Stages::new(Supervisor::new());
+        stuck.spawn_draining("stuck", std::future::pending::<()>());
+        assert_eq!(stuck.stop(Duration::from_millis(1)).await, 1);
     }
 }

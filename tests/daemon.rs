@@ -350,3 +350,85 @@ fn vigil_status_prints_the_table_and_exits_by_verdict() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Vigil"));
 }
+
+/// One token stops every stage: a daemon running every kind of stage (probes, a
+/// scrape, rules, the router with a delivery worker and the lease, the publisher)
+/// ends on SIGTERM with every stage ended by itself, none cancelled at the stop's
+/// deadline, and its last flush written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_every_stage_by_the_shutdown_token() {
+    let redis = vigil_testkit::Redis::start();
+    let hook = vigil_testkit::Peer::start(vigil_testkit::Behaviour::Answer(
+        200,
+        vec!["Content-Type: text/plain; version=0.0.4".into()],
+        b"up_hook 1\n".to_vec(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    common::write_always_paging(
+        dir.path(),
+        "Always",
+        &format!("    webhook:\n      url: http://{}/hook\n", hook.addr()),
+        &format!("redis://127.0.0.1:{}/0", redis.port()),
+    );
+    let mut vigil = Vigil::start_in(
+        dir,
+        &format!(
+            "probes:
+  - name: cache
+    interval: 100ms
+    redis:
+      url: redis://127.0.0.1:{port}/0
+scrape:
+  - job: hook
+    url: http://{hook}/metrics
+    interval: 200ms
+rule_files: [rules.yaml]
+evaluation_interval: 200ms
+routing: routing.yaml
+publish:
+  cloudwatch:
+    mode: emf
+    interval: 30m
+    metrics:
+      - series: vigil_probe_success
+        stat: summary
+        labels: [probe]
+",
+            port = redis.port(),
+            hook = hook.addr(),
+        ),
+    );
+    vigil
+        .wait_for("the alert to be paged", |s| {
+            s["paging"]["targets"]["oncall/webhook"]["delivered"].as_u64() >= Some(1)
+        })
+        .await;
+    let pid = vigil.child.0.id();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(status) = vigil.child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < common::DEADLINE, "vigil did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let log = vigil.log_text();
+    assert!(exit.success(), "vigil exited with {exit}: {log}");
+    assert!(log.contains("Vigil stopped."), "{log}");
+    assert!(
+        !log.contains("Stages still running"),
+        "a stage outlived the shutdown token: {log}"
+    );
+    assert!(
+        vigil.stdout_text().contains("\"vigil_heartbeat\""),
+        "the last flush was written: {}",
+        vigil.stdout_text()
+    );
+}

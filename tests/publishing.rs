@@ -22,6 +22,7 @@ use vigil::publish::AnySink;
 use vigil::publish::cloudwatch::CloudWatchSink;
 use vigil::publish::{self, CloudWatchConfig, Place, PublishSettings, PublishView};
 use vigil::store::{Labels, Store};
+use vigil::supervise::{Stages, Supervisor};
 use vigil_testkit::{CwAdapter, Moto, Redis};
 
 /// `publish:` settings from YAML, validated.
@@ -185,13 +186,14 @@ async fn known_samples_read_back_exactly_with_their_dimensions() {
         &cfg,
         client.clone(),
     )));
+    let mut stages = Stages::new(Supervisor::new());
     let publisher = publish::start(
         cfg,
         place(),
         sink,
         cloudwatch::fake(store, from, to),
         std::time::Duration::ZERO,
-        &vigil::supervise::Supervisor::new(),
+        &mut stages,
     );
     let mut view = publisher.view.clone();
     // 2 summaries, 1 distribution, 1 histogram, 2 increases, the heartbeat.
@@ -357,13 +359,14 @@ async fn a_flush_of_2500_series_takes_exactly_three_calls_under_1_mb() {
         &cfg,
         client.clone(),
     )));
+    let mut stages = Stages::new(Supervisor::new());
     let publisher = publish::start(
         cfg,
         place(),
         sink,
         cloudwatch::fake(store, to - 60_000, to),
         std::time::Duration::ZERO,
-        &vigil::supervise::Supervisor::new(),
+        &mut stages,
     );
     let mut view = publisher.view.clone();
     wait_view(&mut view, "2 500 datums sent", |v| {

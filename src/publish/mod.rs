@@ -27,7 +27,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio::task::JoinSet;
 
 pub use aggregate::{Datum, DatumValue, Place};
 pub use config::{CloudWatchConfig, Mode, PublishSettings};
@@ -35,6 +34,7 @@ pub use config::{CloudWatchConfig, Mode, PublishSettings};
 use crate::notify::Backoff;
 use crate::peer::SendError;
 use crate::rules::manager::Input;
+use crate::supervise::{Shutdown, Stages};
 
 /// The metric published every interval, whatever else is configured, so that a
 /// CloudWatch alarm treating missing data as breaching pages when Vigil dies.
@@ -184,33 +184,13 @@ pub async fn sink(cfg: &CloudWatchConfig) -> Arc<AnySink> {
 pub struct Publisher {
     /// What `/status` and `/metrics` show.
     pub view: watch::Receiver<PublishView>,
-    /// Asks for the last flush.
-    stop: watch::Sender<bool>,
-    /// The flusher and the sender.
-    tasks: JoinSet<()>,
 }
 
-impl Publisher {
-    /// Flushes what the last interval has so far (the heartbeat included) and sends
-    /// the queue, for at most `deadline`; what is still queued then is logged and
-    /// counted as dropped. Called when the daemon stops, so a task's last minute is
-    /// not lost.
-    pub async fn finish(mut self, deadline: Duration) {
-        let _ = self.stop.send(true);
-        let all = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(deadline, all).await.is_err() {
-            let left = self.view.borrow().queued;
-            tracing::warn!(
-                message = "Stopping with datums not sent to CloudWatch.",
-                datums = left
-            );
-            self.tasks.abort_all();
-        }
-    }
-}
-
-/// Starts the flusher and the sender. Snapshots are asked of the manager through
-/// `engine`; what happens shows in the returned view.
+/// Starts the flusher and the sender in `stages`. Snapshots are asked of the manager
+/// through `engine`; what happens shows in the returned view. Both drain: when the
+/// shutdown token fires, the flusher flushes what the last interval has so far (the
+/// heartbeat included) and the sender sends the queue, so a task's last minute is not
+/// lost; what the stop's deadline leaves queued is logged.
 ///
 /// Samples are stamped when their check or scrape started and reach the store up to
 /// a timeout later, so each flush covers the interval that ended `lag` ago (the
@@ -222,7 +202,7 @@ pub fn start(
     sink: Arc<AnySink>,
     engine: mpsc::Sender<Input>,
     lag: Duration,
-    supervisor: &Arc<crate::supervise::Supervisor>,
+    stages: &mut Stages,
 ) -> Publisher {
     let (view_tx, view_rx) = watch::channel(PublishView {
         mode: match cfg.mode {
@@ -240,31 +220,21 @@ pub fn start(
         ready: Notify::new(),
         closed: AtomicBool::new(false),
     });
-    let (stop, stopping) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    tasks.spawn(crate::supervise::stage(
-        supervisor,
+    let shutdown = stages.supervisor().shutdown();
+    stages.spawn_draining(
         "the CloudWatch flusher",
         flusher(
             cfg,
             place,
             engine,
             lag,
-            stopping,
+            shutdown.clone(),
             Arc::clone(&queue),
             Arc::clone(&view),
         ),
-    ));
-    tasks.spawn(crate::supervise::stage(
-        supervisor,
-        "the CloudWatch sender",
-        sender(sink, queue, view, stop.subscribe()),
-    ));
-    Publisher {
-        view: view_rx,
-        stop,
-        tasks,
-    }
+    );
+    stages.spawn_draining("the CloudWatch sender", sender(sink, queue, view, shutdown));
+    Publisher { view: view_rx }
 }
 
 /// The datum of [`HEARTBEAT`].
@@ -284,7 +254,7 @@ async fn flusher(
     place: Place,
     engine: mpsc::Sender<Input>,
     lag: Duration,
-    mut stopping: watch::Receiver<bool>,
+    mut stopping: Shutdown,
     queue: Arc<Queue>,
     view: Arc<watch::Sender<PublishView>>,
 ) {
@@ -305,7 +275,7 @@ async fn flusher(
         // is coming.
         let last = tokio::select! {
             _ = ticks.tick() => false,
-            _ = stopping.wait_for(|s| *s) => true,
+            () = stopping.requested() => true,
         };
         let to = Utc::now().timestamp_millis() - if last { 0 } else { lag_ms };
         let (reply, answer) = oneshot::channel();
@@ -368,7 +338,7 @@ async fn sender(
     sink: Arc<AnySink>,
     queue: Arc<Queue>,
     view: Arc<watch::Sender<PublishView>>,
-    mut stopping: watch::Receiver<bool>,
+    mut stopping: Shutdown,
 ) {
     let mut failures = 0u32;
     loop {
@@ -413,12 +383,12 @@ async fn sender(
                     // last flush gets its chances before the deadline; a stop also
                     // cuts a long wait short.
                     let wait = BACKOFF.delay(failures);
-                    if *stopping.borrow() {
+                    if stopping.is_requested() {
                         tokio::time::sleep(wait.min(STOPPING_RETRY)).await;
                     } else {
                         tokio::select! {
                             () = tokio::time::sleep(wait) => {}
-                            _ = stopping.wait_for(|s| *s) => {}
+                            () = stopping.requested() => {}
                         }
                     }
                 }
