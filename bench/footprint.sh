@@ -114,7 +114,6 @@ awk -v peak="$peak" -v steady="$steady" -v t0="$start_ticks" -v t1="$end_ticks" 
     printf "steady RSS        %.1f MiB (median of the second half)\n", steady / 1024
     printf "  of which        %.1f MiB anonymous (heap, stacks), %.1f MiB file-backed (the binary, libc)\n", anon / 1024, file / 1024
     printf "CPU               %.2f s = %.3f %% of one core\n", cpu, 100 * cpu / dur
-    printf "vs Prometheus     %.1fx less memory (186 MiB), %.1fx less CPU (3.5 %%)\n", 186 * 1024 / steady, (cpu > 0 ? 3.5 / (100 * cpu / dur) : 0)
 }'
 if [ "${PUBLISH:-0}" = 1 ]; then
     echo "EMF lines         $(wc -l <"$work/vigil.out") ($(wc -c <"$work/vigil.out") bytes) in ${DURATION} s"

@@ -1,7 +1,7 @@
 """Time from killing Redis to the SNS publish, and from its return to the resolve.
 
-Vigil probes Redis every second (rule `for: 0s`, like DESIGN.md's 1 s Prometheus
-setup) and pages through moto_server's SNS; this script kills redis-server with
+Vigil probes Redis every second (rule `for: 0s`, as a 1 s Prometheus setup would
+be) and pages through moto_server's SNS; this script kills redis-server with
 SIGKILL, polls moto every 2 ms until the ALARM is there, restarts Redis, and polls
 until the OK is there. Prints each round and the medians.
 

@@ -161,7 +161,10 @@ pub fn usage(
             memory += m;
             memory_seen = true;
             out.push((
-                Labels::from_pairs("vigil_container_memory_used_bytes", &[("container", &name)]),
+                Labels::from_pairs(
+                    crate::families::CONTAINER_MEMORY_USED_BYTES,
+                    &[("container", &name)],
+                ),
                 m,
             ));
         }
@@ -190,7 +193,7 @@ pub fn usage(
                 if let Some(vcpus) = task.cpu_limit_vcpus {
                     out.push((
                         Labels::from_pairs(
-                            "vigil_container_cpu_used_ratio",
+                            crate::families::CONTAINER_CPU_USED_RATIO,
                             &[("container", &name)],
                         ),
                         used / vcpus,
@@ -204,13 +207,16 @@ pub fn usage(
         .or((container_limits > 0.0).then_some(container_limits));
     if memory_seen {
         out.push((
-            Labels::from_pairs("vigil_task_memory_used_bytes", &[]),
+            Labels::from_pairs(crate::families::TASK_MEMORY_USED_BYTES, &[]),
             memory,
         ));
         if let Some(l) = limit {
-            out.push((Labels::from_pairs("vigil_task_memory_limit_bytes", &[]), l));
             out.push((
-                Labels::from_pairs("vigil_task_memory_used_ratio", &[]),
+                Labels::from_pairs(crate::families::TASK_MEMORY_LIMIT_BYTES, &[]),
+                l,
+            ));
+            out.push((
+                Labels::from_pairs(crate::families::TASK_MEMORY_USED_RATIO, &[]),
                 memory / l,
             ));
         }
@@ -219,7 +225,7 @@ pub fn usage(
         && let Some(vcpus) = task.cpu_limit_vcpus.or(online_cpus)
     {
         out.push((
-            Labels::from_pairs("vigil_task_cpu_used_ratio", &[]),
+            Labels::from_pairs(crate::families::TASK_CPU_USED_RATIO, &[]),
             cpu_seconds / vcpus,
         ));
     }
@@ -339,8 +345,8 @@ pub async fn run(
                         .map(|(_, v)| *v)
                 };
                 let (memory, cpu) = (
-                    get("vigil_task_memory_used_ratio"),
-                    get("vigil_task_cpu_used_ratio"),
+                    get(crate::families::TASK_MEMORY_USED_RATIO),
+                    get(crate::families::TASK_CPU_USED_RATIO),
                 );
                 view.send_modify(|v| {
                     v.series = series.clone();

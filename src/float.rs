@@ -38,15 +38,13 @@ pub fn non_finite_text(v: f64) -> Option<&'static str> {
     }
 }
 
-/// Parses what [`non_finite_text`] writes (case-insensitively, `Inf` without a sign
-/// too), or a decimal number in a string.
+/// The one reader of a float written as text (a sample in the exposition format, a
+/// bucket's `le`, a value of a rule test, a float in JSON): a decimal number, or
+/// `Inf`, `Infinity` and `NaN` in any case, infinities with an optional sign — what
+/// Go's `strconv.ParseFloat` takes, and so what Prometheus and promtool take. No
+/// whitespace around it.
 pub fn parse(text: &str) -> Option<f64> {
-    match text.to_ascii_lowercase().as_str() {
-        "nan" => Some(f64::NAN),
-        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
-        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
-        _ => text.parse().ok(),
-    }
+    text.parse().ok()
 }
 
 /// Writes `v` as a JSON number, or as `"+Inf"`, `"-Inf"`, `"NaN"`.
@@ -125,6 +123,24 @@ pub fn arbitrary() -> impl proptest::strategy::Strategy<Value = f64> {
 mod tests {
     use super::*;
     use serde::Serialize;
+
+    #[test]
+    fn one_reader_takes_every_spelling_prometheus_takes() {
+        for t in ["+Inf", "Inf", "inf", "INF", "+inf", "Infinity", "+infinity"] {
+            assert_eq!(parse(t), Some(f64::INFINITY), "{t}");
+        }
+        for t in ["-Inf", "-inf", "-Infinity"] {
+            assert_eq!(parse(t), Some(f64::NEG_INFINITY), "{t}");
+        }
+        for t in ["NaN", "nan", "NAN"] {
+            assert!(parse(t).is_some_and(f64::is_nan), "{t}");
+        }
+        assert_eq!(parse("1e3"), Some(1000.0));
+        assert_eq!(parse("-0.25"), Some(-0.25));
+        for t in ["", " 1", "1 ", "Inff", "0x1p3", "1_000"] {
+            assert_eq!(parse(t), None, "{t:?}");
+        }
+    }
 
     #[derive(Debug, Serialize, Deserialize, PartialEq)]
     struct S {

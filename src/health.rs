@@ -119,11 +119,11 @@ impl Component {
         let probe = self.name.as_str();
         let mut out = vec![
             (
-                Labels::from_pairs("vigil_probe_checks_total", &[("probe", probe)]),
+                Labels::from_pairs(crate::families::PROBE_CHECKS_TOTAL, &[("probe", probe)]),
                 self.checks_total as f64,
             ),
             (
-                Labels::from_pairs("vigil_probe_failures_total", &[("probe", probe)]),
+                Labels::from_pairs(crate::families::PROBE_FAILURES_TOTAL, &[("probe", probe)]),
                 self.failures_total as f64,
             ),
         ];
@@ -136,15 +136,21 @@ impl Component {
         } else {
             0.0
         };
-        out.push((Labels::from_pairs("vigil_probe_success", &pt), success));
+        out.push((
+            Labels::from_pairs(crate::families::PROBE_SUCCESS, &pt),
+            success,
+        ));
         // Rounded to the microsecond: the float division would print 0.0024196939999999996.
         let seconds = (self.latency_ms.unwrap_or(0.0) * 1000.0).round() / 1e6;
         out.push((
-            Labels::from_pairs("vigil_probe_duration_seconds", &pt),
+            Labels::from_pairs(crate::families::PROBE_DURATION_SECONDS, &pt),
             seconds,
         ));
         out.push((
-            Labels::from_pairs("vigil_probe_consecutive_failures", &[("probe", probe)]),
+            Labels::from_pairs(
+                crate::families::PROBE_CONSECUTIVE_FAILURES,
+                &[("probe", probe)],
+            ),
             self.consecutive_failures as f64,
         ));
         for s in &self.samples {
@@ -243,7 +249,7 @@ impl Health {
             Overall::Degraded => 1.0,
             Overall::Down => 2.0,
         };
-        let mut out = vec![(Labels::from_pairs("vigil_status", &[]), verdict)];
+        let mut out = vec![(Labels::from_pairs(crate::families::STATUS, &[]), verdict)];
         for c in &self.components {
             out.extend(c.series());
         }

@@ -35,6 +35,7 @@ pub mod config;
 pub mod daemon;
 pub mod dashboards;
 pub mod ecs;
+pub mod families;
 pub mod float;
 pub mod health;
 pub mod logging;

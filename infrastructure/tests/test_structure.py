@@ -630,3 +630,47 @@ class Dockerfile(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Runbooks(unittest.TestCase):
+    """The runbooks name what Terraform creates, and commands that exist."""
+
+    def names(self, environment: str) -> dict[str, set[str]]:
+        def resolve(value: str) -> str:
+            value = value.replace("${local.name}", MODEL.locals["name"])
+            return value.replace("${var.environment}", environment)
+
+        name = resolve(MODEL.locals["name"])
+        resources = MODEL.resources
+        return {
+            "cluster": {resolve(resources["aws_ecs_cluster"]["main"]["name"])},
+            "service": {resolve(resources["aws_ecs_service"]["main"]["name"]).replace("${local.service}", MODEL.locals["service"])},
+            "family": {resolve(resources["aws_ecs_task_definition"]["main"]["family"])},
+            "db": {resolve(resources["aws_db_instance"]["main"]["identifier"])},
+            "cache": {resolve(resources["aws_elasticache_replication_group"]["main"]["replication_group_id"])},
+            "log_group": {resolve(MODEL.locals["ecs_log_group_name"])},
+            "any": {name},
+        }
+
+    def test_every_aws_name_in_a_runbook_is_one_terraform_creates(self):
+        names = self.names("production")
+        flags = {
+            "--cluster": names["cluster"],
+            "--services": names["service"],
+            "--service": names["service"],
+            "--family-prefix": names["family"],
+            "--db-instance-identifier": names["db"],
+            "--replication-group-id": names["cache"],
+            "--source-identifier": names["db"] | names["cache"],
+        }
+        runbooks = sorted((REPO / "alerts" / "runbooks").glob("*.md"))
+        self.assertGreaterEqual(len(runbooks), 13)
+        for runbook in runbooks:
+            text = runbook.read_text()
+            for flag, allowed in flags.items():
+                for value in re.findall(re.escape(flag) + r" ([^\s`]+)", text):
+                    self.assertIn(value, allowed, f"{runbook.name}: {flag} {value}")
+            for group in re.findall(r"(/aws/ecs/[^\s`;,]+)", text):
+                self.assertIn(group, names["log_group"], f"{runbook.name}: log group {group}")
+            for script in re.findall(r"(scripts/[\w.-]+)", text):
+                self.assertTrue((REPO / script).exists(), f"{runbook.name}: {script} does not exist")

@@ -317,11 +317,14 @@ async fn metrics_page(State(state): State<ApiState>) -> Response {
     let start_time = state.info.started_at.timestamp_millis() as f64 / 1000.0;
     let mut series = vec![
         (
-            Labels::from_pairs("vigil_build_info", &[("version", state.info.version)]),
+            Labels::from_pairs(
+                crate::families::BUILD_INFO,
+                &[("version", state.info.version)],
+            ),
             1.0,
         ),
         (
-            Labels::from_pairs("vigil_start_time_seconds", &[]),
+            Labels::from_pairs(crate::families::START_TIME_SECONDS, &[]),
             start_time,
         ),
     ];
@@ -334,54 +337,57 @@ async fn metrics_page(State(state): State<ApiState>) -> Response {
         .count();
     series.extend([
         (
-            Labels::from_pairs("vigil_store_series", &[]),
+            Labels::from_pairs(crate::families::STORE_SERIES, &[]),
             e.series as f64,
         ),
         (
-            Labels::from_pairs("vigil_store_samples", &[]),
+            Labels::from_pairs(crate::families::STORE_SAMPLES, &[]),
             e.samples as f64,
         ),
         (
-            Labels::from_pairs("vigil_store_series_dropped_total", &[]),
+            Labels::from_pairs(crate::families::STORE_SERIES_DROPPED_TOTAL, &[]),
             e.dropped_series as f64,
         ),
-        (Labels::from_pairs("vigil_store_bytes", &[]), e.bytes as f64),
         (
-            Labels::from_pairs("vigil_store_max_bytes", &[]),
+            Labels::from_pairs(crate::families::STORE_BYTES, &[]),
+            e.bytes as f64,
+        ),
+        (
+            Labels::from_pairs(crate::families::STORE_MAX_BYTES, &[]),
             e.max_bytes as f64,
         ),
         (
-            Labels::from_pairs("vigil_store_retention_seconds", &[]),
+            Labels::from_pairs(crate::families::STORE_RETENTION_SECONDS, &[]),
             e.retention_seconds,
         ),
         (
-            Labels::from_pairs("vigil_store_samples_evicted_total", &[]),
+            Labels::from_pairs(crate::families::STORE_SAMPLES_EVICTED_TOTAL, &[]),
             e.evicted_samples as f64,
         ),
         (
-            Labels::from_pairs("vigil_rule_evaluations_total", &[]),
+            Labels::from_pairs(crate::families::RULE_EVALUATIONS_TOTAL, &[]),
             e.evaluations_total as f64,
         ),
         (
-            Labels::from_pairs("vigil_rule_evaluation_duration_seconds", &[]),
+            Labels::from_pairs(crate::families::RULE_EVALUATION_DURATION_SECONDS, &[]),
             e.evaluation_seconds,
         ),
         (
-            Labels::from_pairs("vigil_rule_evaluation_failures", &[]),
+            Labels::from_pairs(crate::families::RULE_EVALUATION_FAILURES, &[]),
             e.rule_errors.len() as f64,
         ),
         (
-            Labels::from_pairs("vigil_alerts", &[("state", "firing")]),
+            Labels::from_pairs(crate::families::ALERTS, &[("state", "firing")]),
             firing as f64,
         ),
         (
-            Labels::from_pairs("vigil_alerts", &[("state", "pending")]),
+            Labels::from_pairs(crate::families::ALERTS, &[("state", "pending")]),
             (e.alerts.len() - firing) as f64,
         ),
     ]);
     if let Some(at) = e.last_evaluation {
         series.push((
-            Labels::from_pairs("vigil_heartbeat", &[]),
+            Labels::from_pairs(crate::families::HEARTBEAT, &[]),
             at.timestamp_millis() as f64 / 1000.0,
         ));
     }

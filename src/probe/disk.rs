@@ -172,19 +172,19 @@ impl Probe for DiskProbe {
             match m {
                 Ok((ratio, free, size)) => {
                     samples.push(Sample::labelled(
-                        "vigil_disk_used_ratio",
+                        crate::families::DISK_USED_RATIO,
                         "mount",
                         &mount,
                         ratio,
                     ));
                     samples.push(Sample::labelled(
-                        "vigil_disk_free_bytes",
+                        crate::families::DISK_FREE_BYTES,
                         "mount",
                         &mount,
                         free,
                     ));
                     samples.push(Sample::labelled(
-                        "vigil_disk_size_bytes",
+                        crate::families::DISK_SIZE_BYTES,
                         "mount",
                         &mount,
                         size,

@@ -179,12 +179,15 @@ impl Probe for HttpProbe {
             }
         };
         let status = response.status().as_u16();
-        let mut samples = vec![Sample::new("vigil_http_status_code", f64::from(status))];
+        let mut samples = vec![Sample::new(
+            crate::families::HTTP_STATUS_CODE,
+            f64::from(status),
+        )];
         let mut tls_problem = None;
         if let Some(info) = response.extensions().get::<reqwest::tls::TlsInfo>()
             && let Some(days) = info.peer_certificate().and_then(days_left)
         {
-            samples.push(Sample::new("vigil_tls_cert_days_left", days));
+            samples.push(Sample::new(crate::families::TLS_CERT_DAYS_LEFT, days));
             if let Some(min) = self.spec.min_tls_days
                 && days < f64::from(min)
             {

@@ -100,13 +100,13 @@ impl PostgresProbe {
         let max: f64 = row.try_get("max_connections")?;
         let longest: f64 = row.try_get("longest")?;
         Ok(vec![
-            Sample::new("vigil_postgres_connections", connections),
-            Sample::new("vigil_postgres_max_connections", max),
+            Sample::new(crate::families::POSTGRES_CONNECTIONS, connections),
+            Sample::new(crate::families::POSTGRES_MAX_CONNECTIONS, max),
             Sample::new(
-                "vigil_postgres_connections_used_ratio",
+                crate::families::POSTGRES_CONNECTIONS_USED_RATIO,
                 if max > 0.0 { connections / max } else { 0.0 },
             ),
-            Sample::new("vigil_postgres_longest_query_seconds", longest),
+            Sample::new(crate::families::POSTGRES_LONGEST_QUERY_SECONDS, longest),
         ])
     }
 }

@@ -102,12 +102,18 @@ pub fn info_samples(info: &str) -> Vec<Sample> {
     };
     let mut samples = Vec::new();
     for (key, name) in [
-        ("keyspace_hits", "vigil_redis_keyspace_hits_total"),
-        ("keyspace_misses", "vigil_redis_keyspace_misses_total"),
-        ("used_memory", "vigil_redis_used_memory_bytes"),
-        ("maxmemory", "vigil_redis_maxmemory_bytes"),
-        ("evicted_keys", "vigil_redis_evicted_keys_total"),
-        ("connected_clients", "vigil_redis_connected_clients"),
+        ("keyspace_hits", crate::families::REDIS_KEYSPACE_HITS_TOTAL),
+        (
+            "keyspace_misses",
+            crate::families::REDIS_KEYSPACE_MISSES_TOTAL,
+        ),
+        ("used_memory", crate::families::REDIS_USED_MEMORY_BYTES),
+        ("maxmemory", crate::families::REDIS_MAXMEMORY_BYTES),
+        ("evicted_keys", crate::families::REDIS_EVICTED_KEYS_TOTAL),
+        (
+            "connected_clients",
+            crate::families::REDIS_CONNECTED_CLIENTS,
+        ),
     ] {
         if let Some(v) = field(key) {
             samples.push(Sample::new(name, v));
@@ -116,7 +122,10 @@ pub fn info_samples(info: &str) -> Vec<Sample> {
     if let (Some(used), Some(max)) = (field("used_memory"), field("maxmemory"))
         && max > 0.0
     {
-        samples.push(Sample::new("vigil_redis_memory_used_ratio", used / max));
+        samples.push(Sample::new(
+            crate::families::REDIS_MEMORY_USED_RATIO,
+            used / max,
+        ));
     }
     samples
 }

@@ -326,12 +326,7 @@ fn histogram_quantile(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError>
 }
 
 fn parse_le(s: &str) -> Result<f64, ()> {
-    match s.trim() {
-        "" => Err(()),
-        "+Inf" | "Inf" | "+inf" | "inf" => Ok(f64::INFINITY),
-        "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
-        other => other.parse().map_err(|_| ()),
-    }
+    crate::float::parse(s).ok_or(())
 }
 
 /// Applies `f` to each sample of a vector argument; the metric name is dropped.

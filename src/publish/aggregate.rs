@@ -237,15 +237,13 @@ pub fn datums(
                     }
                 }
                 Stat::Histogram => {
-                    let le = match s.labels.get("le") {
-                        "+Inf" | "Inf" | "inf" => f64::INFINITY,
-                        text => match text.parse::<f64>() {
-                            Ok(v) if !v.is_nan() => v,
-                            _ => {
-                                *skipped += 1;
-                                continue;
-                            }
-                        },
+                    // A bucket bound that is no number (or NaN) counts nothing.
+                    let le = match crate::float::parse(s.labels.get("le")) {
+                        Some(v) if !v.is_nan() => v,
+                        _ => {
+                            *skipped += 1;
+                            continue;
+                        }
                     };
                     let inc = increase(s.before, &s.points);
                     if !sendable(inc) {

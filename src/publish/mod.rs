@@ -38,7 +38,7 @@ use crate::supervise::{Shutdown, Stages};
 
 /// The metric published every interval, whatever else is configured, so that a
 /// CloudWatch alarm treating missing data as breaching pages when Vigil dies.
-pub const HEARTBEAT: &str = "vigil_heartbeat";
+pub const HEARTBEAT: &str = crate::families::HEARTBEAT;
 
 /// Where batches go: one file per mode, one variant of [`AnySink`].
 pub trait Sink: Send + Sync + 'static {

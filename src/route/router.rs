@@ -11,8 +11,8 @@
 //! - `repeat`: still firing `repeat_interval` after the last page;
 //! - `resolved`: the alert this receiver was paged for resolved (or vanished, e.g. its
 //!   rule was removed). Sent at once, never held for `group_interval`: the all-clear
-//!   matters as much as the page, and Alertmanager's wait was the 300 s that DESIGN.md
-//!   set out to beat. Sent whatever mutes the alert, so no incident is left open.
+//!   matters as much as the page, and Alertmanager's default `group_interval` would hold
+//!   it for 5 minutes. Sent whatever mutes the alert, so no incident is left open.
 //!
 //! Silences, maintenance windows, inhibition and the lease only hold pages back.
 
@@ -180,7 +180,7 @@ impl Router {
     /// `a` with this sidecar's task as its `task` label when it is a per-task
     /// alert (and has no `task` label of its own).
     fn localise(&self, a: &RoutedAlert) -> Option<RoutedAlert> {
-        let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
+        let get = |n: &str| a.label(n);
         if self.task.is_empty() || a.labels.contains_key("task") || !self.routing.per_task(get) {
             return None;
         }
@@ -254,7 +254,7 @@ impl Router {
         lease: LeaseState,
         now: DateTime<Utc>,
     ) -> Option<Muted> {
-        let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
+        let get = |n: &str| a.label(n);
         if let Some(s) = silences.iter().find(|s| s.mutes(get, now)) {
             return Some(Muted::Silence { id: s.id.clone() });
         }
@@ -268,7 +268,8 @@ impl Router {
             if std::ptr::eq(*src, a) || !super::matcher::all_match(&r.target, get) {
                 continue;
             }
-            if r.equal.iter().all(|l| src.labels.get(l) == a.labels.get(l)) {
+            // As Alertmanager: a label missing is a label empty.
+            if r.equal.iter().all(|l| src.label(l) == a.label(l)) {
                 return Some(Muted::Inhibited {
                     source: alarm_name(&self.environment, &src.labels),
                 });
@@ -315,10 +316,7 @@ impl Router {
                 alerts
                     .iter()
                     .filter(move |a| {
-                        a.firing
-                            && super::matcher::all_match(&r.source, |n| {
-                                a.labels.get(n).map(String::as_str).unwrap_or("")
-                            })
+                        a.firing && super::matcher::all_match(&r.source, |n| a.label(n))
                     })
                     .map(move |a| (i, a))
             })
@@ -329,7 +327,7 @@ impl Router {
         let mut live_groups: HashSet<String> = HashSet::new();
         for a in alerts {
             let id = Identity::of(&self.environment, &a.labels);
-            let get = |n: &str| a.labels.get(n).map(String::as_str).unwrap_or("");
+            let get = |n: &str| a.label(n);
             if a.pending {
                 // Still failing, only not yet for `for` (its state may have been lost
                 // at a restart): what was paged stays open, nothing new is sent.

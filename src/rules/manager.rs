@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use promql_parser::parser::VectorSelector;
 
 use super::alerting::{Alert, State};
-use super::{Group, Rule};
+use super::{AlertingRule, Group};
 use crate::store::{Labels, SeriesWindow, Store};
 
 /// What the manager is sent.
@@ -86,6 +87,13 @@ pub struct RoutedAlert {
     pub fired_at: Option<i64>,
     /// When it resolved (ms).
     pub resolved_at: Option<i64>,
+}
+
+impl RoutedAlert {
+    /// The value of label `name`, empty when it has none (as matchers see it).
+    pub fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
 }
 
 /// An alert as the API shows it.
@@ -218,7 +226,7 @@ pub struct Manager {
     /// Writes it, off the runtime's threads.
     writer: StateWriter,
     /// A digest of the alert states last written there, to write only on change.
-    last_written: String,
+    last_written: [u8; 32],
     /// When the store was last trimmed (ms).
     last_trim: i64,
     /// What the API reads.
@@ -275,7 +283,7 @@ impl Manager {
             previous: HashMap::new(),
             writer: StateWriter::start(state_file.clone()),
             state_file,
-            last_written: String::new(),
+            last_written: [0; 32],
             last_trim: 0,
             view,
             evaluations: 0,
@@ -290,15 +298,21 @@ impl Manager {
         m
     }
 
+    /// Every alerting rule, with its group's name.
+    fn alerting(&self) -> impl Iterator<Item = (&str, &AlertingRule)> {
+        self.groups
+            .iter()
+            .flat_map(|(g, _)| g.alerting().map(move |a| (g.name.as_str(), a)))
+    }
+
     /// Firing and pending alerts and those resolved in the last 15 minutes, for the
     /// router. Pending ones are handed over so that the router does not take an
     /// alert whose state was lost at a restart (and that is pending again while
     /// still failing) for one that vanished, and resolve its page mid-outage.
     pub fn routed_alerts(&self) -> Vec<RoutedAlert> {
         let mut out = Vec::new();
-        for (g, _) in &self.groups {
-            for r in &g.rules {
-                let Rule::Alerting(a) = r else { continue };
+        for (_, a) in self.alerting() {
+            {
                 for x in a.active.values() {
                     out.push(RoutedAlert {
                         pending: x.state == State::Pending,
@@ -379,10 +393,9 @@ impl Manager {
         self.groups = groups
             .into_iter()
             .map(|mut g| {
-                for r in &mut g.rules {
-                    if let Rule::Alerting(a) = r
-                        && let Some(alerts) = carried.remove(&key(&g.name, &a.name))
-                    {
+                let group = g.name.clone();
+                for a in g.alerting_mut() {
+                    if let Some(alerts) = carried.remove(&key(&group, &a.name)) {
                         a.active = alerts.into_iter().map(|x| (x.labels.clone(), x)).collect();
                     }
                 }
@@ -393,15 +406,9 @@ impl Manager {
 
     /// The alert state of every rule, keyed like the state file.
     fn current_state(&self) -> HashMap<String, Vec<Alert>> {
-        let mut out = HashMap::new();
-        for (g, _) in &self.groups {
-            for r in &g.rules {
-                if let Rule::Alerting(a) = r {
-                    out.insert(key(&g.name, &a.name), a.active.values().cloned().collect());
-                }
-            }
-        }
-        out
+        self.alerting()
+            .map(|(g, a)| (key(g, &a.name), a.active.values().cloned().collect()))
+            .collect()
     }
 
     /// Notices a backward step of the wall clock at `t` (ms): the samples and alert
@@ -426,15 +433,11 @@ impl Manager {
         for (g, due) in &mut self.groups {
             let interval = g.interval.unwrap_or(self.default_interval).as_millis() as i64;
             *due = (*due).min(t.saturating_add(interval));
-            for r in &mut g.rules {
-                if let Rule::Alerting(a) = r {
-                    for x in a.active.values_mut() {
-                        x.active_at = x.active_at.min(t);
-                        x.fired_at = x.fired_at.map(|f| f.min(t));
-                        x.resolved_at = x.resolved_at.map(|f| f.min(t));
-                        x.keep_firing_since = x.keep_firing_since.map(|f| f.min(t));
-                    }
-                }
+            for x in g.alerting_mut().flat_map(|a| a.active.values_mut()) {
+                x.active_at = x.active_at.min(t);
+                x.fired_at = x.fired_at.map(|f| f.min(t));
+                x.resolved_at = x.resolved_at.map(|f| f.min(t));
+                x.keep_firing_since = x.keep_firing_since.map(|f| f.min(t));
             }
         }
         if let Some(w) = &mut self.warm_from {
@@ -534,9 +537,9 @@ impl Manager {
     /// at every evaluation.
     fn persist(&mut self) {
         let mut signature: Vec<(String, &Labels, StateTimes)> = Vec::new();
-        for (g, _) in &self.groups {
-            for r in &g.rules {
-                if let Rule::Alerting(a) = r {
+        for (g, a) in self.alerting() {
+            {
+                {
                     for x in a.active.values() {
                         let times = (
                             x.state,
@@ -545,13 +548,18 @@ impl Manager {
                             x.resolved_at,
                             x.keep_firing_since,
                         );
-                        signature.push((key(&g.name, &a.name), &x.labels, times));
+                        signature.push((key(g, &a.name), &x.labels, times));
                     }
                 }
             }
         }
         signature.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let digest = format!("{signature:?}");
+        // A digest of what is persisted on change, from its JSON, so a change of
+        // a Debug rendering changes nothing.
+        let Ok(bytes) = serde_json::to_vec(&signature) else {
+            return;
+        };
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
         if digest == self.last_written {
             return;
         }
@@ -577,10 +585,14 @@ impl Manager {
     ) {
         let mut alerts: Vec<AlertView> = Vec::new();
         let mut rules = 0;
-        for (g, _) in &self.groups {
-            rules += g.rules.len();
-            for r in &g.rules {
-                if let Rule::Alerting(a) = r {
+        rules += self
+            .groups
+            .iter()
+            .map(|(g, _)| g.rules.len())
+            .sum::<usize>();
+        for (_, a) in self.alerting() {
+            {
+                {
                     for x in a.alerts() {
                         alerts.push(AlertView {
                             name: a.name.clone(),

@@ -284,6 +284,22 @@ pub struct RuleOutcome {
 }
 
 impl Group {
+    /// Its alerting rules, in file order.
+    pub fn alerting(&self) -> impl Iterator<Item = &AlertingRule> {
+        self.rules.iter().filter_map(|r| match r {
+            Rule::Alerting(a) => Some(a),
+            Rule::Recording(_) => None,
+        })
+    }
+
+    /// Its alerting rules, to change.
+    pub fn alerting_mut(&mut self) -> impl Iterator<Item = &mut AlertingRule> {
+        self.rules.iter_mut().filter_map(|r| match r {
+            Rule::Alerting(a) => Some(a),
+            Rule::Recording(_) => None,
+        })
+    }
+
     /// Evaluates every rule at `ts` (ms), in order, writing results into `store`:
     /// recorded series, and `ALERTS`/`ALERTS_FOR_STATE` for pending and firing alerts.
     /// Series a rule wrote last time and not now are marked stale.

@@ -124,12 +124,7 @@ pub fn parse_series(text: &str) -> Result<Labels, String> {
 }
 
 fn parse_number(s: &str) -> Result<f64, String> {
-    match s {
-        "Inf" | "+Inf" | "inf" | "+inf" => Ok(f64::INFINITY),
-        "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
-        "NaN" | "nan" => Ok(f64::NAN),
-        _ => s.parse().map_err(|_| format!("invalid number {s:?}")),
-    }
+    crate::float::parse(s).ok_or_else(|| format!("invalid number {s:?}"))
 }
 
 /// Expands promtool's value notation: `1 2 3`, `1+2x3` (1, 3, 5, 7), `5x2`

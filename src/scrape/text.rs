@@ -129,14 +129,8 @@ fn parse_line(line: &str) -> Result<Sample, String> {
     }
     let mut fields = rest.split_whitespace();
     let value = fields.next().ok_or("no value")?;
-    let value = match value {
-        "+Inf" | "Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v
-            .parse()
-            .map_err(|_| format!("invalid value {}", shown(v)))?,
-    };
+    let value =
+        crate::float::parse(value).ok_or_else(|| format!("invalid value {}", shown(value)))?;
     let t = match fields.next() {
         None => None,
         Some(ts) => Some(
