@@ -1,32 +1,47 @@
 //! Vigil, the health-monitoring sidecar of the Watch Together server.
 //!
 //! ```text
-//!  probes (http, postgres, redis, tcp, disk)
-//!     │  one task each, own interval and timeout, jittered starts
-//!     ▼  Report (mpsc)
-//!  health stage ── component states, overall verdict (ok | degraded | down)
-//!     │  watch channel
-//!     ▼
-//!  API: /status (JSON, text, HTML), /healthz, /metrics
+//!  probes (http, postgres, redis, tcp, disk) ─┐  scrapes of /metrics   ECS task metadata
+//!     │ Report (mpsc), one task each          │  (scrape)              (ecs)
+//!     ▼                                       │        │                    │
+//!  health stage ── component states, verdict │        │ samples (mpsc)     │
+//!     │ samples                               ▼        ▼                    ▼
+//!     └──────────────────────────────────► rule manager: series store, rules, alerts
+//!                                             │ alerts (notify callback)   │ snapshots
+//!                                             ▼                            ▼
+//!                          paging: router → outbox → notifiers      publish: CloudWatch
+//!  API: /status, /healthz, /metrics, /api/alerts, /api/silences, POST /-/reload
 //! ```
 //!
-//! Data flows one way; each stage owns its state and hands the next one values.
-//! The series store and rule evaluation ([`rules`]), routing and notification
-//! ([`paging`]) and CloudWatch publishing ([`publish`]) attach to the same flow.
+//! Data flows one way; each stage owns its state and hands the next one values. The
+//! modules, in the order data flows:
 //!
-//! - [`clock`]: times bounded where they enter and arithmetic that saturates.
-//! - [`config`]: the YAML file, `${VAR}` expansion, every problem as `file:line:col`,
-//!   secrets that never print.
+//! - [`settings`]: the toolkit every file reader shares (problems as `file:line:col`,
+//!   durations, sizes, secrets, the YAML skeleton); a leaf, importing nothing of Vigil's.
+//! - [`config`]: the config file, above every kind's own settings.
 //! - [`probe`]: the [`probe::Probe`] trait, one file per kind, and the scheduler.
 //! - [`health`]: reports → component states and the overall verdict.
-//! - [`api`]: the HTTP endpoints and their renderings.
-//! - [`publish`]: the store's series to CloudWatch (PutMetricData or EMF), with
-//!   [`ecs`] (the task metadata endpoint) and [`dashboards`] (render, push, check).
-//! - [`supervise`]: a stage that panics or ends turns /healthz to 503 and stops the daemon.
-//! - [`daemon`]: wiring and the run loop with graceful shutdown.
-//! - [`peer`]: every HTTP peer's answer read with a limit, its errors without URLs.
-//! - [`float`]: NaN and ±Inf in every JSON Vigil stores or sends, as Prometheus writes them.
-//! - [`logging`]: JSON logs off a terminal, readable logs on one.
+//! - [`scrape`]: the app's `/metrics` into the store, as Prometheus scrapes.
+//! - [`ecs`]: the ECS task metadata endpoint: the task, its containers' memory and CPU.
+//! - [`store`]: the in-memory series store, held to a byte budget.
+//! - [`promql`]: PromQL, evaluated over the store with Prometheus's semantics.
+//! - [`rules`]: rule files, the alert state machine, the rule manager, promtool-format
+//!   rule tests.
+//! - [`route`]: the routing file: routes, grouping, inhibition, silences, maintenance
+//!   windows, and the router's decisions.
+//! - [`notify`]: the outbox and the notifiers (SNS, PagerDuty Events v2, webhook).
+//! - [`paging`]: the paging stage: alerts → router → outbox → one worker per integration.
+//! - [`publish`]: the store's series to CloudWatch (PutMetricData or EMF).
+//! - [`dashboards`]: the CloudWatch dashboards (render, push, check).
+//! - [`api`]: the HTTP endpoints and their renderings; [`families`]: every metric
+//!   family's name, typed once.
+//! - [`supervise`]: stages supervised and stopped one way (one shutdown token).
+//! - [`daemon`]: the stages started in this order, then supervised.
+//! - Shared leaves: [`peer`] (every peer's answer read with a limit, one retryable
+//!   error, one HTTP client), [`aws`] (the SDKs' configuration, answers cut at 1 MiB),
+//!   [`clock`] (times bounded where they enter, arithmetic that saturates), [`float`]
+//!   (NaN and ±Inf written and read as Prometheus does), [`logging`] (JSON logs off a
+//!   terminal, every line scrubbed of secrets).
 
 pub mod api;
 pub mod aws;

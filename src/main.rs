@@ -1,4 +1,5 @@
-//! The `vigil` command line: `run`, `check`, `status`.
+//! The `vigil` command line: `run`, `check`, `test rules`, `status`, `healthcheck`,
+//! `dashboards render|push`, `silence add|list|expire`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,7 @@
-//! The HTTP API: `/status`, `/healthz`, `/metrics`. Every error is JSON with a
-//! reason: `{"error": "...", "reason": "..."}`.
+//! The HTTP API: `GET /status` (JSON, text, HTML), `GET /healthz`, `GET /metrics`,
+//! `GET /api/alerts`, `GET` and `POST /api/silences`, `DELETE /api/silences/{id}` and
+//! `POST /-/reload`. Every error is JSON with a reason:
+//! `{"error": "...", "reason": "..."}`.
 
 pub mod metrics;
 pub mod silences;

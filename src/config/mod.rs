@@ -8,7 +8,8 @@
 //!   cannot change the structure of the file.
 //! - Every problem is reported as `file:line:col: message`, all of them at once: the
 //!   probes are checked one by one, so one broken probe does not hide the next.
-//! - Passwords and tokens are kept as [`secret::Secret`]s and shown redacted.
+//! - Passwords and tokens are kept as [`crate::settings::secret::Secret`]s and shown
+//!   redacted.
 //!
 //! Each probe kind's settings live with the probe (`src/probe/<kind>.rs`); this module
 //! holds what is common.

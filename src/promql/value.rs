@@ -1,6 +1,6 @@
 //! The values PromQL computes (as Prometheus keeps them in `promql/value.go`), and
 //! what a function needs of the evaluator: the evaluator ([`super::eval`]) and the
-//! functions ([`super::functions`]) both import this file, never each other's.
+//! functions (`functions.rs`) both import this file, never each other's.
 
 use promql_parser::parser::{Expr, Offset, VectorSelector};
 

@@ -1,4 +1,4 @@
-//! Throw-away servers for Vigil's integration tests.
+//! Throw-away servers and misbehaving peers for Vigil's integration tests.
 //!
 //! Every test that needs PostgreSQL or Redis — and above all every test that kills,
 //! freezes or restarts one — starts its own instance here, on a free port of
@@ -12,6 +12,15 @@
 //! - [`wait_until`]: poll a condition until it holds, instead of sleeping.
 //! - [`Tmpfs`] and [`fill`]: a small filesystem of its own, and filling it to the last
 //!   byte, for what a full disk does to the state directory.
+//! - [`Moto`] (with [`SnsMessage`] and [`moto_server_bin`]): a `moto_server` on a free
+//!   port, the local AWS; the SNS messages it received are read back.
+//! - [`CwAdapter`] (with [`CwCall`]): `scripts/cw-adapter.py` in front of Moto, turning
+//!   CloudWatch's CBOR protocol into moto's, every call recorded.
+//! - [`Peer`] (with [`Behaviour`] and [`PeerRequest`]): an HTTP server that answers, or
+//!   misbehaves on demand (slow, garbage, closing, huge, hanging), for the fault suite.
+//! - [`ChildGuard`]: a child process killed when dropped.
+//! - [`free_port`], [`postgres_bin_dir`] and [`http`]: a free port of 127.0.0.1, the
+//!   directory holding `initdb` and `pg_ctl`, and a minimal HTTP/1.0 exchange.
 //!
 //! Each fixture stops what it started, by PID, when it is dropped — also when the test
 //! panics — and never stops a process it did not start.
