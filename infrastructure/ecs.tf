@@ -94,8 +94,8 @@ locals {
   app_port   = 3000
   vigil_port = 9464
 
-  # Vigil needs about 13 MiB and a fraction of a percent of a core (README.md at the
-  # repository root). Its memory is a hard limit, so a leak in the sidecar can never
+  # Vigil needs about 20 MiB and a quarter of a percent of a core (bench/README.md,
+  # bench/footprint.sh). Its memory is a hard limit, so a leak in the sidecar can never
   # starve the app (the restart policy brings it back); its CPU units are its share
   # when the two containers compete, not a cap.
   vigil_cpu    = 128

@@ -15,7 +15,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 /// bytes. The SDK reads a whole body before parsing it, and puts it into its error
 /// when it does not parse: a misbehaving endpoint answering 100 MB would otherwise
 /// cost 100 MB, and more again in the error's text.
-pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// Cuts every answer's body at [`MAX_ANSWER_BYTES`]: past it, reading the body fails
 /// and the call fails with "length limit exceeded".

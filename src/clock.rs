@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 
 /// The latest time Vigil accepts: 9999-12-31T23:59:59.999Z, in ms since the epoch,
 /// the end of what RFC 3339 (and Alertmanager) can write.
-pub const LATEST_MS: i64 = 253_402_300_799_999;
+pub(crate) const LATEST_MS: i64 = 253_402_300_799_999;
 
 /// The earliest: the epoch. Nothing Vigil keeps happened before it.
-pub const EARLIEST_MS: i64 = 0;
+pub(crate) const EARLIEST_MS: i64 = 0;
 
 /// [`LATEST_MS`] as a time.
 pub fn latest() -> DateTime<Utc> {
@@ -24,7 +24,7 @@ pub fn latest() -> DateTime<Utc> {
 }
 
 /// The time `ms` after the epoch, clamped to [`EARLIEST_MS`]..=[`LATEST_MS`].
-pub fn at_ms(ms: i64) -> DateTime<Utc> {
+pub(crate) fn at_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms.clamp(EARLIEST_MS, LATEST_MS)).unwrap_or_default()
 }
 
@@ -38,14 +38,9 @@ pub fn plus(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
         })
 }
 
-/// A std duration as chrono's, saturating at chrono's largest.
-pub fn delta(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
 /// Where a state file that cannot be read is kept: `<path>.unreadable-<time now>`,
 /// beside it, so the next write cannot overwrite it and a person can look at it.
-pub fn aside_path(path: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn aside_path(path: &std::path::Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(
         ".unreadable-{}",
@@ -74,7 +69,6 @@ mod tests {
             plus(DateTime::<Utc>::MIN_UTC, chrono::Duration::days(-1)),
             DateTime::<Utc>::MIN_UTC
         );
-        assert_eq!(delta(std::time::Duration::MAX), chrono::Duration::MAX);
         assert_eq!(at_ms(i64::MAX), latest());
         assert_eq!(at_ms(i64::MIN).timestamp_millis(), 0);
         assert!(accepted(latest()) && !accepted(plus(latest(), chrono::Duration::milliseconds(1))));

@@ -19,7 +19,7 @@ use crate::rules::manager::{self, EngineView, Input, Manager};
 use crate::supervise::{Stages, Supervisor, stage};
 
 /// After a stop is asked for, in-flight API requests get this long to finish.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,7 @@ pub enum DaemonError {
 /// How long after a start the rules wait for data: every probe's first check (its
 /// start is jittered by up to a second) and two scrapes of every target (a `rate()`
 /// needs two samples), plus a second of margin.
-pub fn warmup(config: &Config) -> Duration {
+pub(crate) fn warmup(config: &Config) -> Duration {
     let probes = config
         .probes
         .iter()
@@ -423,7 +423,7 @@ async fn start_ecs(
 
 /// How far behind real time each CloudWatch flush's window ends: the longest probe or
 /// scrape timeout (a sample is stamped when its check starts) and a second.
-pub fn publish_lag(config: &Config) -> Duration {
+pub(crate) fn publish_lag(config: &Config) -> Duration {
     let probes = config.probes.iter().map(|p| p.timeout);
     let scrapes = config.scrapes.iter().map(|s| s.timeout);
     probes.chain(scrapes).max().unwrap_or_default() + Duration::from_secs(1)
@@ -455,7 +455,7 @@ fn place(
 
 /// At a stop, the last CloudWatch flush gets this long to be sent (ECS waits 30 s
 /// between SIGTERM and SIGKILL; the API's deadline comes first).
-pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Owns what a reload replaces: the probe and scrape tasks and the config.
 struct Control {

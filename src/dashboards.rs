@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// The variables a dashboard may use.
-pub const VARIABLES: [&str; 3] = ["environment", "region", "account_id"];
+pub(crate) const VARIABLES: [&str; 3] = ["environment", "region", "account_id"];
 
 /// One dashboard file.
 #[derive(Debug, Clone, PartialEq)]

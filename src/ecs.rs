@@ -26,7 +26,7 @@ use crate::rules::manager::Input;
 use crate::store::Labels;
 
 /// The variable ECS sets.
-pub const ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
+pub(crate) const ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
 
 /// How long one metadata request may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,7 +78,7 @@ fn last_part(arn: &str) -> String {
 }
 
 /// Reads the task document.
-pub fn task_info(doc: &Value) -> Result<TaskInfo, String> {
+pub(crate) fn task_info(doc: &Value) -> Result<TaskInfo, String> {
     let arn = doc
         .get("TaskARN")
         .and_then(Value::as_str)
@@ -233,7 +233,7 @@ pub fn usage(
 }
 
 /// Container names by Docker id, from the task document.
-pub fn container_names(doc: &Value) -> HashMap<String, String> {
+pub(crate) fn container_names(doc: &Value) -> HashMap<String, String> {
     doc.get("Containers")
         .and_then(Value::as_array)
         .map(|cs| {

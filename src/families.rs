@@ -4,124 +4,124 @@
 //! Vigil's.
 
 /// `vigil_build_info`.
-pub const BUILD_INFO: &str = "vigil_build_info";
+pub(crate) const BUILD_INFO: &str = "vigil_build_info";
 /// `vigil_start_time_seconds`.
-pub const START_TIME_SECONDS: &str = "vigil_start_time_seconds";
+pub(crate) const START_TIME_SECONDS: &str = "vigil_start_time_seconds";
 /// `vigil_status`.
-pub const STATUS: &str = "vigil_status";
+pub(crate) const STATUS: &str = "vigil_status";
 /// `vigil_store_series`.
-pub const STORE_SERIES: &str = "vigil_store_series";
+pub(crate) const STORE_SERIES: &str = "vigil_store_series";
 /// `vigil_store_samples`.
-pub const STORE_SAMPLES: &str = "vigil_store_samples";
+pub(crate) const STORE_SAMPLES: &str = "vigil_store_samples";
 /// `vigil_store_series_dropped_total`.
-pub const STORE_SERIES_DROPPED_TOTAL: &str = "vigil_store_series_dropped_total";
+pub(crate) const STORE_SERIES_DROPPED_TOTAL: &str = "vigil_store_series_dropped_total";
 /// `vigil_store_bytes`.
-pub const STORE_BYTES: &str = "vigil_store_bytes";
+pub(crate) const STORE_BYTES: &str = "vigil_store_bytes";
 /// `vigil_store_max_bytes`.
-pub const STORE_MAX_BYTES: &str = "vigil_store_max_bytes";
+pub(crate) const STORE_MAX_BYTES: &str = "vigil_store_max_bytes";
 /// `vigil_store_retention_seconds`.
-pub const STORE_RETENTION_SECONDS: &str = "vigil_store_retention_seconds";
+pub(crate) const STORE_RETENTION_SECONDS: &str = "vigil_store_retention_seconds";
 /// `vigil_store_samples_evicted_total`.
-pub const STORE_SAMPLES_EVICTED_TOTAL: &str = "vigil_store_samples_evicted_total";
+pub(crate) const STORE_SAMPLES_EVICTED_TOTAL: &str = "vigil_store_samples_evicted_total";
 /// `vigil_rule_evaluations_total`.
-pub const RULE_EVALUATIONS_TOTAL: &str = "vigil_rule_evaluations_total";
+pub(crate) const RULE_EVALUATIONS_TOTAL: &str = "vigil_rule_evaluations_total";
 /// `vigil_rule_evaluation_duration_seconds`.
-pub const RULE_EVALUATION_DURATION_SECONDS: &str = "vigil_rule_evaluation_duration_seconds";
+pub(crate) const RULE_EVALUATION_DURATION_SECONDS: &str = "vigil_rule_evaluation_duration_seconds";
 /// `vigil_rule_evaluation_failures`.
-pub const RULE_EVALUATION_FAILURES: &str = "vigil_rule_evaluation_failures";
+pub(crate) const RULE_EVALUATION_FAILURES: &str = "vigil_rule_evaluation_failures";
 /// `vigil_alerts`.
 pub const ALERTS: &str = "vigil_alerts";
 /// `vigil_probe_success`.
-pub const PROBE_SUCCESS: &str = "vigil_probe_success";
+pub(crate) const PROBE_SUCCESS: &str = "vigil_probe_success";
 /// `vigil_probe_duration_seconds`.
-pub const PROBE_DURATION_SECONDS: &str = "vigil_probe_duration_seconds";
+pub(crate) const PROBE_DURATION_SECONDS: &str = "vigil_probe_duration_seconds";
 /// `vigil_probe_checks_total`.
-pub const PROBE_CHECKS_TOTAL: &str = "vigil_probe_checks_total";
+pub(crate) const PROBE_CHECKS_TOTAL: &str = "vigil_probe_checks_total";
 /// `vigil_probe_failures_total`.
-pub const PROBE_FAILURES_TOTAL: &str = "vigil_probe_failures_total";
+pub(crate) const PROBE_FAILURES_TOTAL: &str = "vigil_probe_failures_total";
 /// `vigil_probe_consecutive_failures`.
-pub const PROBE_CONSECUTIVE_FAILURES: &str = "vigil_probe_consecutive_failures";
+pub(crate) const PROBE_CONSECUTIVE_FAILURES: &str = "vigil_probe_consecutive_failures";
 /// `vigil_http_status_code`.
-pub const HTTP_STATUS_CODE: &str = "vigil_http_status_code";
+pub(crate) const HTTP_STATUS_CODE: &str = "vigil_http_status_code";
 /// `vigil_tls_cert_days_left`.
-pub const TLS_CERT_DAYS_LEFT: &str = "vigil_tls_cert_days_left";
+pub(crate) const TLS_CERT_DAYS_LEFT: &str = "vigil_tls_cert_days_left";
 /// `vigil_postgres_connections`.
-pub const POSTGRES_CONNECTIONS: &str = "vigil_postgres_connections";
+pub(crate) const POSTGRES_CONNECTIONS: &str = "vigil_postgres_connections";
 /// `vigil_postgres_max_connections`.
-pub const POSTGRES_MAX_CONNECTIONS: &str = "vigil_postgres_max_connections";
+pub(crate) const POSTGRES_MAX_CONNECTIONS: &str = "vigil_postgres_max_connections";
 /// `vigil_postgres_connections_used_ratio`.
-pub const POSTGRES_CONNECTIONS_USED_RATIO: &str = "vigil_postgres_connections_used_ratio";
+pub(crate) const POSTGRES_CONNECTIONS_USED_RATIO: &str = "vigil_postgres_connections_used_ratio";
 /// `vigil_postgres_longest_query_seconds`.
-pub const POSTGRES_LONGEST_QUERY_SECONDS: &str = "vigil_postgres_longest_query_seconds";
+pub(crate) const POSTGRES_LONGEST_QUERY_SECONDS: &str = "vigil_postgres_longest_query_seconds";
 /// `vigil_redis_keyspace_hits_total`.
-pub const REDIS_KEYSPACE_HITS_TOTAL: &str = "vigil_redis_keyspace_hits_total";
+pub(crate) const REDIS_KEYSPACE_HITS_TOTAL: &str = "vigil_redis_keyspace_hits_total";
 /// `vigil_redis_keyspace_misses_total`.
-pub const REDIS_KEYSPACE_MISSES_TOTAL: &str = "vigil_redis_keyspace_misses_total";
+pub(crate) const REDIS_KEYSPACE_MISSES_TOTAL: &str = "vigil_redis_keyspace_misses_total";
 /// `vigil_redis_used_memory_bytes`.
-pub const REDIS_USED_MEMORY_BYTES: &str = "vigil_redis_used_memory_bytes";
+pub(crate) const REDIS_USED_MEMORY_BYTES: &str = "vigil_redis_used_memory_bytes";
 /// `vigil_redis_maxmemory_bytes`.
-pub const REDIS_MAXMEMORY_BYTES: &str = "vigil_redis_maxmemory_bytes";
+pub(crate) const REDIS_MAXMEMORY_BYTES: &str = "vigil_redis_maxmemory_bytes";
 /// `vigil_redis_memory_used_ratio`.
-pub const REDIS_MEMORY_USED_RATIO: &str = "vigil_redis_memory_used_ratio";
+pub(crate) const REDIS_MEMORY_USED_RATIO: &str = "vigil_redis_memory_used_ratio";
 /// `vigil_redis_evicted_keys_total`.
-pub const REDIS_EVICTED_KEYS_TOTAL: &str = "vigil_redis_evicted_keys_total";
+pub(crate) const REDIS_EVICTED_KEYS_TOTAL: &str = "vigil_redis_evicted_keys_total";
 /// `vigil_redis_connected_clients`.
-pub const REDIS_CONNECTED_CLIENTS: &str = "vigil_redis_connected_clients";
+pub(crate) const REDIS_CONNECTED_CLIENTS: &str = "vigil_redis_connected_clients";
 /// `vigil_disk_used_ratio`.
-pub const DISK_USED_RATIO: &str = "vigil_disk_used_ratio";
+pub(crate) const DISK_USED_RATIO: &str = "vigil_disk_used_ratio";
 /// `vigil_disk_free_bytes`.
-pub const DISK_FREE_BYTES: &str = "vigil_disk_free_bytes";
+pub(crate) const DISK_FREE_BYTES: &str = "vigil_disk_free_bytes";
 /// `vigil_disk_size_bytes`.
-pub const DISK_SIZE_BYTES: &str = "vigil_disk_size_bytes";
+pub(crate) const DISK_SIZE_BYTES: &str = "vigil_disk_size_bytes";
 /// `vigil_heartbeat`.
 pub const HEARTBEAT: &str = "vigil_heartbeat";
 /// `vigil_outbox_depth`.
-pub const OUTBOX_DEPTH: &str = "vigil_outbox_depth";
+pub(crate) const OUTBOX_DEPTH: &str = "vigil_outbox_depth";
 /// `vigil_storage_ok`.
-pub const STORAGE_OK: &str = "vigil_storage_ok";
+pub(crate) const STORAGE_OK: &str = "vigil_storage_ok";
 /// `vigil_outbox_dead_letters`.
-pub const OUTBOX_DEAD_LETTERS: &str = "vigil_outbox_dead_letters";
+pub(crate) const OUTBOX_DEAD_LETTERS: &str = "vigil_outbox_dead_letters";
 /// `vigil_outbox_oldest_age_seconds`.
-pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "vigil_outbox_oldest_age_seconds";
+pub(crate) const OUTBOX_OLDEST_AGE_SECONDS: &str = "vigil_outbox_oldest_age_seconds";
 /// `vigil_notification_attempts_total`.
-pub const NOTIFICATION_ATTEMPTS_TOTAL: &str = "vigil_notification_attempts_total";
+pub(crate) const NOTIFICATION_ATTEMPTS_TOTAL: &str = "vigil_notification_attempts_total";
 /// `vigil_notifications_delivered_total`.
-pub const NOTIFICATIONS_DELIVERED_TOTAL: &str = "vigil_notifications_delivered_total";
+pub(crate) const NOTIFICATIONS_DELIVERED_TOTAL: &str = "vigil_notifications_delivered_total";
 /// `vigil_notification_failures_total`.
-pub const NOTIFICATION_FAILURES_TOTAL: &str = "vigil_notification_failures_total";
+pub(crate) const NOTIFICATION_FAILURES_TOTAL: &str = "vigil_notification_failures_total";
 /// `vigil_notifications_dropped_total`.
-pub const NOTIFICATIONS_DROPPED_TOTAL: &str = "vigil_notifications_dropped_total";
+pub(crate) const NOTIFICATIONS_DROPPED_TOTAL: &str = "vigil_notifications_dropped_total";
 /// `vigil_alerts_muted`.
-pub const ALERTS_MUTED: &str = "vigil_alerts_muted";
+pub(crate) const ALERTS_MUTED: &str = "vigil_alerts_muted";
 /// `vigil_paging_lease_held`.
-pub const PAGING_LEASE_HELD: &str = "vigil_paging_lease_held";
+pub(crate) const PAGING_LEASE_HELD: &str = "vigil_paging_lease_held";
 /// `vigil_publish_datums_total`.
-pub const PUBLISH_DATUMS_TOTAL: &str = "vigil_publish_datums_total";
+pub(crate) const PUBLISH_DATUMS_TOTAL: &str = "vigil_publish_datums_total";
 /// `vigil_publish_calls_total`.
-pub const PUBLISH_CALLS_TOTAL: &str = "vigil_publish_calls_total";
+pub(crate) const PUBLISH_CALLS_TOTAL: &str = "vigil_publish_calls_total";
 /// `vigil_publish_errors_total`.
-pub const PUBLISH_ERRORS_TOTAL: &str = "vigil_publish_errors_total";
+pub(crate) const PUBLISH_ERRORS_TOTAL: &str = "vigil_publish_errors_total";
 /// `vigil_publish_dropped_total`.
-pub const PUBLISH_DROPPED_TOTAL: &str = "vigil_publish_dropped_total";
+pub(crate) const PUBLISH_DROPPED_TOTAL: &str = "vigil_publish_dropped_total";
 /// `vigil_publish_skipped_values_total`.
-pub const PUBLISH_SKIPPED_VALUES_TOTAL: &str = "vigil_publish_skipped_values_total";
+pub(crate) const PUBLISH_SKIPPED_VALUES_TOTAL: &str = "vigil_publish_skipped_values_total";
 /// `vigil_publish_queue_datums`.
-pub const PUBLISH_QUEUE_DATUMS: &str = "vigil_publish_queue_datums";
+pub(crate) const PUBLISH_QUEUE_DATUMS: &str = "vigil_publish_queue_datums";
 /// `vigil_publish_last_success_timestamp_seconds`.
-pub const PUBLISH_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
+pub(crate) const PUBLISH_LAST_SUCCESS_TIMESTAMP_SECONDS: &str =
     "vigil_publish_last_success_timestamp_seconds";
 /// `vigil_task_memory_used_bytes`.
-pub const TASK_MEMORY_USED_BYTES: &str = "vigil_task_memory_used_bytes";
+pub(crate) const TASK_MEMORY_USED_BYTES: &str = "vigil_task_memory_used_bytes";
 /// `vigil_task_memory_limit_bytes`.
-pub const TASK_MEMORY_LIMIT_BYTES: &str = "vigil_task_memory_limit_bytes";
+pub(crate) const TASK_MEMORY_LIMIT_BYTES: &str = "vigil_task_memory_limit_bytes";
 /// `vigil_task_memory_used_ratio`.
-pub const TASK_MEMORY_USED_RATIO: &str = "vigil_task_memory_used_ratio";
+pub(crate) const TASK_MEMORY_USED_RATIO: &str = "vigil_task_memory_used_ratio";
 /// `vigil_task_cpu_used_ratio`.
-pub const TASK_CPU_USED_RATIO: &str = "vigil_task_cpu_used_ratio";
+pub(crate) const TASK_CPU_USED_RATIO: &str = "vigil_task_cpu_used_ratio";
 /// `vigil_container_memory_used_bytes`.
-pub const CONTAINER_MEMORY_USED_BYTES: &str = "vigil_container_memory_used_bytes";
+pub(crate) const CONTAINER_MEMORY_USED_BYTES: &str = "vigil_container_memory_used_bytes";
 /// `vigil_container_cpu_used_ratio`.
-pub const CONTAINER_CPU_USED_RATIO: &str = "vigil_container_cpu_used_ratio";
+pub(crate) const CONTAINER_CPU_USED_RATIO: &str = "vigil_container_cpu_used_ratio";
 
 /// A metric family Vigil exposes.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +151,7 @@ const fn def(
 }
 
 /// Every family Vigil exposes, in exposition order.
-pub const CATALOG: &[MetricDef] = &[
+pub(crate) const CATALOG: &[MetricDef] = &[
     def(
         BUILD_INFO,
         "gauge",

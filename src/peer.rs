@@ -4,14 +4,14 @@
 //! reach the log or `/status`.
 
 /// The most of an error answer (a receiver's 4xx or 5xx body) kept for the log.
-pub const ERROR_BODY_BYTES: usize = 4 << 10;
+pub(crate) const ERROR_BODY_BYTES: usize = 4 << 10;
 
 /// The most of a JSON answer (ECS task metadata, PagerDuty's reply) read.
 pub const JSON_BODY_BYTES: usize = 1 << 20;
 
 /// The longest reason kept for a failure (a probe's, a delivery's, a publish's):
 /// enough to say what went wrong, never a peer's whole answer.
-pub const MAX_REASON_BYTES: usize = 600;
+pub(crate) const MAX_REASON_BYTES: usize = 600;
 
 /// `text` cut to [`MAX_REASON_BYTES`] on a character boundary, the cut marked.
 pub fn bounded(text: impl Into<String>) -> String {
@@ -102,7 +102,7 @@ pub async fn error_body(mut response: reqwest::Response) -> String {
 /// A reqwest error and its causes as one line, with no URL in it: reqwest's own text
 /// names the full URL (`error sending request for url (...)`), and a webhook's or a
 /// dead man's switch's secret is that URL's path.
-pub fn error_text(e: &reqwest::Error) -> String {
+pub(crate) fn error_text(e: &reqwest::Error) -> String {
     let mut text = String::new();
     let mut kind = if e.is_timeout() {
         "timed out".to_string()
@@ -181,7 +181,7 @@ impl SendError {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
-pub fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

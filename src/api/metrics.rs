@@ -14,7 +14,7 @@ use crate::store::Labels;
 use crate::store::labels::NAME;
 
 /// The publisher's series.
-pub fn publish_series(v: &crate::publish::PublishView) -> Vec<(Labels, f64)> {
+pub(crate) fn publish_series(v: &crate::publish::PublishView) -> Vec<(Labels, f64)> {
     let l = |name: &str| Labels::from_pairs(name, &[]);
     let mut out = vec![
         (
@@ -40,7 +40,7 @@ pub fn publish_series(v: &crate::publish::PublishView) -> Vec<(Labels, f64)> {
 }
 
 /// The paging stage's series: the outbox per integration, muted alerts, the lease.
-pub fn paging_series(
+pub(crate) fn paging_series(
     v: &crate::paging::PagingView,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(Labels, f64)> {

@@ -15,7 +15,7 @@ use super::{ApiState, error};
 use crate::route::silence::{NewSilence, SilenceError};
 
 /// Whether two byte strings are equal, in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -24,7 +24,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// `None` when the request carries the right bearer token, else the 401 to answer;
 /// `disabled` says what is off without a token (`silences are disabled`).
-pub fn check_token(state: &ApiState, headers: &HeaderMap, disabled: &str) -> Option<Response> {
+pub(crate) fn check_token(
+    state: &ApiState,
+    headers: &HeaderMap,
+    disabled: &str,
+) -> Option<Response> {
     let Some(token) = &state.token else {
         return Some(error(
             StatusCode::UNAUTHORIZED,

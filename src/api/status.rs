@@ -50,7 +50,7 @@ pub struct StatusReport {
 }
 
 /// "3s ago", "5m12s ago", "never": how long before `now` a time was.
-pub fn ago(then: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+pub(crate) fn ago(then: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     match then {
         None => "never".to_string(),
         Some(t) => {
@@ -201,7 +201,7 @@ pub fn render_text(r: &StatusReport) -> String {
 
 /// The store in one line: series, samples, bytes against the budget, and what the
 /// budget cost (a shorter retention, dropped series).
-pub fn store_summary(e: &crate::rules::manager::EngineView) -> String {
+pub(crate) fn store_summary(e: &crate::rules::manager::EngineView) -> String {
     let mut out = format!(
         "{} series (max {}), {} samples",
         e.series, e.max_series, e.samples
@@ -236,7 +236,7 @@ pub fn store_summary(e: &crate::rules::manager::EngineView) -> String {
 }
 
 /// What the page says about the scrape targets, one line each.
-pub fn scrape_lines(r: &StatusReport) -> Vec<String> {
+pub(crate) fn scrape_lines(r: &StatusReport) -> Vec<String> {
     let now = r.generated_at;
     let mut out = Vec::new();
     for s in &r.scrapes {
@@ -257,7 +257,7 @@ pub fn scrape_lines(r: &StatusReport) -> Vec<String> {
 }
 
 /// What the page says about CloudWatch publishing and the ECS task, one line each.
-pub fn publishing_lines(r: &StatusReport) -> Vec<String> {
+pub(crate) fn publishing_lines(r: &StatusReport) -> Vec<String> {
     let now = r.generated_at;
     let mut out = Vec::new();
     if let Some(p) = &r.publishing {
@@ -302,7 +302,7 @@ pub fn publishing_lines(r: &StatusReport) -> Vec<String> {
 
 /// What the page says about paging, one line each: the lease, windows, silences,
 /// held-back alerts, and each integration's queue.
-pub fn paging_lines(r: &StatusReport) -> Vec<String> {
+pub(crate) fn paging_lines(r: &StatusReport) -> Vec<String> {
     let Some(p) = &r.paging else {
         return vec!["not configured: alerts page nobody (set routing: in the config)".into()];
     };
@@ -483,7 +483,7 @@ fn html_escape(s: &str) -> String {
 }
 
 /// The HTML page: no JavaScript, refreshes itself every 5 s, readable on a phone.
-pub fn render_html(r: &StatusReport) -> String {
+pub(crate) fn render_html(r: &StatusReport) -> String {
     let mut out = String::with_capacity(4096);
     let colour = |s: &str| match s {
         "ok" => "#1a7f37",

@@ -29,14 +29,14 @@ use crate::settings::duration::{self, Zero};
 use crate::settings::{Collector, Problems, size, valid_name, yaml};
 
 /// Where the daemon listens when the file does not say.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 /// Where state lives when the file does not say.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/vigil";
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/vigil";
 /// Probe interval when neither the probe nor `defaults` set one.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Probe timeout when neither the probe nor `defaults` set one (and never above the
 /// interval).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

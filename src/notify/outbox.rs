@@ -49,7 +49,7 @@ const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// How often a failing file is tried again.
-pub const RETRY_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_EVERY: Duration = Duration::from_secs(5);
 
 /// What the notification log keeps per receiver and alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

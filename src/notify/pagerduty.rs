@@ -17,7 +17,7 @@ use crate::settings::Collector;
 use crate::settings::secret::Secret;
 
 /// PagerDuty's Events API v2 endpoint.
-pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+pub(crate) const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// `pagerduty:` as written in `alerts/routing.yaml`.
 #[derive(Debug, Deserialize)]

@@ -90,7 +90,7 @@ impl SnsSettings {
 }
 
 /// AWS's display name of a region, as CloudWatch writes it in alarm messages.
-pub fn region_name(code: &str) -> String {
+pub(crate) fn region_name(code: &str) -> String {
     let name = match code {
         "us-east-1" => "US East (N. Virginia)",
         "us-east-2" => "US East (Ohio)",
@@ -129,7 +129,7 @@ pub fn region_name(code: &str) -> String {
 }
 
 /// SNS's Subject limit.
-pub const MAX_SUBJECT: usize = 100;
+pub(crate) const MAX_SUBJECT: usize = 100;
 /// CloudWatch's limit on `AlarmDescription`.
 const MAX_DESCRIPTION: usize = 1024;
 /// CloudWatch's limit on `NewStateReason`.

@@ -94,7 +94,7 @@ impl RedisProbe {
 }
 
 /// The figures of an `INFO` reply, as samples.
-pub fn info_samples(info: &str) -> Vec<Sample> {
+pub(crate) fn info_samples(info: &str) -> Vec<Sample> {
     let field = |key: &str| -> Option<f64> {
         info.lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))

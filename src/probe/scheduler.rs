@@ -76,14 +76,14 @@ pub async fn check_once(probe: &AnyProbe, timeout: Duration) -> (Duration, Obser
 }
 
 /// The most a first check (or scrape) waits: `min(interval, 1 s)`.
-pub fn first_delay_bound(interval: Duration) -> Duration {
+pub(crate) fn first_delay_bound(interval: Duration) -> Duration {
     interval.min(Duration::from_secs(1))
 }
 
 /// Ticks every `interval`, the first after a random part of
 /// [`first_delay_bound`], never bunching up after an overrun. Probes and scrapes
 /// both run on these.
-pub fn jittered_ticks(interval: Duration) -> tokio::time::Interval {
+pub(crate) fn jittered_ticks(interval: Duration) -> tokio::time::Interval {
     let spread = first_delay_bound(interval).as_millis() as u64;
     let first = Instant::now() + Duration::from_millis(fastrand::u64(0..spread.max(1)));
     let mut ticks = tokio::time::interval_at(first, interval);

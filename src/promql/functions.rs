@@ -8,7 +8,7 @@ use crate::store::Labels;
 
 /// The arithmetic mean, computed incrementally as Prometheus does (it keeps large
 /// values from overflowing the sum).
-pub fn mean(values: &[f64]) -> f64 {
+pub(crate) fn mean(values: &[f64]) -> f64 {
     let mut mean: f64 = 0.0;
     let mut count = 0.0;
     for &v in values {
@@ -27,7 +27,7 @@ pub fn mean(values: &[f64]) -> f64 {
 }
 
 /// The population variance (Welford's method, as Prometheus).
-pub fn variance(values: &[f64]) -> f64 {
+pub(crate) fn variance(values: &[f64]) -> f64 {
     let (mut count, mut mean, mut aux) = (0.0, 0.0, 0.0);
     for &v in values {
         count += 1.0;
@@ -60,7 +60,7 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
 
 /// A value as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it, which is also
 /// the Prometheus text format's spelling (`NaN`, `+Inf`, `-Inf`).
-pub fn format_value(v: f64) -> String {
+pub(crate) fn format_value(v: f64) -> String {
     match crate::float::non_finite_text(v) {
         Some(text) => text.into(),
         None => format!("{v}"),

@@ -13,11 +13,11 @@ pub mod value;
 use promql_parser::parser::{Expr, parse as parse_expr};
 
 pub use eval::evaluate;
-pub use functions::format_value;
-pub use value::{EvalError, LOOKBACK_MS, Sample, Value};
+pub(crate) use functions::format_value;
+pub use value::{EvalError, Sample, Value};
 
 /// Functions Vigil evaluates.
-pub const FUNCTIONS: &[&str] = &[
+pub(crate) const FUNCTIONS: &[&str] = &[
     "abs",
     "absent",
     "absent_over_time",
@@ -60,7 +60,7 @@ pub const FUNCTIONS: &[&str] = &[
 ];
 
 /// Aggregation operators Vigil evaluates.
-pub const AGGREGATIONS: &[&str] = &[
+pub(crate) const AGGREGATIONS: &[&str] = &[
     "sum",
     "avg",
     "min",

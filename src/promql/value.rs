@@ -8,10 +8,10 @@ use crate::store::Labels;
 
 /// Default lookback for instant selectors: a series without a sample in the last 5
 /// minutes has no value.
-pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+pub(crate) const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// A selector's `offset` in milliseconds (negative for `offset -5m`).
-pub fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => d.as_millis() as i64,

@@ -7,7 +7,7 @@ use super::config::{BASELINE_LOOKBACK_MS, Fixed, MetricConfig, Stat};
 use crate::store::{SeriesWindow, Store};
 
 /// CloudWatch's limit on distinct values per datum (`Values`/`Counts`).
-pub const MAX_DISTINCT_VALUES: usize = 150;
+pub(crate) const MAX_DISTINCT_VALUES: usize = 150;
 /// CloudWatch refuses magnitudes above this.
 const MAX_MAGNITUDE: f64 = 1.174_271e108;
 /// CloudWatch refuses non-zero magnitudes below this; they are sent as 0.
@@ -297,7 +297,7 @@ pub fn datums(
 /// A label value as CloudWatch takes a dimension value: ASCII without control
 /// characters (others become `_`), at least one non-blank character (else `none`), at
 /// most 1 024 characters.
-pub fn dimension_value(label: &str) -> String {
+pub(crate) fn dimension_value(label: &str) -> String {
     let clean: String = label
         .chars()
         .take(1024)
@@ -388,7 +388,7 @@ fn distribution(pairs: Vec<(f64, f64)>) -> Vec<DatumValue> {
 
 /// How many datums from the head of `datums` fit one call of at most `max_datums`
 /// and `max_bytes` (by [`Datum::size_bound`]); at least one when any is there.
-pub fn batch_len<'a>(
+pub(crate) fn batch_len<'a>(
     datums: impl IntoIterator<Item = &'a Datum>,
     max_datums: usize,
     max_bytes: usize,

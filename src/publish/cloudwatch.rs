@@ -10,9 +10,9 @@ use super::{CloudWatchConfig, Datum, DatumValue, Sink};
 use crate::peer::SendError;
 
 /// PutMetricData's limit on datums per call.
-pub const MAX_DATUMS: usize = 1_000;
+pub(crate) const MAX_DATUMS: usize = 1_000;
 /// PutMetricData's limit on the request body, uncompressed to be safe.
-pub const MAX_BYTES: usize = 1_000_000;
+pub(crate) const MAX_BYTES: usize = 1_000_000;
 /// How long one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -53,7 +53,7 @@ impl CloudWatchSink {
 }
 
 /// The SDK's form of a datum.
-pub fn to_sdk(d: &Datum) -> MetricDatum {
+pub(crate) fn to_sdk(d: &Datum) -> MetricDatum {
     let mut b = MetricDatum::builder()
         .metric_name(&d.name)
         .set_dimensions(Some(

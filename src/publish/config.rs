@@ -12,22 +12,22 @@ use crate::settings::duration::{self, Zero};
 /// How far before a window a counter's baseline is looked for (Prometheus's
 /// lookback): a scrape that failed just before the window leaves a stale marker, and
 /// the value before it is still the right baseline.
-pub const BASELINE_LOOKBACK_MS: i64 = 300_000;
+pub(crate) const BASELINE_LOOKBACK_MS: i64 = 300_000;
 
 /// Namespace when the config names none.
-pub const DEFAULT_NAMESPACE: &str = "PlexWatchTogether";
+pub(crate) const DEFAULT_NAMESPACE: &str = "PlexWatchTogether";
 /// Publishing interval when the config sets none.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// The `Service` dimension's value when the config sets none.
-pub const DEFAULT_SERVICE: &str = "watch-together";
+pub(crate) const DEFAULT_SERVICE: &str = "watch-together";
 /// Datums kept while CloudWatch is unreachable, when the config sets no limit: ten
 /// minutes of 10 000 series at the default interval.
-pub const DEFAULT_MAX_QUEUED: usize = 100_000;
+pub(crate) const DEFAULT_MAX_QUEUED: usize = 100_000;
 /// CloudWatch's limit on dimensions per metric.
-pub const MAX_DIMENSIONS: usize = 30;
+pub(crate) const MAX_DIMENSIONS: usize = 30;
 
 /// CloudWatch's units (`StandardUnit`).
-pub const UNITS: &[&str] = &[
+pub(crate) const UNITS: &[&str] = &[
     "Seconds",
     "Microseconds",
     "Milliseconds",

@@ -19,19 +19,19 @@ use super::{CloudWatchConfig, Datum, DatumValue, Sink};
 use crate::peer::SendError;
 
 /// Metrics per directive (and per line).
-pub const MAX_METRICS: usize = 100;
+pub(crate) const MAX_METRICS: usize = 100;
 /// Values per metric array.
-pub const MAX_VALUES: usize = 100;
+pub(crate) const MAX_VALUES: usize = 100;
 /// Dimension keys per dimension set.
-pub const MAX_DIMENSIONS: usize = 30;
+pub(crate) const MAX_DIMENSIONS: usize = 30;
 /// Longest dimension value.
-pub const MAX_DIMENSION_VALUE: usize = 1024;
+pub(crate) const MAX_DIMENSION_VALUE: usize = 1024;
 /// Largest log event.
-pub const MAX_EVENT_BYTES: usize = 1_048_576;
+pub(crate) const MAX_EVENT_BYTES: usize = 1_048_576;
 /// Most values one datum expands to (100 lines); a larger distribution (a busy
 /// histogram) is left out and counted, since EMF cannot carry counts: publish such
 /// metrics with `mode: api`.
-pub const MAX_EXPANDED: usize = 10_000;
+pub(crate) const MAX_EXPANDED: usize = 10_000;
 
 /// Writes EMF lines.
 pub struct EmfSink {
@@ -91,7 +91,7 @@ fn value_chunks(v: &DatumValue) -> Vec<Value> {
 }
 
 /// Datums of `batch` that EMF cannot carry (see [`MAX_EXPANDED`]).
-pub fn unwritable(batch: &[Datum]) -> usize {
+pub(crate) fn unwritable(batch: &[Datum]) -> usize {
     batch.iter().filter(|d| !writable(&d.value)).count()
 }
 

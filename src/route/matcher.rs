@@ -123,7 +123,7 @@ impl Matcher {
 }
 
 /// Whether every matcher matches the labels that `get` looks up.
-pub fn all_match<'a>(matchers: &[Matcher], get: impl Fn(&str) -> &'a str) -> bool {
+pub(crate) fn all_match<'a>(matchers: &[Matcher], get: impl Fn(&str) -> &'a str) -> bool {
     matchers.iter().all(|m| m.matches(get(&m.name)))
 }
 

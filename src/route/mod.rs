@@ -35,11 +35,11 @@ use matcher::Matcher;
 use window::Window;
 
 /// Defaults for a small team: page at once, remind every 4 h while firing.
-pub const DEFAULT_GROUP_WAIT: Duration = Duration::ZERO;
+pub(crate) const DEFAULT_GROUP_WAIT: Duration = Duration::ZERO;
 /// How long after a group's notification a new alert in it waits.
-pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often a firing alert is sent again.
-pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
+pub(crate) const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 
 /// A validated routing file.
 #[derive(Debug, Clone)]

@@ -85,7 +85,7 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// The alarm name: `<environment>-<alertname>-<first 8 digits of the fingerprint>`.
-pub fn alarm_name(environment: &str, labels: &BTreeMap<String, String>) -> String {
+pub(crate) fn alarm_name(environment: &str, labels: &BTreeMap<String, String>) -> String {
     Identity::of(environment, labels).alarm_name
 }
 

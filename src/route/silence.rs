@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::matcher::{Matcher, all_match};
 
 /// How long an expired silence stays listed (as Alertmanager keeps them).
-pub const KEEP_EXPIRED: chrono::Duration = chrono::Duration::hours(24);
+pub(crate) const KEEP_EXPIRED: chrono::Duration = chrono::Duration::hours(24);
 
 /// A silence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use crate::store::labels::NAME;
 use crate::store::{Labels, Store};
 
 /// How long a resolved alert is kept (Prometheus's `resolvedRetention`).
-pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
+pub(crate) const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
 
 /// An alert's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -841,7 +841,7 @@ impl Drop for StateWriter {
 
 /// Writes `bytes` to `path` through a temporary file, synced before the rename, so a
 /// crash leaves the old file or the new one, never half of one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     {

@@ -67,7 +67,8 @@ struct RawRule {
 }
 
 /// Rule evaluation interval when the config does not say.
-pub const DEFAULT_EVALUATION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const DEFAULT_EVALUATION_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(10);
 
 /// A recording rule: stores its expression's result under a new name.
 #[derive(Debug, Clone)]
@@ -142,7 +143,7 @@ pub fn load(path: &Path) -> Result<Vec<Group>, Problems> {
 }
 
 /// Checks rule-file `text`, read from `path`.
-pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Group>, Problems> {
+pub(crate) fn parse_file(path: &Path, text: &str) -> Result<Vec<Group>, Problems> {
     yaml::parse(
         path,
         text,

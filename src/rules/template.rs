@@ -206,7 +206,7 @@ fn format_number(v: f64, format: &Format) -> String {
 
 /// Go's `%.{prec}g`: shortest of %e and %f at `prec` significant digits, trailing
 /// zeros removed, exponent written `e+06`.
-pub fn go_g(v: f64, prec: usize) -> String {
+pub(crate) fn go_g(v: f64, prec: usize) -> String {
     if let Some(text) = crate::float::non_finite_text(v) {
         return text.into();
     }
@@ -241,7 +241,7 @@ fn trim_zeros(s: &str) -> String {
 
 /// Go's default formatting of a float64 (`%v`): the shortest representation,
 /// exponent form below 1e-4 and from 1e21.
-pub fn go_float(v: f64) -> String {
+pub(crate) fn go_float(v: f64) -> String {
     if let Some(text) = crate::float::non_finite_text(v) {
         return text.into();
     }

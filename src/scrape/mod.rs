@@ -21,7 +21,7 @@ use crate::settings::{Collector, size, valid_name};
 use crate::store::Labels;
 
 /// Scrape interval when a scrape does not say.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The largest body a scrape reads, after decompression, when the config does not
 /// say (Prometheus's `body_size_limit`; 0 in the config means no limit).

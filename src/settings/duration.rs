@@ -8,7 +8,7 @@ use super::Collector;
 
 /// The longest duration any setting takes: 10 years. Bounding durations where they
 /// enter keeps every time computed with them inside chrono's range.
-pub const LONGEST_MS: u64 = 3650 * 86_400_000;
+pub(crate) const LONGEST_MS: u64 = 3650 * 86_400_000;
 
 /// Parses a duration such as `250ms`, `10s`, `1m30s`, `1h`, `7d`. Units must come from
 /// largest to smallest, each at most once, and the result must be above zero.
@@ -68,7 +68,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 
 /// Like [`parse`], but also takes a zero duration (`0`, `0s`, `0m`…), as rule
 /// files (`for: 0s`) and rule tests (`eval_time: 0`) may write.
-pub fn parse_or_zero(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_or_zero(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let zero = t == "0"
         || t.strip_prefix('0')

@@ -16,7 +16,7 @@ pub use problems::{Collector, Problem, Problems};
 
 /// Whether `name` is fit for a probe, a job or an environment: 1 to 64 letters,
 /// digits, `-`, `_` or `.`.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -16,13 +16,13 @@ static KNOWN: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new()
 /// Replaces every secret value this process knows with `***`, and every URL with its
 /// origin ([`strip_urls`]): for texts that come from outside (a receiver's answer,
 /// a client library's error).
-pub fn scrub_known(text: &str) -> String {
+pub(crate) fn scrub_known(text: &str) -> String {
     scrub_secrets(&strip_urls(text)).into_owned()
 }
 
 /// Replaces every secret value this process knows with `***` (URLs are left as
 /// they are): what every log line goes through, a dependency's own included.
-pub fn scrub_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn scrub_secrets(text: &str) -> std::borrow::Cow<'_, str> {
     let known = KNOWN.read().unwrap_or_else(|e| e.into_inner());
     let mut out = std::borrow::Cow::Borrowed(text);
     for s in known.iter() {
@@ -192,7 +192,7 @@ fn origin(u: &url::Url) -> String {
 /// Replaces every URL in `text` with its scheme, host and port: HTTP clients put the
 /// whole URL, path and query included, into their error texts, and those texts reach
 /// `/status` and the log. Applied to every error text an HTTP peer causes.
-pub fn strip_urls(text: &str) -> String {
+pub(crate) fn strip_urls(text: &str) -> String {
     static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s"'<>()\[\]{}]+"#)
             .expect("a valid pattern")
@@ -212,7 +212,7 @@ pub fn strip_urls(text: &str) -> String {
 
 /// Reads an `http://` or `https://` URL setting, recording at its position why it is
 /// not one: the probes' `url` and the scrapes' `url` (their path is shown).
-pub fn http_url(
+pub(crate) fn http_url(
     value: &serde_saphyr::Spanned<String>,
     c: &mut super::Collector,
 ) -> Option<SecretUrl> {
@@ -221,7 +221,7 @@ pub fn http_url(
 
 /// Reads an `http://` or `https://` endpoint URL setting (a webhook's, PagerDuty's),
 /// shown as scheme, host and port only ([`SecretUrl::parse_endpoint`]).
-pub fn http_endpoint(
+pub(crate) fn http_endpoint(
     value: &serde_saphyr::Spanned<String>,
     c: &mut super::Collector,
 ) -> Option<SecretUrl> {

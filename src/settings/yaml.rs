@@ -67,7 +67,7 @@ pub fn parse<R: DeserializeOwned, T>(
 
 /// `${VAR}` is expanded only in unquoted values; inside quotes it would stay literal
 /// and the probe would fail at 3 a.m. with a confusing error, so it is refused here.
-pub fn check_quoted_references(text: &str, c: &mut Collector) {
+pub(crate) fn check_quoted_references(text: &str, c: &mut Collector) {
     for (n, line) in text.lines().enumerate() {
         if line.trim_start().starts_with('#') {
             continue;

@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The label holding the metric name.
-pub const NAME: &str = "__name__";
+pub(crate) const NAME: &str = "__name__";
 
 /// Whether `name` is a valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub fn valid_metric_name(name: &str) -> bool {
+pub(crate) fn valid_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
@@ -16,7 +16,7 @@ pub fn valid_metric_name(name: &str) -> bool {
 }
 
 /// Whether `name` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn valid_label_name(name: &str) -> bool {
+pub(crate) fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -24,15 +24,15 @@ use rustc_hash::FxHashMap as HashMap;
 pub use labels::Labels;
 
 /// Prometheus's stale marker: a NaN with a payload that no computation produces.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub(crate) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 /// The stale marker as a value.
-pub fn stale_nan() -> f64 {
+pub(crate) fn stale_nan() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
 }
 
 /// Whether `v` is the stale marker (not any NaN).
-pub fn is_stale(v: f64) -> bool {
+pub(crate) fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
@@ -92,13 +92,13 @@ pub enum AppendError {
 }
 
 /// The byte budget without a container memory limit.
-pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
+pub(crate) const DEFAULT_MAX_BYTES: usize = 128 << 20;
 
 /// The byte budget when the config sets none: half the container's memory limit
 /// (cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`), leaving the other half
 /// to the rest of the process (the binary's pages, a scrape's body being parsed,
 /// the HTTP clients), and at least 16 MiB; [`DEFAULT_MAX_BYTES`] without a limit.
-pub fn default_max_bytes() -> usize {
+pub(crate) fn default_max_bytes() -> usize {
     let read = |p: &str| std::fs::read_to_string(p).ok();
     let limit = read("/sys/fs/cgroup/memory.max")
         .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
@@ -117,14 +117,14 @@ pub fn budget_for_limit(limit: Option<u64>) -> usize {
 }
 
 /// Bytes a sample takes in a series' ring buffer.
-pub const SAMPLE_BYTES: usize = std::mem::size_of::<(i64, f64)>();
+pub(crate) const SAMPLE_BYTES: usize = std::mem::size_of::<(i64, f64)>();
 
 /// The retention in effect never shrinks below this for the byte budget: the
 /// Retention when the config does not say.
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Most series the store holds when the config does not say.
-pub const DEFAULT_MAX_SERIES: usize = 50_000;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 50_000;
 
 /// lookback of an instant selector, so every live series keeps its latest value.
 pub const MIN_RETENTION_MS: i64 = 5 * 60 * 1000;
