@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{Vigil, component, start_app};
 use vigil_testkit::{HangingListener, Postgres, Redis};
@@ -233,25 +232,7 @@ async fn a_password_appears_in_no_status_metrics_or_log_and_sigterm_stops_cleanl
     }
     assert!(seen.contains("***"), "the redacted form is shown");
 
-    let pid = vigil.child.0.id();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(status) = vigil.child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < common::DEADLINE,
-            "vigil did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = vigil.sigterm().await;
     assert!(exit.success(), "vigil exited with {exit}");
     let log = vigil.log_text();
     assert!(log.contains("Vigil stopped."), "{log}");
@@ -403,22 +384,7 @@ publish:
             s["paging"]["targets"]["oncall/webhook"]["delivered"].as_u64() >= Some(1)
         })
         .await;
-    let pid = vigil.child.0.id();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(status) = vigil.child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < common::DEADLINE, "vigil did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = vigil.sigterm().await;
     let log = vigil.log_text();
     assert!(exit.success(), "vigil exited with {exit}: {log}");
     assert!(log.contains("Vigil stopped."), "{log}");

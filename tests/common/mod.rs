@@ -212,6 +212,26 @@ impl Vigil {
         self.dir
     }
 
+    /// Sends SIGTERM and waits for the daemon to exit; its exit status.
+    pub async fn sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "vigil did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills the daemon with SIGKILL (no shutdown at all) and returns the directory
     /// for a restart.
     pub fn kill(mut self) -> tempfile::TempDir {
