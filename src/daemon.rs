@@ -165,9 +165,10 @@ impl Daemon {
         self.start().await?.supervise(shutdown).await
     }
 
-    /// Starts every stage, in the order data flows: the rule manager, the ECS
-    /// metadata poller, paging, the publisher, the health stage, the probes and
-    /// scrapes (owned by the reload control), and builds the API.
+    /// Starts every stage, consumers before their sources: the ECS metadata poller
+    /// (its task names paging's per-task alerts), paging, the rule manager, the
+    /// publisher, the health stage, then the probes and scrapes (owned by the reload
+    /// control), and builds the API.
     async fn start(self) -> Result<Started, DaemonError> {
         let supervisor = Supervisor::new();
         let mut stages = Stages::new(supervisor.clone());
@@ -271,7 +272,7 @@ impl Daemon {
             info: Arc::new(info),
             paging: paging.clone(),
             token,
-            publish,
+            publish: publish.clone(),
             ecs,
             failed: supervisor.subscribe(),
             scrapes: targets.subscribe(),
@@ -305,6 +306,7 @@ impl Daemon {
             listener: self.listener,
             router,
             stages,
+            publish,
         })
     }
 }
@@ -317,12 +319,15 @@ struct Started {
     router: axum::Router,
     /// Every stage.
     stages: Stages,
+    /// The publisher's view, to say what a stop left unsent.
+    publish: Option<watch::Receiver<crate::publish::PublishView>>,
 }
 
 impl Started {
     /// Serves the API until `shutdown` completes or a stage fails, drains it for at
-    /// most [`SHUTDOWN_DEADLINE`], then stops every stage (the publisher's last
-    /// flush gets [`PUBLISH_DEADLINE`]).
+    /// most [`SHUTDOWN_DEADLINE`] with every stage still running, then fires the
+    /// shutdown token and waits for the stages (the publisher's last flush gets
+    /// [`PUBLISH_DEADLINE`]).
     async fn supervise(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -360,8 +365,14 @@ impl Started {
         let left = self.stages.stop(PUBLISH_DEADLINE).await;
         if left > 0 {
             tracing::warn!(
-                message = "Stages still running at the stop's deadline were cancelled (datums not yet sent to CloudWatch among them).",
+                message = "Stages still running at the stop's deadline were cancelled.",
                 stages = left
+            );
+        }
+        if let Some(queued) = self.publish.map(|v| v.borrow().queued).filter(|q| *q > 0) {
+            tracing::warn!(
+                message = "Stopping with datums not sent to CloudWatch.",
+                datums = queued
             );
         }
         tracing::info!(message = "Vigil stopped.");

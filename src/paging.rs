@@ -279,9 +279,15 @@ impl RouterTask {
             {
                 Ok(i) => i,
                 Err(e) => {
-                    // Its notifications wait in the outbox (its depth is in
-                    // /status); the next sync, at a reload, tries again.
+                    // Only a platform without a TLS backend gets here. Never
+                    // silent: its notifications wait in the outbox, and the
+                    // supervisor stops the daemon (503 on /healthz) so that the
+                    // task is replaced.
                     tracing::error!(message = "A receiver's client cannot be built; its notifications wait.", target = %target, error = %e);
+                    self.supervisor.report(
+                        &format!("the delivery worker of {target}"),
+                        "could not build its HTTP client",
+                    );
                     continue;
                 }
             };

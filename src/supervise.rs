@@ -11,8 +11,9 @@
 //! guard's `Drop`: a panic unwinds through the guard, a cancellation drops it.
 //!
 //! There is one way to stop. Every stage runs in the daemon's [`Stages`], and one
-//! [`Shutdown`] token, the supervisor's, reaches them all: [`Supervisor::stopping`]
-//! fires it. A stage started with [`Stages::spawn`] is cancelled when it fires (its
+//! [`Shutdown`] token, the supervisor's, reaches them all (probes and scrapes through
+//! the reload control that owns them, delivery workers through the router):
+//! [`Stages::stop`] fires it, once the API has drained. A stage started with [`Stages::spawn`] is cancelled when it fires (its
 //! work is on disk or done again at the next start); a stage started with
 //! [`Stages::spawn_draining`] finishes its work first: it watches the token itself
 //! (the CloudWatch publisher's last flush) or ends when its inputs close (the health
@@ -82,9 +83,14 @@ impl Supervisor {
     }
 
     /// From now on stages end because the daemon stops; they are no longer failures.
-    /// Fires the shutdown token.
+    /// The token is not fired yet: the API drains first, with every stage running.
     pub fn stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Fires the shutdown token (and marks the stop as expected).
+    pub fn shut_down(&self) {
+        self.stopping();
         self.stop.send_replace(true);
     }
 
@@ -217,16 +223,20 @@ impl Stages {
     }
 
     /// Fires the shutdown token and waits, for at most `deadline`, for every stage
-    /// to end; what is left then is cancelled. Answers how many were left.
+    /// to end; what is left then is cancelled. Answers how many were left. A stage
+    /// stuck outside an `.await` (a hung disk under an fsync) cannot be cancelled:
+    /// it gets a second more, then is left behind, so the stop stays bounded.
     pub async fn stop(mut self, deadline: Duration) -> usize {
-        self.supervisor.stopping();
+        self.supervisor.shut_down();
         let all = async { while self.set.join_next().await.is_some() {} };
         if tokio::time::timeout(deadline, all).await.is_ok() {
             return 0;
         }
         let left = self.set.len();
         self.set.abort_all();
-        while self.set.join_next().await.is_some() {}
+        let cancelled = async { while self.set.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(1), cancelled).await;
+        self.set.detach_all();
         left
     }
 }
@@ -285,6 +295,15 @@ mod tests {
             let _ = done_tx.send("inputs closed").await;
         });
         let supervisor = stages.supervisor().clone();
+        // A stop expected is not yet the token: the API drains with every stage up.
+        let token = supervisor.shutdown();
+        supervisor.stopping();
+        tokio::task::yield_now().await;
+        assert!(!token.is_requested());
+        assert!(
+            done_rx.try_recv().is_err(),
+            "nothing stopped before the token"
+        );
         assert_eq!(
             stages.stop(Duration::from_secs(60)).await,
             0,

@@ -628,10 +628,6 @@ class Dockerfile(unittest.TestCase):
                 self.assertRegex(stage, r"(?m)^USER (nonroot|65532:65532)$")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class Runbooks(unittest.TestCase):
     """The runbooks name what Terraform creates, and commands that exist."""
 
@@ -674,3 +670,7 @@ class Runbooks(unittest.TestCase):
                 self.assertIn(group, names["log_group"], f"{runbook.name}: log group {group}")
             for script in re.findall(r"(scripts/[\w.-]+)", text):
                 self.assertTrue((REPO / script).exists(), f"{runbook.name}: {script} does not exist")
+
+
+if __name__ == "__main__":
+    unittest.main()

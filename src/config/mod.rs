@@ -214,8 +214,7 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
     let routing_text = config
         .routing_file
         .as_ref()
-        .map(|f| yaml::read(f, "routing file"))
-        .transpose()?;
+        .map(|f| yaml::read(f, "routing file"));
     let mut digest = Sha256::new();
     digest.update(text.as_bytes());
     for (f, t) in config.rule_files.iter().zip(&rule_texts) {
@@ -224,7 +223,7 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
     }
     if let (Some(f), Some(t)) = (&config.routing_file, &routing_text) {
         digest.update(f.to_string_lossy().as_bytes());
-        digest.update(t);
+        digest.update(t.as_deref().unwrap_or_default());
     }
     config.fingerprint = digest
         .finalize()
@@ -242,7 +241,7 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
         return Err(Problems { list: all });
     }
     if let (Some(f), Some(t)) = (&config.routing_file, routing_text) {
-        config.routing = Some(crate::route::parse(f, &t, &env)?);
+        config.routing = Some(crate::route::parse(f, &t?, &env)?);
     }
     Ok(config)
 }
