@@ -312,21 +312,19 @@ impl Manager {
     pub fn routed_alerts(&self) -> Vec<RoutedAlert> {
         let mut out = Vec::new();
         for (_, a) in self.alerting() {
-            {
-                for x in a.active.values() {
-                    out.push(RoutedAlert {
-                        pending: x.state == State::Pending,
-                        labels: x.labels.to_map(),
-                        annotations: x.annotations.iter().cloned().collect(),
-                        firing: x.state == State::Firing,
-                        value: x.value,
-                        expr: a.expr_text.clone(),
-                        for_seconds: a.hold_ms as f64 / 1000.0,
-                        active_at: x.active_at,
-                        fired_at: x.fired_at,
-                        resolved_at: x.resolved_at,
-                    });
-                }
+            for x in a.active.values() {
+                out.push(RoutedAlert {
+                    pending: x.state == State::Pending,
+                    labels: x.labels.to_map(),
+                    annotations: x.annotations.iter().cloned().collect(),
+                    firing: x.state == State::Firing,
+                    value: x.value,
+                    expr: a.expr_text.clone(),
+                    for_seconds: a.hold_ms as f64 / 1000.0,
+                    active_at: x.active_at,
+                    fired_at: x.fired_at,
+                    resolved_at: x.resolved_at,
+                });
             }
         }
         out
@@ -538,19 +536,15 @@ impl Manager {
     fn persist(&mut self) {
         let mut signature: Vec<(String, &Labels, StateTimes)> = Vec::new();
         for (g, a) in self.alerting() {
-            {
-                {
-                    for x in a.active.values() {
-                        let times = (
-                            x.state,
-                            x.active_at,
-                            x.fired_at,
-                            x.resolved_at,
-                            x.keep_firing_since,
-                        );
-                        signature.push((key(g, &a.name), &x.labels, times));
-                    }
-                }
+            for x in a.active.values() {
+                let times = (
+                    x.state,
+                    x.active_at,
+                    x.fired_at,
+                    x.resolved_at,
+                    x.keep_firing_since,
+                );
+                signature.push((key(g, &a.name), &x.labels, times));
             }
         }
         signature.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -591,20 +585,16 @@ impl Manager {
             .map(|(g, _)| g.rules.len())
             .sum::<usize>();
         for (_, a) in self.alerting() {
-            {
-                {
-                    for x in a.alerts() {
-                        alerts.push(AlertView {
-                            name: a.name.clone(),
-                            state: x.state,
-                            labels: x.labels.to_map(),
-                            annotations: x.annotations.iter().cloned().collect(),
-                            value: x.value,
-                            active_at: time(x.active_at),
-                            fired_at: x.fired_at.map(time),
-                        });
-                    }
-                }
+            for x in a.alerts() {
+                alerts.push(AlertView {
+                    name: a.name.clone(),
+                    state: x.state,
+                    labels: x.labels.to_map(),
+                    annotations: x.annotations.iter().cloned().collect(),
+                    value: x.value,
+                    active_at: time(x.active_at),
+                    fired_at: x.fired_at.map(time),
+                });
             }
         }
         alerts.sort_by(|a, b| {
