@@ -12,6 +12,31 @@ use vigil::health::Overall;
 use vigil::logging::{self, LogFormat};
 use vigil::{Daemon, config};
 
+/// `print!` to stdout that does not panic when stdout is closed (`vigil … | head`):
+/// what cannot be written is dropped, and the exit code still gives the outcome.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `println!`, as [`out!`].
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!`, as [`out!`]: a closed stderr is not a panic either.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Vigil: the health-monitoring sidecar of the Watch Together server.
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, about)]
@@ -156,11 +181,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match config::load(&config) {
             Ok(_) => {
-                println!("ok");
+                outln!("ok");
                 ExitCode::SUCCESS
             }
             Err(problems) => {
-                println!("{problems}");
+                outln!("{problems}");
                 ExitCode::from(2)
             }
         },
@@ -168,7 +193,7 @@ fn main() -> ExitCode {
             let config = match config::load(&config) {
                 Ok(c) => c,
                 Err(problems) => {
-                    eprintln!("{problems}");
+                    errln!("{problems}");
                     return ExitCode::from(2);
                 }
             };
@@ -177,7 +202,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(message = "Vigil failed.", error = format!("{e:#}"));
-                    eprintln!("vigil: {e:#}");
+                    errln!("vigil: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -188,7 +213,7 @@ fn main() -> ExitCode {
             let mut passed = true;
             for f in files {
                 let result = vigil::rules::unittest::run_file(&f);
-                print!("{}", result.report);
+                out!("{}", result.report);
                 passed &= result.passed;
             }
             if passed {
@@ -204,9 +229,9 @@ fn main() -> ExitCode {
             match runtime().and_then(|rt| rt.block_on(fetch_status(&url))) {
                 Ok((report, raw)) => {
                     if json {
-                        println!("{raw}");
+                        outln!("{raw}");
                     } else {
-                        print!("{}", render_text(&report));
+                        out!("{}", render_text(&report));
                     }
                     ExitCode::from(match report.status {
                         Overall::Ok => 0,
@@ -215,7 +240,7 @@ fn main() -> ExitCode {
                     })
                 }
                 Err(e) => {
-                    eprintln!("vigil: {e:#}");
+                    errln!("vigil: {e:#}");
                     ExitCode::from(3)
                 }
             }
@@ -269,9 +294,9 @@ fn silence(url: &str, what: SilenceCommand) -> ExitCode {
         Ok((status, body)) if status.is_success() => {
             match what {
                 SilenceCommand::Add { .. } => {
-                    println!("{}", body["silenceID"].as_str().unwrap_or(""))
+                    outln!("{}", body["silenceID"].as_str().unwrap_or(""))
                 }
-                SilenceCommand::Expire { id } => println!("expired {id}"),
+                SilenceCommand::Expire { id } => outln!("expired {id}"),
                 SilenceCommand::List => {
                     for s in body["silences"].as_array().into_iter().flatten() {
                         let matchers: Vec<String> = s["matchers"]
@@ -288,7 +313,7 @@ fn silence(url: &str, what: SilenceCommand) -> ExitCode {
                                 format!("{}{op}{}", m["name"].as_str().unwrap_or(""), m["value"])
                             })
                             .collect();
-                        println!(
+                        outln!(
                             "{}  {:<8} until {}  {}  by {}: {}",
                             s["id"].as_str().unwrap_or(""),
                             s["status"]["state"].as_str().unwrap_or(""),
@@ -303,14 +328,14 @@ fn silence(url: &str, what: SilenceCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            eprintln!(
+            errln!(
                 "vigil: {status}: {}",
                 body["reason"].as_str().unwrap_or("no reason given")
             );
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("vigil: {e:#}");
+            errln!("vigil: {e:#}");
             ExitCode::from(3)
         }
     }
@@ -328,7 +353,7 @@ fn dashboards(what: DashboardsCommand) -> ExitCode {
     ) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("vigil: {e}");
+            errln!("vigil: {e}");
             return ExitCode::from(2);
         }
     };
@@ -341,7 +366,7 @@ fn dashboards(what: DashboardsCommand) -> ExitCode {
                     (d.name.clone(), body)
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&all).expect("JSON values serialize")
             );
@@ -358,15 +383,15 @@ fn dashboards(what: DashboardsCommand) -> ExitCode {
             {
                 Ok(results) => {
                     for (name, messages) in results {
-                        println!("pushed {name}");
+                        outln!("pushed {name}");
                         for m in messages {
-                            println!("  CloudWatch says: {m}");
+                            outln!("  CloudWatch says: {m}");
                         }
                     }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("vigil: {e}");
+                    errln!("vigil: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -386,11 +411,11 @@ fn healthcheck(url: &str) -> ExitCode {
     match runtime().and_then(|rt| rt.block_on(ask)) {
         Ok((status, _)) if status.is_success() => ExitCode::SUCCESS,
         Ok((status, body)) => {
-            eprintln!("unhealthy: {url} answered {status}: {body}");
+            errln!("unhealthy: {url} answered {status}: {body}");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("unhealthy: {url}: {e:#}");
+            errln!("unhealthy: {url}: {e:#}");
             ExitCode::FAILURE
         }
     }

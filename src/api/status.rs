@@ -602,6 +602,18 @@ small{{color:#59636e}}
     for problem in &e.state_problems {
         let _ = writeln!(out, "<p><b>Alert state: {}</b></p>", html_escape(problem));
     }
+    if !e.rule_errors.is_empty() {
+        out.push_str("<h2>Rules that failed</h2>\n<ul>\n");
+        for (rule, err) in &e.rule_errors {
+            let _ = writeln!(
+                out,
+                "<li><b>{}</b>: {}</li>",
+                html_escape(rule),
+                html_escape(err)
+            );
+        }
+        out.push_str("</ul>\n");
+    }
     out.push_str("</body></html>\n");
     out
 }

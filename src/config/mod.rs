@@ -81,6 +81,9 @@ pub struct Config {
     pub routing: Option<crate::route::Routing>,
     /// How people reach this Vigil (links in pages); `http://<listen>` by default.
     pub external_url: String,
+    /// Labels naming this Vigil's place (`cluster`, `region`): what rule templates see
+    /// as `$externalLabels`, as Prometheus's `global.external_labels`.
+    pub external_labels: crate::store::Labels,
     /// CloudWatch publishing, if configured.
     pub publish: Option<crate::publish::CloudWatchConfig>,
 }
@@ -127,6 +130,8 @@ struct RawConfig<P> {
     routing: Option<Spanned<String>>,
     #[serde(default)]
     external_url: Option<Spanned<String>>,
+    #[serde(default)]
+    external_labels: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     #[serde(default)]
     publish: Option<crate::publish::PublishSettings>,
 }
@@ -239,6 +244,14 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
     }
     if !all.is_empty() {
         return Err(Problems { list: all });
+    }
+    // Templates' `$externalURL`, `externalURL` and `pathPrefix`.
+    let external = std::sync::Arc::new(crate::rules::template::External {
+        labels: config.external_labels.clone(),
+        url: config.external_url.clone(),
+    });
+    for g in &mut config.rules {
+        g.set_external(&external);
     }
     if let (Some(f), Some(t)) = (&config.routing_file, routing_text) {
         config.routing = Some(crate::route::parse(f, &t?, &env)?);
@@ -523,6 +536,17 @@ fn validate(
         }
         None => listen.map(|l| format!("http://{l}")).unwrap_or_default(),
     };
+    let external_labels = match &raw.external_labels {
+        Some(m) => {
+            for k in m.value.keys() {
+                if !crate::promql::valid_label_name(k) || k == crate::store::labels::NAME {
+                    c.at(m.referenced, format!("invalid external label name {k:?}"));
+                }
+            }
+            crate::store::Labels::new(&m.value)
+        }
+        None => crate::store::Labels::default(),
+    };
     let publish = raw.publish.and_then(|p| p.validate(c, retention));
     let hash = Sha256::digest(text.as_bytes());
     let hash: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -544,6 +568,7 @@ fn validate(
         routing_file,
         routing: None,
         external_url,
+        external_labels,
         publish,
     })
 }

@@ -4,7 +4,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
-    AggregateExpr, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality, VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, SubqueryExpr,
+    VectorMatchCardinality, VectorSelector,
 };
 
 use super::functions;
@@ -12,12 +13,23 @@ use super::value::{EvalError, Evaluator, LOOKBACK_MS, Range, Sample, Value, offs
 use crate::store::labels::NAME;
 use crate::store::{Labels, SeriesWindow, Store, is_stale};
 
+/// The step of a subquery written without one (`x[5m:]`): Prometheus's default
+/// global `evaluation_interval`, which is also what promtool's tests use.
+pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
 /// The evaluation context: the store and the instant.
+#[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     /// Where the samples are.
     pub store: &'a Store,
-    /// The evaluation time, milliseconds since the epoch.
+    /// The evaluation time, milliseconds since the epoch: the rule's instant, or
+    /// one step of a subquery.
     pub ts: i64,
+    /// The query's own instant, what `@ start()` and `@ end()` stand for (a rule is
+    /// an instant query, so both are its evaluation time); subqueries keep it.
+    pub query_ts: i64,
+    /// The step of a subquery that names none.
+    pub default_step: i64,
 }
 
 impl Evaluator for Ctx<'_> {
@@ -33,11 +45,26 @@ impl Evaluator for Ctx<'_> {
     fn instant_timed(&self, v: &VectorSelector) -> Vec<(Sample, i64)> {
         Ctx::instant_timed(self, v)
     }
+    fn matrix(&self, expr: &Expr) -> Result<Option<(Vec<Range>, i64, i64)>, EvalError> {
+        Ctx::matrix(self, expr)
+    }
 }
 
 /// Evaluates `expr` over `store` at `ts` (milliseconds).
 pub fn evaluate(expr: &Expr, store: &Store, ts: i64) -> Result<Value, EvalError> {
-    Ctx { store, ts }.eval(expr)
+    Ctx::new(store, ts).eval(expr)
+}
+
+/// An `@` modifier's instant in milliseconds (negative before 1970), `query_ts` for
+/// `start()` and `end()`.
+fn at_ms(at: &AtModifier, query_ts: i64) -> i64 {
+    match at {
+        AtModifier::Start | AtModifier::End => query_ts,
+        AtModifier::At(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        },
+    }
 }
 
 /// The samples in `(from, to]` of the series `v` selects, each with its newest
@@ -87,35 +114,140 @@ pub(crate) fn equalities(v: &VectorSelector) -> Vec<(&str, &str)> {
     out
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context for an instant query at `ts` over `store`.
+    pub fn new(store: &'a Store, ts: i64) -> Ctx<'a> {
+        Ctx {
+            store,
+            ts,
+            query_ts: ts,
+            default_step: DEFAULT_SUBQUERY_STEP_MS,
+        }
+    }
+
+    /// The instant a selector or subquery reads at: its `@` instant or the
+    /// evaluation time, less its offset.
+    fn read_at(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<promql_parser::parser::Offset>,
+    ) -> i64 {
+        at.as_ref().map_or(self.ts, |a| at_ms(a, self.query_ts)) - offset_ms(offset)
+    }
+
+    /// A range argument (a matrix selector or a subquery, in parentheses or not):
+    /// its series, its range and the instant it ends at. `None` for anything else.
+    pub fn matrix(&self, expr: &Expr) -> Result<Option<(Vec<Range>, i64, i64)>, EvalError> {
+        match expr {
+            Expr::Paren(p) => self.matrix(&p.expr),
+            Expr::MatrixSelector(m) => {
+                let range = m.range.as_millis() as i64;
+                let end = self.read_at(&m.vs.at, &m.vs.offset);
+                Ok(Some((self.range(&m.vs, range), range, end)))
+            }
+            Expr::Subquery(sq) => self.subquery(sq).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// A subquery: the inner expression at every step aligned to the step (as
+    /// Prometheus aligns them: multiples of the step since the epoch) in
+    /// `[end - range, end]`.
+    fn subquery(&self, sq: &SubqueryExpr) -> Result<(Vec<Range>, i64, i64), EvalError> {
+        let range = sq.range.as_millis() as i64;
+        let step = sq
+            .step
+            .map(|s| s.as_millis() as i64)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.default_step);
+        let end = self.read_at(&sq.at, &sq.offset);
+        let from = end - range;
+        // Go's integer division truncates toward zero, as Rust's does.
+        let mut t = step * (from / step);
+        if t < from {
+            t += step;
+        }
+        if (end - t) / step >= MAX_SUBQUERY_STEPS {
+            return Err(EvalError(TOO_MANY_SAMPLES.into()));
+        }
+        let mut out: Vec<Range> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::default();
+        let mut points = 0usize;
+        while t <= end {
+            let inner = Ctx { ts: t, ..*self };
+            let samples = inner.vector(&sq.expr)?;
+            points += samples.len();
+            if points > MAX_SUBQUERY_POINTS {
+                return Err(EvalError(TOO_MANY_SAMPLES.into()));
+            }
+            for s in samples {
+                match index.get(&s.labels) {
+                    Some(&i) => out[i].points.push((t, s.value)),
+                    None => {
+                        index.insert(s.labels.clone(), out.len());
+                        out.push(Range {
+                            plain: s.labels.without_name(),
+                            labels: s.labels,
+                            points: vec![(t, s.value)],
+                        });
+                    }
+                }
+            }
+            t += step;
+        }
+        Ok((out, range, end))
+    }
+
+    /// Unary minus: the name dropped, the value negated.
+    fn unary(&self, u: &promql_parser::parser::UnaryExpr) -> Result<Value, EvalError> {
+        match self.eval(&u.expr)? {
+            Value::Scalar(v) => Ok(Value::Scalar(-v)),
+            Value::Vector(v) => Ok(Value::Vector(
+                v.into_iter()
+                    .map(|s| Sample {
+                        labels: s.labels.without_name(),
+                        value: -s.value,
+                    })
+                    .collect(),
+            )),
+            _ => Err(EvalError(
+                "unary minus needs a scalar or an instant vector".into(),
+            )),
+        }
+    }
+
     /// Evaluates `expr`.
     pub fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
             Expr::Paren(p) => self.eval(&p.expr),
-            Expr::Unary(u) => match self.eval(&u.expr)? {
-                Value::Scalar(v) => Ok(Value::Scalar(-v)),
-                Value::Vector(v) => Ok(Value::Vector(
-                    v.into_iter()
-                        .map(|s| Sample {
-                            labels: s.labels.without_name(),
-                            value: -s.value,
-                        })
-                        .collect(),
-                )),
-                _ => Err(EvalError(
-                    "unary minus needs a scalar or an instant vector".into(),
-                )),
-            },
+            Expr::Unary(u) if several_names(&u.expr) => unique(self.unary(u)?),
+            Expr::Unary(u) => self.unary(u),
             Expr::VectorSelector(v) => Ok(Value::Vector(self.instant(v))),
-            Expr::MatrixSelector(m) => {
-                Ok(Value::Matrix(self.range(&m.vs, m.range.as_millis() as i64)))
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => match self.matrix(expr)? {
+                Some((m, _, _)) => Ok(Value::Matrix(m)),
+                None => Ok(Value::Matrix(Vec::new())),
+            },
+            Expr::Call(c) => {
+                let out = functions::call(self, c)?;
+                let rewrites = matches!(c.func.name, "label_replace" | "label_join");
+                if rewrites || c.args.args.iter().any(|a| several_names(a)) {
+                    unique(out)
+                } else {
+                    Ok(out)
+                }
             }
-            Expr::Call(c) => functions::call(self, c),
             Expr::Aggregate(a) => self.aggregate(a),
-            Expr::Binary(b) => self.binary(b),
-            Expr::Subquery(_) | Expr::Extension(_) => Err(EvalError("not supported".into())),
+            Expr::Binary(b) => {
+                let out = self.binary(b)?;
+                if several_names(&b.lhs) || several_names(&b.rhs) {
+                    unique(out)
+                } else {
+                    Ok(out)
+                }
+            }
+            Expr::Extension(_) => Err(EvalError("not supported".into())),
         }
     }
 
@@ -127,7 +259,7 @@ impl Ctx<'_> {
 
     /// [`Ctx::instant`] with each sample's own timestamp (ms), for `timestamp()`.
     pub fn instant_timed(&self, v: &VectorSelector) -> Vec<(Sample, i64)> {
-        let at = self.ts - offset_ms(&v.offset);
+        let at = self.read_at(&v.at, &v.offset);
         self.store
             .select(&equalities(v), |l| selects(v, l))
             .into_iter()
@@ -146,7 +278,7 @@ impl Ctx<'_> {
 
     /// The range vector of a selector: samples in `[at - range, at]`.
     pub fn range(&self, v: &VectorSelector, range_ms: i64) -> Vec<Range> {
-        let at = self.ts - offset_ms(&v.offset);
+        let at = self.read_at(&v.at, &v.offset);
         self.store
             .select(&equalities(v), |l| selects(v, l))
             .into_iter()
@@ -262,10 +394,14 @@ impl Ctx<'_> {
                         }
                     }
                     for (text, n) in counts {
-                        out.push(Sample {
-                            labels: key.with(&label, &text),
-                            value: n,
-                        });
+                        let labels = key.with(&label, &text);
+                        // The value's label may be a grouping label too (`count_values
+                        // by (job) ("job", x)`): groups that meet under it are one,
+                        // as Prometheus groups after setting the label.
+                        match out.iter_mut().find(|s| s.labels == labels) {
+                            Some(s) => s.value += n,
+                            None => out.push(Sample { labels, value: n }),
+                        }
                     }
                 }
                 other => return Err(EvalError(format!("aggregation {other} is not supported"))),
@@ -343,6 +479,73 @@ impl Ctx<'_> {
             ))),
         }
     }
+}
+
+/// Prometheus's check on every function's and operator's result: two elements with
+/// the same labels (`rate({__name__=~"a|b"}[5m])` once the names are dropped) are an
+/// error, not a choice.
+/// Most steps one subquery evaluates (`x[1000d:1ms]` would be 8.6e10).
+const MAX_SUBQUERY_STEPS: i64 = 100_000;
+
+/// Most points one subquery holds (80 MB of them). Prometheus stops at 50 million
+/// samples per query (`--query.max-samples`); a sidecar's memory is smaller.
+const MAX_SUBQUERY_POINTS: usize = 5_000_000;
+
+/// Prometheus's message when a query would hold more than it may.
+const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+/// Whether `expr`'s samples may carry more than one metric name. Only then can a
+/// function or operator that drops the name make two of them one (labels rewritten
+/// by `label_replace` and `label_join` aside), so only then is its result checked
+/// for duplicates: series of one name differ in another label, which stays.
+fn several_names(expr: &Expr) -> bool {
+    fn fixed(v: &VectorSelector) -> bool {
+        v.name.is_some()
+            || v.matchers
+                .matchers
+                .iter()
+                .any(|m| m.name == NAME && matches!(m.op, MatchOp::Equal))
+    }
+    match expr {
+        Expr::VectorSelector(v) => !fixed(v),
+        Expr::MatrixSelector(m) => !fixed(&m.vs),
+        Expr::Paren(p) => several_names(&p.expr),
+        Expr::Subquery(q) => several_names(&q.expr),
+        Expr::Unary(u) => several_names(&u.expr),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => false,
+        Expr::Aggregate(a) if a.op.to_string() == "count_values" => true,
+        Expr::Aggregate(a) => {
+            let keeps_name = match &a.modifier {
+                Some(LabelModifier::Include(keep)) => keep.labels.iter().any(|l| l == NAME),
+                _ => false,
+            };
+            (keeps_name || matches!(a.op.to_string().as_str(), "topk" | "bottomk"))
+                && several_names(&a.expr)
+        }
+        Expr::Binary(b) => several_names(&b.lhs) || several_names(&b.rhs),
+        Expr::Call(c) => {
+            matches!(c.func.name, "label_replace" | "label_join")
+                || c.args.args.iter().any(|a| several_names(a))
+        }
+        Expr::Extension(_) => true,
+    }
+}
+
+/// Prometheus's check that a result holds each label set once.
+fn unique(v: Value) -> Result<Value, EvalError> {
+    if let Value::Vector(samples) = &v
+        && samples.len() > 1
+    {
+        let mut seen: rustc_hash::FxHashSet<&Labels> = rustc_hash::FxHashSet::default();
+        seen.reserve(samples.len());
+        if !samples.iter().all(|s| seen.insert(&s.labels)) {
+            return Err(EvalError(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(v)
 }
 
 fn is_comparison(op: &str) -> bool {
@@ -432,11 +635,13 @@ fn vector_vector(
     };
     let mut index: HashMap<Labels, &Sample> = HashMap::default();
     for s in &one {
-        if index.insert(signature(&s.labels, matching), s).is_some() {
+        if let Some(existing) = index.insert(signature(&s.labels, matching), s) {
             let side = if swapped { "left" } else { "right" };
             return Err(EvalError(format!(
-                "found duplicate series for the match group {} on the {side} hand-side of the operation: many-to-many matching not allowed: matching labels must be unique on one side",
-                signature(&s.labels, matching)
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                signature(&s.labels, matching).prometheus_string(),
+                s.labels.prometheus_string(),
+                existing.labels.prometheus_string()
             )));
         }
     }

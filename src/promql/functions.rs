@@ -3,7 +3,9 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use super::value::{EvalError, Evaluator, Range, Sample, Value, offset_ms};
+use chrono::{DateTime, Datelike, Timelike};
+
+use super::value::{EvalError, Evaluator, Range, Sample, Value};
 use crate::store::Labels;
 
 /// The arithmetic mean, computed incrementally as Prometheus does (it keeps large
@@ -26,7 +28,60 @@ pub(crate) fn mean(values: &[f64]) -> f64 {
     if values.is_empty() { f64::NAN } else { mean }
 }
 
-/// The population variance (Welford's method, as Prometheus).
+/// One step of Kahan–Neumaier summation (Prometheus's `kahanSumInc`): the new sum
+/// and compensation.
+fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// `sum_over_time`: a compensated sum, as Prometheus 2.42.
+fn kahan_sum(points: &[(i64, f64)]) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for &(_, v) in points {
+        (sum, c) = kahan_inc(v, sum, c);
+    }
+    if sum.is_infinite() { sum } else { sum + c }
+}
+
+/// `avg_over_time`: the incremental mean with compensation, as Prometheus 2.42.
+fn kahan_mean(points: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut count, mut c): (f64, f64, f64) = (0.0, 0.0, 0.0);
+    for &(_, v) in points {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
+    }
+    if mean.is_infinite() { mean } else { mean + c }
+}
+
+/// `stdvar_over_time`: Welford's method with compensated sums, as Prometheus 2.42
+/// (the plain method differs in the last bits).
+fn kahan_variance(points: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, v) in points {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// The population variance (Welford's method, as Prometheus's `stddev` and
+/// `stdvar` aggregations).
 pub(crate) fn variance(values: &[f64]) -> f64 {
     let (mut count, mut mean, mut aux) = (0.0, 0.0, 0.0);
     for &v in values {
@@ -49,7 +104,14 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    // NaN sorts first, as Prometheus's `vectorByValueHeap` (NaN is "less" than
+    // anything), so the rank is taken among the other samples from the top.
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
     let n = values.len() as f64;
     let rank = q * (n - 1.0);
     let lower = rank.floor().max(0.0);
@@ -80,17 +142,12 @@ fn matrix_arg(
     c: &Call,
     i: usize,
 ) -> Result<(Vec<Range>, i64, i64), EvalError> {
-    match arg(c, i)? {
-        Expr::MatrixSelector(m) => {
-            let range = m.range.as_millis() as i64;
-            let offset = offset_ms(&m.vs.offset);
-            Ok((ctx.range(&m.vs, range), range, ctx.ts() - offset))
-        }
-        _ => Err(EvalError(format!(
-            "{} needs a range vector selector",
+    ctx.matrix(arg(c, i)?)?.ok_or_else(|| {
+        EvalError(format!(
+            "{} needs a range vector (a selector with a range, or a subquery)",
             c.func.name
-        ))),
-    }
+        ))
+    })
 }
 
 /// Applies `f` to each series of a range argument; the metric name is dropped.
@@ -200,25 +257,142 @@ fn instant_delta(ctx: &dyn Evaluator, c: &Call, rate: bool) -> Result<Value, Eva
     })
 }
 
-/// Least-squares slope, with times relative to `intercept_time` (Prometheus's
-/// `linearRegression`).
-fn slope(p: &[(i64, f64)], intercept_time: i64) -> f64 {
+/// Least-squares slope and intercept, with times in seconds relative to
+/// `intercept_time` and compensated sums (Prometheus's `linearRegression`).
+fn linear_regression(p: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
     let init = p[0].1;
-    if p.iter().all(|&(_, v)| v == init) {
-        return if init.is_infinite() { f64::NAN } else { 0.0 };
-    }
-    let (mut n, mut sx, mut sy, mut sxy, mut sx2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut n, mut sx, mut cx, mut sy, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sxy, mut cxy, mut sx2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
+    let mut constant = true;
     for &(t, v) in p {
-        let x = (t - intercept_time) as f64 / 1000.0;
+        constant &= v == init;
         n += 1.0;
-        sx += x;
-        sy += v;
-        sxy += x * v;
-        sx2 += x * x;
+        let x = (t - intercept_time) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
     }
+    if constant {
+        return if init.is_infinite() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (0.0, init)
+        };
+    }
+    let (sx, sy, sxy, sx2) = (sx + cx, sy + cy, sxy + cxy, sx2 + cx2);
     let cov = sxy - sx * sy / n;
     let var = sx2 - sx * sx / n;
-    cov / var
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+/// `holt_winters`: double exponential smoothing (Prometheus 2.42's code).
+fn holt_winters(p: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1, mut b) = (0.0, p[0].1, p[1].1 - p[0].1);
+    for (i, &(_, v)) in p.iter().enumerate().skip(1) {
+        let x = sf * v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
+}
+
+/// A date part of Unix seconds `secs` in UTC, as Go's `time` package computes it.
+fn date_part(secs: i64, part: &str) -> f64 {
+    let Some(t) = DateTime::from_timestamp(secs, 0) else {
+        return f64::NAN;
+    };
+    f64::from(match part {
+        "minute" => t.minute(),
+        "hour" => t.hour(),
+        "day_of_week" => t.weekday().num_days_from_sunday(),
+        "day_of_month" => t.day(),
+        "day_of_year" => t.ordinal(),
+        "month" => t.month(),
+        "year" => return f64::from(t.year()),
+        // days_in_month
+        _ => {
+            let (y, m) = (t.year(), t.month());
+            let next = if m == 12 {
+                chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
+            } else {
+                chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
+            };
+            let first = chrono::NaiveDate::from_ymd_opt(y, m, 1);
+            match (first, next) {
+                (Some(a), Some(b)) => (b - a).num_days() as u32,
+                _ => return f64::NAN,
+            }
+        }
+    })
+}
+
+/// `log10` as Go's `math.Log10` defines it: the natural log times 1/ln 10, a
+/// constant Go rounds once (`LOG10_E`), not libm's own `log10`.
+fn go_log10(x: f64) -> f64 {
+    x.ln() * std::f64::consts::LOG10_E
+}
+
+/// `log2` as Go's `math.Log2` defines it: exact for powers of two, else the natural
+/// log of the mantissa times 1/ln 2 (`LOG2_E`) plus the exponent.
+fn go_log2(x: f64) -> f64 {
+    let (frac, exp) = frexp(x);
+    if frac == 0.5 {
+        return f64::from(exp - 1);
+    }
+    frac.ln() * std::f64::consts::LOG2_E + f64::from(exp)
+}
+
+/// `x` as a mantissa in [0.5, 1) and a power of two (C's `frexp`); zero, infinities
+/// and NaN come back as they are with exponent 0.
+fn frexp(x: f64) -> (f64, i32) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let (x, bias) = if x.abs() < f64::MIN_POSITIVE {
+        (x * (1u64 << 52) as f64, -52)
+    } else {
+        (x, 0)
+    };
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32 - 1022 + bias;
+    let frac = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+    (frac, exp)
+}
+
+/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub(crate) fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `sort` and `sort_desc`: by value, NaN last either way (Prometheus's heaps).
+fn sort_by_value(mut v: Vec<Sample>, descending: bool) -> Vec<Sample> {
+    v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if descending => b.value.total_cmp(&a.value),
+        _ => a.value.total_cmp(&b.value),
+    });
+    v
+}
+
+fn string_arg(ctx: &dyn Evaluator, c: &Call, i: usize) -> Result<String, EvalError> {
+    match ctx.eval(arg(c, i)?)? {
+        Value::String(s) => Ok(s),
+        _ => Err(EvalError(format!("{} needs string arguments", c.func.name))),
+    }
 }
 
 /// One bucket of a classic histogram.
@@ -386,9 +560,33 @@ pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
         "delta" => extrapolated(ctx, c, false, false),
         "irate" => instant_delta(ctx, c, true),
         "idelta" => instant_delta(ctx, c, false),
-        "deriv" => {
-            let (_, _, _) = matrix_arg(ctx, c, 0)?;
-            over_time(ctx, c, |p| (p.len() >= 2).then(|| slope(p, p[0].0)))
+        "deriv" => over_time(ctx, c, |p| {
+            (p.len() >= 2).then(|| linear_regression(p, p[0].0).0)
+        }),
+        "predict_linear" => {
+            let duration = ctx.scalar(arg(c, 1)?)?;
+            let ts = ctx.ts();
+            over_time(ctx, c, |p| {
+                (p.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(p, ts);
+                    slope * duration + intercept
+                })
+            })
+        }
+        "holt_winters" => {
+            let sf = ctx.scalar(arg(c, 1)?)?;
+            let tf = ctx.scalar(arg(c, 2)?)?;
+            if sf <= 0.0 || sf >= 1.0 {
+                return Err(EvalError(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                )));
+            }
+            if tf <= 0.0 || tf >= 1.0 {
+                return Err(EvalError(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                )));
+            }
+            over_time(ctx, c, |p| holt_winters(p, sf, tf))
         }
         "changes" => over_time(ctx, c, |p| {
             Some(
@@ -400,10 +598,8 @@ pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
         "resets" => over_time(ctx, c, |p| {
             Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
         }),
-        "avg_over_time" => over_time(ctx, c, |p| {
-            Some(mean(&p.iter().map(|x| x.1).collect::<Vec<_>>()))
-        }),
-        "sum_over_time" => over_time(ctx, c, |p| Some(p.iter().map(|x| x.1).sum())),
+        "avg_over_time" => over_time(ctx, c, |p| Some(kahan_mean(p))),
+        "sum_over_time" => over_time(ctx, c, |p| Some(kahan_sum(p))),
         "count_over_time" => over_time(ctx, c, |p| Some(p.len() as f64)),
         "min_over_time" => over_time(ctx, c, |p| {
             Some(
@@ -421,12 +617,8 @@ pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
         }),
         "last_over_time" => over_time(ctx, c, |p| p.last().map(|x| x.1)),
         "present_over_time" => over_time(ctx, c, |_| Some(1.0)),
-        "stddev_over_time" => over_time(ctx, c, |p| {
-            Some(variance(&p.iter().map(|x| x.1).collect::<Vec<_>>()).sqrt())
-        }),
-        "stdvar_over_time" => over_time(ctx, c, |p| {
-            Some(variance(&p.iter().map(|x| x.1).collect::<Vec<_>>()))
-        }),
+        "stddev_over_time" => over_time(ctx, c, |p| Some(kahan_variance(p).sqrt())),
+        "stdvar_over_time" => over_time(ctx, c, |p| Some(kahan_variance(p))),
         "quantile_over_time" => {
             let q = ctx.scalar(arg(c, 0)?)?;
             let (matrix, _, _) = matrix_arg(ctx, c, 1)?;
@@ -449,13 +641,84 @@ pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
             absent(v.is_empty(), arg(c, 0)?)
         }
         "histogram_quantile" => histogram_quantile(ctx, c),
+        // Native-histogram functions: float samples have no histogram to read.
+        "histogram_count" | "histogram_sum" | "histogram_fraction" => {
+            for a in &c.args.args {
+                ctx.eval(a)?;
+            }
+            Ok(Value::Vector(Vec::new()))
+        }
+        "acos" => map_vector(ctx, c, f64::acos),
+        "acosh" => map_vector(ctx, c, f64::acosh),
+        "asin" => map_vector(ctx, c, f64::asin),
+        "asinh" => map_vector(ctx, c, f64::asinh),
+        "atan" => map_vector(ctx, c, f64::atan),
+        "atanh" => map_vector(ctx, c, f64::atanh),
+        "cos" => map_vector(ctx, c, f64::cos),
+        "cosh" => map_vector(ctx, c, f64::cosh),
+        "sin" => map_vector(ctx, c, f64::sin),
+        "sinh" => map_vector(ctx, c, f64::sinh),
+        "tan" => map_vector(ctx, c, f64::tan),
+        "tanh" => map_vector(ctx, c, f64::tanh),
+        "deg" => map_vector(ctx, c, |v| v * 180.0 / std::f64::consts::PI),
+        "rad" => map_vector(ctx, c, |v| v * std::f64::consts::PI / 180.0),
+        "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
+        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
+        | "month" | "year" => {
+            if c.args.args.is_empty() {
+                // Go's enh.Ts/1000 truncates toward zero, as Rust's division.
+                return Ok(Value::Vector(vec![Sample {
+                    labels: Labels::default(),
+                    value: date_part(ctx.ts() / 1000, name),
+                }]));
+            }
+            // Go's int64(float64) conversion: truncation (saturating here).
+            map_vector(ctx, c, |v| date_part(v as i64, name))
+        }
+        "sort" | "sort_desc" => {
+            let v = ctx.vector(arg(c, 0)?)?;
+            Ok(Value::Vector(sort_by_value(v, name == "sort_desc")))
+        }
+        "label_join" => {
+            let v = ctx.vector(arg(c, 0)?)?;
+            let dst = string_arg(ctx, c, 1)?;
+            let sep = string_arg(ctx, c, 2)?;
+            let src = (3..c.args.args.len())
+                .map(|i| string_arg(ctx, c, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !valid_label_name(&dst) {
+                return Err(EvalError(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                )));
+            }
+            if let Some(bad) = src.iter().find(|s| !valid_label_name(s)) {
+                return Err(EvalError(format!(
+                    "invalid source label name in label_join(): {bad}"
+                )));
+            }
+            Ok(Value::Vector(
+                v.into_iter()
+                    .map(|s| {
+                        let joined = src
+                            .iter()
+                            .map(|l| s.labels.get(l))
+                            .collect::<Vec<_>>()
+                            .join(&sep);
+                        Sample {
+                            labels: s.labels.with(&dst, &joined),
+                            value: s.value,
+                        }
+                    })
+                    .collect(),
+            ))
+        }
         "abs" => map_vector(ctx, c, f64::abs),
         "ceil" => map_vector(ctx, c, f64::ceil),
         "floor" => map_vector(ctx, c, f64::floor),
         "exp" => map_vector(ctx, c, f64::exp),
         "ln" => map_vector(ctx, c, f64::ln),
-        "log2" => map_vector(ctx, c, f64::log2),
-        "log10" => map_vector(ctx, c, f64::log10),
+        "log2" => map_vector(ctx, c, go_log2),
+        "log10" => map_vector(ctx, c, go_log10),
         "sqrt" => map_vector(ctx, c, f64::sqrt),
         "sgn" => map_vector(ctx, c, |v| {
             if v > 0.0 {
@@ -526,6 +789,11 @@ pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
                 _ => Err(EvalError("label_replace needs string arguments".into())),
             };
             let (dst, replacement, src, regex) = (text(1)?, text(2)?, text(3)?, text(4)?);
+            if !valid_label_name(&dst) {
+                return Err(EvalError(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
+            }
             let re = regex::Regex::new(&format!("^(?s:{regex})$")).map_err(|e| {
                 EvalError(format!(
                     "invalid regular expression in label_replace(): {regex}: {e}"

@@ -70,6 +70,10 @@ pub trait Evaluator {
     fn range(&self, v: &VectorSelector, range_ms: i64) -> Vec<Range>;
     /// The instant vector of a selector with each sample's timestamp.
     fn instant_timed(&self, v: &VectorSelector) -> Vec<(Sample, i64)>;
+    /// A range argument (matrix selector or subquery): its series, its range and
+    /// the instant it ends at (ms); `None` when `expr` is neither.
+    #[allow(clippy::type_complexity)]
+    fn matrix(&self, expr: &Expr) -> Result<Option<(Vec<Range>, i64, i64)>, EvalError>;
 
     /// Evaluates `expr` and requires an instant vector.
     fn vector(&self, expr: &Expr) -> Result<Vec<Sample>, EvalError> {

@@ -10,7 +10,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use promql_parser::parser::Expr;
 
-use super::template::Template;
+use std::sync::Arc;
+
+use super::template::{Env, External, Template};
 use crate::promql::{self, Value};
 use crate::store::labels::NAME;
 use crate::store::{Labels, Store};
@@ -71,6 +73,8 @@ pub struct AlertingRule {
     pub annotations: Vec<(String, Template)>,
     /// Alerts by label set.
     pub active: HashMap<Labels, Alert>,
+    /// The external labels and URL its templates see.
+    pub external: Arc<External>,
 }
 
 impl AlertingRule {
@@ -93,6 +97,7 @@ impl AlertingRule {
             labels,
             annotations,
             active: HashMap::default(),
+            external: Arc::default(),
         }
     }
 
@@ -108,16 +113,22 @@ impl AlertingRule {
         };
         let mut seen: HashSet<Labels> =
             HashSet::with_capacity_and_hasher(samples.len(), Default::default());
+        let env = Env {
+            store: Some(store),
+            ts,
+            external_labels: &self.external.labels,
+            external_url: &self.external.url,
+        };
         for s in samples {
             let mut labels = s.labels.without_name();
             for (k, t) in &self.labels {
-                labels = labels.with(k, &t.expand(&s.labels, s.value));
+                labels = labels.with(k, &t.expand_in(&env, &s.labels, s.value));
             }
             labels = labels.with("alertname", &self.name);
             let annotations: Vec<(String, String)> = self
                 .annotations
                 .iter()
-                .map(|(k, t)| (k.clone(), t.expand(&s.labels, s.value)))
+                .map(|(k, t)| (k.clone(), t.expand_in(&env, &s.labels, s.value)))
                 .collect();
             if !seen.insert(labels.clone()) {
                 return Err(

@@ -20,12 +20,14 @@ use rustc_hash::FxHashSet as HashSet;
 use std::path::Path;
 
 use promql_parser::parser::Expr;
+use promql_parser::parser::value::ValueType;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::promql::{self, Value};
 use crate::settings::duration::{self, Zero};
 use crate::settings::{Collector, Problems, yaml};
+use crate::store::labels::NAME;
 use crate::store::{Labels, Store};
 use alerting::AlertingRule;
 use template::Template;
@@ -44,8 +46,9 @@ struct RawGroup {
     interval: Option<Spanned<String>>,
     #[serde(default)]
     limit: Option<u64>,
+    /// Absent, empty or YAML null: a group with no rules, as Prometheus takes it.
     #[serde(default)]
-    rules: Vec<RawRule>,
+    rules: Option<Vec<RawRule>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +91,18 @@ pub enum Rule {
     Alerting(AlertingRule),
     /// `record:`.
     Recording(RecordingRule),
+}
+
+impl Group {
+    /// Gives every alerting rule of the group the external labels and URL its
+    /// templates see.
+    pub fn set_external(&mut self, external: &std::sync::Arc<template::External>) {
+        for r in &mut self.rules {
+            if let Rule::Alerting(a) = r {
+                a.external = external.clone();
+            }
+        }
+    }
 }
 
 impl Rule {
@@ -180,10 +195,43 @@ fn build(text: &str, raw: RawFile, c: &mut Collector) -> Vec<Group> {
                 format!("group name {:?} is repeated", g.name.value),
             );
         }
+        if g.name.value.is_empty() {
+            c.at(g.name.referenced, "a group's name must not be empty");
+        }
         let interval = duration::at(g.interval.as_ref(), Zero::Refused, c);
         let mut rules = Vec::new();
-        for r in g.rules {
+        for r in g.rules.unwrap_or_default() {
+            for (what, map) in [("label", &r.labels), ("annotation", &r.annotations)] {
+                for k in map.iter().flat_map(|m| m.value.keys()) {
+                    if !crate::promql::valid_label_name(k) || (what == "label" && k == NAME) {
+                        let at = map
+                            .as_ref()
+                            .map(|m| m.referenced)
+                            .unwrap_or(r.expr.referenced);
+                        c.at(at, format!("invalid {what} name: {k:?}"));
+                    }
+                }
+            }
             let expr = match promql::parse(&r.expr.value) {
+                Ok(e) if matches!(e.value_type(), ValueType::Matrix | ValueType::String) => {
+                    let kind = if r.alert.is_some() {
+                        "an alerting"
+                    } else {
+                        "a recording"
+                    };
+                    let got = if e.value_type() == ValueType::Matrix {
+                        "a range vector"
+                    } else {
+                        "a string"
+                    };
+                    c.at(
+                        r.expr.referenced,
+                        format!(
+                            "{kind} rule's expression must give an instant vector or a scalar, not {got}"
+                        ),
+                    );
+                    None
+                }
                 Ok(e) => Some(e),
                 Err(e) => {
                     let (line, col) =
@@ -391,13 +439,44 @@ mod tests {
     #[test]
     fn bad_templates_and_durations_are_load_errors() {
         let mut c = Collector::new(Path::new("r.yaml"));
-        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        for: 5x\n        annotations:\n          summary: '{{ $labels.job | toUpper }}'\n";
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        for: 5x\n        annotations:\n          summary: '{{ $labels.job | toupper }}'\n";
         parse(text, &mut c);
         let text = c.finish().unwrap_err().to_string();
         assert!(text.contains("r.yaml:6:14: invalid duration"), "{text}");
         assert!(
-            text.contains("r.yaml:8:11: summary: template action"),
+            text.contains("r.yaml:8:11: summary: template: 1:18: function \"toupper\" not defined"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_null_or_empty_rules_list_is_a_group_without_rules() {
+        for rules in ["", "    rules:\n", "    rules: []\n", "    rules: ~\n"] {
+            let mut c = Collector::new(Path::new("r.yaml"));
+            let text = format!("groups:\n  - name: g\n    limit: 3\n{rules}");
+            let groups = parse(&text, &mut c);
+            assert!(c.finish().is_ok(), "{rules:?}");
+            assert_eq!(groups.len(), 1);
+            assert!(groups[0].rules.is_empty());
+        }
+    }
+
+    #[test]
+    fn what_promtool_refuses_is_refused_where_it_is_written() {
+        let mut c = Collector::new(Path::new("r.yaml"));
+        let text = "groups:\n  - name: ''\n    rules:\n      - alert: A\n        expr: x[5m]\n      - record: r\n        expr: '\"s\"'\n      - alert: B\n        expr: up == 0\n        labels:\n          0bad: x\n          __name__: y\n        annotations:\n          1bad: x\n      - alert: C\n        expr: label_replace(up, \"0dst\", \"$1\", \"job\", \"(.*)\")\n";
+        parse(text, &mut c);
+        let text = c.finish().unwrap_err().to_string();
+        for want in [
+            "r.yaml:2:11: a group's name must not be empty",
+            "r.yaml:5:15: an alerting rule's expression must give an instant vector or a scalar, not a range vector",
+            "r.yaml:7:15: a recording rule's expression must give an instant vector or a scalar, not a string",
+            "r.yaml:11:11: invalid label name: \"0bad\"",
+            "r.yaml:11:11: invalid label name: \"__name__\"",
+            "r.yaml:14:11: invalid annotation name: \"1bad\"",
+            "r.yaml:16:",
+        ] {
+            assert!(text.contains(want), "{want} not in:\n{text}");
+        }
     }
 }

@@ -20,6 +20,7 @@ use crate::store::{Labels, Store, stale_nan};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestFile {
+    #[serde(default)]
     rule_files: Vec<String>,
     #[serde(default)]
     evaluation_interval: Option<String>,
@@ -42,6 +43,12 @@ struct TestGroup {
     alert_rule_test: Vec<AlertTest>,
     #[serde(default)]
     promql_expr_test: Vec<ExprTest>,
+    /// `$externalLabels` of the rules' templates.
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+    /// `$externalURL` of the rules' templates.
+    #[serde(default)]
+    external_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +286,13 @@ fn run_group(
         Some(i) => duration_ms(i)?,
         None => eval_interval,
     };
+    let external = std::sync::Arc::new(super::template::External {
+        labels: Labels::new(&tg.external_labels),
+        url: tg.external_url.clone(),
+    });
+    for g in &mut groups {
+        g.set_external(&external);
+    }
     let mut store = Store::new(usize::MAX, i64::MAX);
     for s in &tg.input_series {
         let labels = parse_series(&s.series)?;

@@ -102,6 +102,24 @@ impl Labels {
         Labels(self.0.iter().filter(|(k, _)| !drop(k)).cloned().collect())
     }
 
+    /// Prometheus's `labels.Labels.String()`: every label, the name included, as
+    /// `{__name__="up", job="app"}` (the form its error messages quote).
+    pub fn prometheus_string(&self) -> String {
+        let pairs: Vec<String> = self
+            .iter()
+            .map(|(k, v)| {
+                let q = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+                    .replace('\t', "\\t")
+                    .replace('\r', "\\r");
+                format!("{k}=\"{q}\"")
+            })
+            .collect();
+        format!("{{{}}}", pairs.join(", "))
+    }
+
     /// A copy without `__name__`.
     pub fn without_name(&self) -> Labels {
         if self.get(NAME).is_empty() {
