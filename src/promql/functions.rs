@@ -805,7 +805,7 @@ pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
                 let labels = match re.captures(&value) {
                     Some(caps) => {
                         let mut res = String::new();
-                        caps.expand(&go_template(&replacement), &mut res);
+                        go_expand(&caps, &replacement, &mut res);
                         s.labels.with(&dst, &res)
                     }
                     None => s.labels,
@@ -821,9 +821,53 @@ pub fn call(ctx: &dyn Evaluator, c: &Call) -> Result<Value, EvalError> {
     }
 }
 
-/// Go's regexp replacement syntax (`$1`, `${name}`) is the same as the regex
-/// crate's, except that Go reads `$1x` as the group named `1x`; the regex crate does
-/// too, so the template passes through.
-fn go_template(t: &str) -> String {
-    t.to_string()
+/// Appends `template` with its `$1`, `${1}`, `$name`, `${name}` and `$$` expanded from
+/// `caps`, as Go's `regexp.Expand` does (which `label_replace` and the templates'
+/// `reReplaceAll` use). It differs from the regex crate's own `expand` where Go's
+/// reading differs: a name runs over letters and digits of any script and `_`, a
+/// number with a leading zero (`$01`) is a name, not group 1, and a `$` that starts
+/// no name is written as it is.
+pub(crate) fn go_expand(caps: &regex::Captures<'_>, template: &str, out: &mut String) {
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let (braced, body) = match rest.strip_prefix('{') {
+            Some(b) => (true, b),
+            None => (false, rest),
+        };
+        let len: usize = body
+            .chars()
+            .take_while(|c| c.is_alphabetic() || c.is_numeric() || *c == '_')
+            .map(char::len_utf8)
+            .sum();
+        let closed = !braced || body[len..].starts_with('}');
+        if len == 0 || !closed {
+            // Malformed: the `$` is text.
+            out.push('$');
+            continue;
+        }
+        let name = &body[..len];
+        rest = &body[len + usize::from(braced)..];
+        let number = if name.bytes().all(|b| b.is_ascii_digit())
+            && !(name.len() > 1 && name.starts_with('0'))
+        {
+            name.parse::<usize>().ok().filter(|n| *n < 100_000_000)
+        } else {
+            None
+        };
+        let group = match number {
+            Some(n) => caps.get(n),
+            None => caps.name(name),
+        };
+        if let Some(m) = group {
+            out.push_str(m.as_str());
+        }
+    }
+    out.push_str(rest);
 }

@@ -14,7 +14,7 @@ pub mod value;
 use promql_parser::parser::{Expr, parse as parse_expr};
 
 pub use eval::evaluate;
-pub(crate) use functions::{format_value, valid_label_name};
+pub(crate) use functions::{format_value, go_expand, valid_label_name};
 pub use value::{EvalError, Sample, Value};
 
 /// Functions Vigil evaluates: every function of Prometheus 2.42's PromQL

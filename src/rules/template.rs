@@ -331,7 +331,12 @@ fn functions() -> gotmpl::FuncMap {
                 .map_err(|e| fail(e.to_string()))?;
             let repl = string_arg(a, 1, "reReplaceAll")?;
             let text = string_arg(a, 2, "reReplaceAll")?;
-            Ok(G::from(re.replace_all(text, repl).into_owned()))
+            let out = re.replace_all(text, |caps: &regex::Captures<'_>| {
+                let mut s = String::new();
+                crate::promql::go_expand(caps, repl, &mut s);
+                s
+            });
+            Ok(G::from(out.into_owned()))
         }),
         ("safeHtml", |a| {
             arity(a, 1, "safeHtml")?;
