@@ -7,6 +7,7 @@ use chrono::{DateTime, Datelike, Timelike};
 
 use super::value::{EvalError, Evaluator, Range, Sample, Value};
 use crate::store::Labels;
+use crate::store::labels::valid_label_name;
 
 /// The arithmetic mean, computed incrementally as Prometheus does (it keeps large
 /// values from overflowing the sum).
@@ -15,17 +16,18 @@ pub(crate) fn mean(values: &[f64]) -> f64 {
     let mut count = 0.0;
     for &v in values {
         count += 1.0;
-        if mean.is_infinite() {
-            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                continue;
-            }
-            if !v.is_infinite() && !v.is_nan() {
-                continue;
-            }
+        if stays_infinite(mean, v) {
+            continue;
         }
         mean += v / count - mean / count;
     }
     if values.is_empty() { f64::NAN } else { mean }
+}
+
+/// Whether adding `v` leaves an infinite running mean as it is: Prometheus skips a
+/// finite value, or an infinity of the mean's sign, once the mean is infinite.
+fn stays_infinite(mean: f64, v: f64) -> bool {
+    mean.is_infinite() && (v.is_finite() || (v.is_infinite() && (mean > 0.0) == (v > 0.0)))
 }
 
 /// One step of Kahan–Neumaier summation (Prometheus's `kahanSumInc`): the new sum
@@ -54,13 +56,8 @@ fn kahan_mean(points: &[(i64, f64)]) -> f64 {
     let (mut mean, mut count, mut c): (f64, f64, f64) = (0.0, 0.0, 0.0);
     for &(_, v) in points {
         count += 1.0;
-        if mean.is_infinite() {
-            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                continue;
-            }
-            if !v.is_infinite() && !v.is_nan() {
-                continue;
-            }
+        if stays_infinite(mean, v) {
+            continue;
         }
         (mean, c) = kahan_inc(v / count - mean / count, mean, c);
     }
@@ -365,15 +362,6 @@ fn frexp(x: f64) -> (f64, i32) {
     let exp = ((bits >> 52) & 0x7ff) as i32 - 1022 + bias;
     let frac = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
     (frac, exp)
-}
-
-/// Whether `name` is a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
-pub(crate) fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `sort` and `sort_desc`: by value, NaN last either way (Prometheus's heaps).

@@ -13,8 +13,9 @@ pub mod value;
 
 use promql_parser::parser::{Expr, parse as parse_expr};
 
+pub(crate) use crate::store::labels::valid_label_name;
 pub use eval::evaluate;
-pub(crate) use functions::{format_value, go_expand, valid_label_name};
+pub(crate) use functions::{format_value, go_expand};
 pub use value::{EvalError, Sample, Value};
 
 /// Functions Vigil evaluates: every function of Prometheus 2.42's PromQL
@@ -249,7 +250,7 @@ fn check(expr: &Expr, text: &str) -> Result<(), ParseError> {
             // Prometheus: an alert that can never fire. Known now, refused now.
             if matches!(c.func.name, "label_replace" | "label_join")
                 && let Some(Expr::StringLiteral(dst)) = c.args.args.get(1).map(|a| &**a)
-                && !functions::valid_label_name(&dst.val)
+                && !valid_label_name(&dst.val)
             {
                 return Err(refuse(
                     &format!("{}(", c.func.name),
