@@ -18,54 +18,8 @@ echo "==> Building release binaries"
 cargo build -q --release -p vigil -p watch-together
 
 work=$(mktemp -d /tmp/vigil-footprint.XXXXXX)
-chmod 755 "$work"
-pg_port=$(free_port)
-redis_port=$(free_port)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    stop_postgres "$work/pg"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_postgres "$work/pg" "$pg_port"
-start_redis "$redis_port" "$work/redis"
-pids+=("$REDIS_PID")
-
-PORT=0 BIND_LOCALHOST=1 LOG_FORMAT=json \
-    DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" \
-    REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-    target/release/watch-together >"$work/app.log" 2>&1 &
-pids+=($!)
-app=$(listening_addr "$work/app.log" 60)
-
-cat >"$work/vigil.yaml" <<YAML
-listen: 127.0.0.1:0
-state_dir: state
-defaults:
-  interval: 1s
-  timeout: 900ms
-rule_files: [$(pwd)/rules/critical.yaml, $(pwd)/rules/warning.yaml]
-evaluation_interval: 1s
-scrape:
-  - job: app
-    url: http://$app/metrics
-    interval: 1s
-probes:
-  - name: app
-    http:
-      url: http://$app/api/health
-  - name: database
-    postgres:
-      dsn: postgres://postgres@127.0.0.1:$pg_port/postgres
-  - name: cache
-    redis:
-      url: redis://127.0.0.1:$redis_port/0
-  - name: disk
-    disk:
-      paths: [/]
-YAML
+source bench/targets.sh
+start_targets "$work"
 # PUBLISH=1: also publish what the shipped config publishes, every 10 s, as EMF lines
 # (the same aggregation and queue as PutMetricData, without needing an AWS).
 if [ "${PUBLISH:-0}" = 1 ]; then

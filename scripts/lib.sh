@@ -28,6 +28,25 @@ ensure_packages() {
     fi
 }
 
+# The browser tests (tests/browser.rs): Debian's chromium (headless), Node.js, and
+# playwright-core from npm into tests/browser/node_modules, pinned by its lock file.
+ensure_browser() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "==> Installing ${missing[*]} (Debian packages)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    if [ ! -d tests/browser/node_modules/playwright-core ] \
+        || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+        echo "==> Installing playwright-core into tests/browser/node_modules (npm ci)"
+        (cd tests/browser && npm ci --no-audit --no-fund --silent)
+    fi
+}
+
 # Creates the Python venv under .venv/ (ignored by git) for the tools later checks use.
 ensure_venv() {
     if [ ! -x .venv/bin/python ]; then

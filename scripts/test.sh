@@ -6,7 +6,9 @@
 # the deployment's static checks (scripts/check-infrastructure.sh, with its own venv),
 # and a short run of every fuzz target (scripts/fuzz.sh; cargo-fuzz from crates.io).
 # The tests start their own PostgreSQL and Redis servers on free ports; the machine's
-# shared ones are neither needed nor touched.
+# shared ones are neither needed nor touched. The browser tests (tests/browser.rs)
+# use Debian's chromium and playwright-core from npm (tests/browser/), and leave
+# screenshots of the status page under target/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -14,6 +16,7 @@ source scripts/lib.sh
 ensure_packages
 ensure_venv
 ensure_moto
+ensure_browser
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

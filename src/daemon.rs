@@ -194,6 +194,16 @@ impl Daemon {
             view_tx,
         );
         let (ecs, task) = start_ecs(&self.config, engine_tx.clone(), &mut stages).await;
+        let port = self.listener.local_addr().map_or(0, |a| a.port());
+        let task_id = task_name(task.as_ref(), port);
+        let history_alerts = routed_rx.clone();
+        let history = crate::history::History::open(crate::history::Settings {
+            state_dir: self.config.state_dir.clone(),
+            environment: self.config.environment.clone(),
+            task: task_id.clone(),
+        })
+        .await;
+        let (journal, journal_rx) = crate::notify::Journal::new(1024);
         let paging = match &self.config.routing {
             Some(routing) => Some(
                 crate::paging::start(
@@ -202,7 +212,8 @@ impl Daemon {
                         environment: self.config.environment.clone(),
                         state_dir: self.config.state_dir.clone(),
                         external_url: self.config.external_url.clone(),
-                        task: task_name(task.as_ref()),
+                        task: task_id.clone(),
+                        journal: Some(journal.clone()),
                     },
                     routed_rx,
                     &mut stages,
@@ -239,6 +250,50 @@ impl Daemon {
             }
             None => None,
         };
+        let (history_tx, history_rx) = watch::channel(Arc::default());
+        stages.spawn_draining(
+            "the history",
+            history.run(
+                crate::history::Inputs {
+                    health: state_rx.clone(),
+                    alerts: history_alerts,
+                    paging: paging.as_ref().map(|p| p.subscribe()),
+                    silences: paging.as_ref().map(|p| p.silences.clone()),
+                    journal: Some((journal_rx, journal)),
+                },
+                history_tx,
+                supervisor.shutdown(),
+            ),
+        );
+        let fleet = self
+            .config
+            .routing
+            .as_ref()
+            .and_then(|r| r.lease.as_ref())
+            .map(|lease| {
+                let (tx, rx) = watch::channel(crate::fleet::FleetView::default());
+                stages.spawn_draining(
+                    "the fleet",
+                    crate::fleet::run(
+                        crate::fleet::Spec::new(
+                            lease.redis.clone(),
+                            &self.config.environment,
+                            lease.ttl,
+                        ),
+                        task_id.clone(),
+                        task.as_ref()
+                            .map_or_else(|| "local".into(), |t| t.availability_zone.clone()),
+                        crate::fleet::Sources {
+                            health: state_rx.clone(),
+                            engine: view_rx.clone(),
+                            paging: paging.as_ref().map(|p| p.subscribe()),
+                        },
+                        tx,
+                        supervisor.shutdown(),
+                    ),
+                );
+                rx
+            });
         stages.spawn_draining(
             "the health stage",
             health::run(report_rx, state_tx.clone(), Some(engine_tx.clone())),
@@ -276,6 +331,10 @@ impl Daemon {
             ecs,
             failed: supervisor.subscribe(),
             scrapes: targets.subscribe(),
+            history: history_rx,
+            fleet,
+            task: task_id.clone(),
+            external_url: self.config.external_url.clone(),
         });
         tracing::info!(
             message = "Vigil started.",
@@ -385,14 +444,21 @@ impl Started {
 
 /// The name of this sidecar's task: the ECS task id, else `VIGIL_TASK_ID`, else the
 /// host's name (a laptop, a VM), else `local`.
-fn task_name(task: Option<&crate::ecs::TaskInfo>) -> String {
+fn task_name(task: Option<&crate::ecs::TaskInfo>, port: u16) -> String {
     task.map(|t| t.task_id.clone())
         .or_else(|| std::env::var("VIGIL_TASK_ID").ok())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| "local".into())
+        .unwrap_or_else(|| {
+            // Several sidecars on one host (a laptop) are told apart by their port.
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "local".into());
+            format!("{host}:{port}")
+        })
 }
 
 /// Starts reading the ECS task metadata when `ECS_CONTAINER_METADATA_URI_V4` is set:

@@ -10,7 +10,9 @@
 //!                                             │ alerts (notify callback)   │ snapshots
 //!                                             ▼                            ▼
 //!                          paging: router → outbox → notifiers      publish: CloudWatch
-//!  API: /status, /healthz, /metrics, /api/alerts, /api/silences, POST /-/reload
+//!  health, alerts, mutes, deliveries ──► history: minutes + incidents on disk (90 days)
+//!  health, alerts, lease ──► fleet: this task's snapshot in Redis, everyone's read back
+//!  API: /status, /healthz, /metrics, /api/alerts, /api/silences, /badge, /api/v2, reload
 //! ```
 //!
 //! Data flows one way; each stage owns its state and hands the next one values. The
@@ -31,6 +33,11 @@
 //!   windows, and the router's decisions.
 //! - [`notify`]: the outbox and the notifiers (SNS, PagerDuty Events v2, webhook).
 //! - [`paging`]: the paging stage: alerts → router → outbox → one worker per integration.
+//! - [`history`]: what happened, kept 90 days past restarts: per component and minute
+//!   (checks, failures, downtime, latency), and the incident log (fired, resolved,
+//!   paged whom, muted by what).
+//! - [`fleet`]: every task's snapshot in the lease's Redis, so any sidecar shows the
+//!   whole fleet.
 //! - [`publish`]: the store's series to CloudWatch (PutMetricData or EMF).
 //! - [`dashboards`]: the CloudWatch dashboards (render, push, check).
 //! - [`api`]: the HTTP endpoints and their renderings; [`families`]: every metric
@@ -51,8 +58,10 @@ pub mod daemon;
 pub mod dashboards;
 pub mod ecs;
 pub mod families;
+pub mod fleet;
 pub mod float;
 pub mod health;
+pub mod history;
 pub mod logging;
 pub mod notify;
 pub mod paging;

@@ -80,6 +80,11 @@ impl Paging {
         v
     }
 
+    /// The router's view as it changes (delivery statistics left out).
+    pub fn subscribe(&self) -> watch::Receiver<PagingView> {
+        self.view.clone()
+    }
+
     /// Hands a reloaded routing file to the router.
     pub async fn reload(&self, routing: Routing) {
         let _ = self.reload.send(Arc::new(routing)).await;
@@ -109,6 +114,9 @@ pub struct Settings {
     /// This sidecar's task (the ECS task id, `VIGIL_TASK_ID`, or the host's name),
     /// the `task` label of per-task alerts.
     pub task: String,
+    /// Where delivery workers tell what became of each notification (the
+    /// incident log), if anywhere.
+    pub journal: Option<notify::Journal>,
 }
 
 /// Opens the outbox and starts the router (which runs the workers) and the lease
@@ -188,6 +196,7 @@ pub async fn start(
         _fixed_lease: fixed_lease,
         supervisor: stages.supervisor().clone(),
         task: settings.task.clone(),
+        journal: settings.journal,
     };
     stages.spawn("the router", task.run(reload_rx));
     Ok(Arc::new(Paging {
@@ -227,6 +236,8 @@ struct RouterTask {
     supervisor: Arc<crate::supervise::Supervisor>,
     /// This sidecar's task, for the view.
     task: String,
+    /// Handed to each delivery worker.
+    journal: Option<notify::Journal>,
 }
 
 /// A delivery worker as the router keeps it across reloads.
@@ -306,6 +317,7 @@ impl RouterTask {
                     link,
                     settings.2,
                     self.stats.clone(),
+                    self.journal.clone(),
                 ),
             ));
             running.insert(

@@ -3,9 +3,13 @@
 //! `POST /-/reload`. Every error is JSON with a reason:
 //! `{"error": "...", "reason": "..."}`.
 
+pub mod badge;
+pub mod history;
 pub mod metrics;
+pub mod page;
 pub mod silences;
 pub mod status;
+pub mod statuspage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +96,14 @@ pub struct ApiState {
     pub ecs: Option<watch::Receiver<crate::ecs::EcsView>>,
     /// The scrape targets, in config order.
     pub scrapes: watch::Receiver<Vec<crate::scrape::TargetView>>,
+    /// What happened: per-minute history, incidents, the pipeline's heartbeat.
+    pub history: watch::Receiver<Arc<crate::history::HistoryView>>,
+    /// Every task's snapshot (`None` without a lease Redis: this task alone).
+    pub fleet: Option<watch::Receiver<crate::fleet::FleetView>>,
+    /// This sidecar's task.
+    pub task: String,
+    /// Vigil's own address (config `external_url`), for links.
+    pub external_url: String,
 }
 
 /// The API's routes.
@@ -101,6 +113,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .route("/api/alerts", get(alerts))
+        .route("/api/v2/summary.json", get(statuspage::summary_json))
+        .route("/api/v2/status.json", get(statuspage::status_json))
+        .route("/badge/{component}/{file}", get(badge::status))
+        .route("/badge/{component}/uptime/{file}", get(badge::uptime))
         .route("/-/reload", axum::routing::post(reload))
         .route("/api/silences", get(silences::list).post(silences::add))
         .route(
@@ -180,6 +196,74 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
         publishing: state.publish.as_ref().map(|p| p.borrow().clone()),
         task: state.ecs.as_ref().map(|e| e.borrow().clone()),
         scrapes: state.scrapes.borrow().clone(),
+        history: Some(history::summary(
+            &health.components,
+            &state.history.borrow(),
+            &state.engine.borrow(),
+            state.paging.is_some(),
+            now,
+        )),
+        fleet: Some(fleet(state, &health, now)),
+        silences: state
+            .paging
+            .as_ref()
+            .map(|p| {
+                p.silences
+                    .list()
+                    .into_iter()
+                    .filter(|s| s.state(now) != crate::route::silence::SilenceState::Expired)
+                    .map(|s| status::SilenceSummary {
+                        id: s.id,
+                        matchers: s.matchers.iter().map(ToString::to_string).collect(),
+                        starts_at: s.starts_at,
+                        ends_at: s.ends_at,
+                        created_by: s.created_by,
+                        comment: s.comment,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The fleet as the fleet stage last read it, or this task alone and why.
+fn fleet(state: &ApiState, health: &Health, now: DateTime<Utc>) -> crate::fleet::FleetView {
+    let me = || crate::fleet::Snapshot {
+        task: state.task.clone(),
+        availability_zone: state
+            .ecs
+            .as_ref()
+            .and_then(|e| {
+                e.borrow()
+                    .task
+                    .as_ref()
+                    .map(|t| t.availability_zone.clone())
+            })
+            .unwrap_or_else(|| "local".into()),
+        version: state.info.version.to_string(),
+        status: health.overall(),
+        components: health
+            .components
+            .iter()
+            .map(|c| (c.name.clone(), c.status))
+            .collect(),
+        firing: Vec::new(),
+        lease: state.paging.as_ref().and_then(|p| p.view().lease),
+        seen_at: now,
+    };
+    match &state.fleet {
+        Some(f) => {
+            let v = f.borrow().clone();
+            if v.tasks.is_empty() {
+                crate::fleet::alone(me(), "the fleet has not been read yet".into())
+            } else {
+                v
+            }
+        }
+        None => crate::fleet::alone(
+            me(),
+            "no lease Redis is configured (routing: lease:), so sidecars cannot see each other: this task alone".into(),
+        ),
     }
 }
 
@@ -261,7 +345,7 @@ async fn status(
         "html" => (
             code,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8"), no_store],
-            status::render_html(&r),
+            page::render(&r),
         )
             .into_response(),
         "text" => (

@@ -47,25 +47,35 @@ pub struct StatusReport {
     /// The scrape targets: up or why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scrapes: Vec<crate::scrape::TargetView>,
+    /// The past: uptime, daily bars, latency, incidents, the pipeline's heartbeat.
+    #[serde(default)]
+    pub history: Option<crate::api::history::HistorySummary>,
+    /// Every task of the fleet, this one first.
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::FleetView>,
+    /// Silences muting now or later, with who set them and until when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silences: Vec<SilenceSummary>,
 }
 
-/// "3s ago", "5m12s ago", "never": how long before `now` a time was.
-pub(crate) fn ago(then: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    match then {
-        None => "never".to_string(),
-        Some(t) => {
-            let secs = (now - t).num_seconds().max(0) as u64;
-            if secs == 0 {
-                "just now".to_string()
-            } else {
-                format!(
-                    "{} ago",
-                    crate::settings::duration::format(std::time::Duration::from_secs(secs))
-                )
-            }
-        }
-    }
+/// A silence as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SilenceSummary {
+    /// Its id.
+    pub id: String,
+    /// Its matchers, as written.
+    pub matchers: Vec<String>,
+    /// From when.
+    pub starts_at: DateTime<Utc>,
+    /// Until when.
+    pub ends_at: DateTime<Utc>,
+    /// Who set it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
 }
+
+pub(crate) use super::history::ago;
 
 fn status_word(s: ComponentStatus) -> &'static str {
     match s {
@@ -174,7 +184,90 @@ pub fn render_text(r: &StatusReport) -> String {
         line(row.iter().map(String::as_str).collect());
     }
     out.push('\n');
+    if let Some(h) = &r.history {
+        let _ = writeln!(out, "{}", h.pipeline.text);
+        for c in &h.components {
+            let u = &c.uptime;
+            let p = |v: Option<f64>| v.map_or("-".to_string(), crate::api::history::uptime_text);
+            let _ = writeln!(
+                out,
+                "  {}: uptime 24h {} · 7d {} · 30d {} · 90d {}",
+                c.name,
+                p(u.h24),
+                p(u.d7),
+                p(u.d30),
+                p(u.d90)
+            );
+        }
+        for problem in &h.problems {
+            let _ = writeln!(out, "HISTORY: {problem}");
+        }
+        out.push('\n');
+    }
     out.push_str(&render_alerts_text(r));
+    if let Some(h) = r.history.as_ref().filter(|h| !h.incidents.is_empty()) {
+        out.push_str("\nINCIDENTS (newest first)\n");
+        for i in h.incidents.iter().take(10) {
+            let end = match i.resolved_at {
+                Some(t) => format!(
+                    "for {}",
+                    crate::settings::duration::format(std::time::Duration::from_secs(
+                        (t - i.fired_at).num_seconds().max(0) as u64
+                    ))
+                ),
+                None => "STILL FIRING".to_string(),
+            };
+            let paged: Vec<String> = i
+                .pages
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}{}",
+                        p.target,
+                        if p.firing { "firing" } else { "resolved" },
+                        if p.delivered { "" } else { " NOT DELIVERED" }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {} {} {end}; paged: {}{}",
+                i.fired_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                i.alertname,
+                if paged.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    paged.join(", ")
+                },
+                i.mutes
+                    .iter()
+                    .map(|m| format!("; held back: {}", m.why))
+                    .collect::<String>()
+            );
+        }
+    }
+    if let Some(f) = r
+        .fleet
+        .as_ref()
+        .filter(|f| f.tasks.len() > 1 || f.unavailable.is_none())
+    {
+        out.push_str("\nFLEET\n");
+        for t in &f.tasks {
+            let word = match (t.state, t.snapshot.as_ref().map(|s| s.status)) {
+                (crate::fleet::TaskState::Missing, _) => "MISSING".to_string(),
+                (crate::fleet::TaskState::Unreadable, _) => "unreadable".to_string(),
+                (_, Some(s)) => overall_word(s).to_string(),
+                (_, None) => "unknown".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {}{} {word}, last seen {}",
+                t.task,
+                if t.this { " (this task)" } else { "" },
+                ago(t.last_seen, r.generated_at)
+            );
+        }
+    }
     let paging = paging_lines(r);
     if !paging.is_empty() {
         out.push_str("\nPAGING\n");
@@ -417,16 +510,26 @@ fn alert_state_word(a: &AlertView) -> &'static str {
 fn render_alerts_text(r: &StatusReport) -> String {
     let e = &r.engine;
     let mut out = String::new();
-    if e.alerts.is_empty() {
+    // The pipeline's own heartbeat (the Watchdog) is said above, not listed here.
+    let shown: Vec<&AlertView> = e
+        .alerts
+        .iter()
+        .filter(|a| {
+            r.history.is_none()
+                || a.labels.get("severity").map(String::as_str)
+                    != Some(crate::history::PIPELINE_SEVERITY)
+        })
+        .collect();
+    if shown.is_empty() {
         out.push_str("No alerts firing or pending.\n");
     } else {
-        let firing = e.alerts.iter().filter(|a| a.state == State::Firing).count();
+        let firing = shown.iter().filter(|a| a.state == State::Firing).count();
         let _ = writeln!(
             out,
             "ALERTS: {firing} firing, {} pending",
-            e.alerts.len() - firing
+            shown.len() - firing
         );
-        for a in &e.alerts {
+        for a in shown {
             let since = ago(Some(a.fired_at.unwrap_or(a.active_at)), r.generated_at);
             let summary = a
                 .annotations
@@ -471,150 +574,6 @@ fn render_alerts_text(r: &StatusReport) -> String {
     for (rule, err) in &e.rule_errors {
         let _ = writeln!(out, "rule {rule} failed: {err}");
     }
-    out
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// The HTML page: no JavaScript, refreshes itself every 5 s, readable on a phone.
-pub(crate) fn render_html(r: &StatusReport) -> String {
-    let mut out = String::with_capacity(4096);
-    let colour = |s: &str| match s {
-        "ok" => "#1a7f37",
-        "unknown" | "DEGRADED" => "#9a6700",
-        _ => "#cf222e",
-    };
-    let overall = overall_word(r.status);
-    let _ = write!(
-        out,
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="5">
-<title>{overall} · vigil · {env}</title>
-<style>
-body{{font:15px/1.4 system-ui,sans-serif;margin:1rem;color:#1f2328}}
-h1{{font-size:1.3rem;margin:0 0 .3rem}}
-.badge{{color:#fff;border-radius:4px;padding:.1rem .5rem;font-weight:600}}
-table{{border-collapse:collapse;width:100%}}
-th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de;vertical-align:top}}
-td.err{{color:#cf222e;word-break:break-word}}
-small{{color:#59636e}}
-@media (max-width:600px){{.wide{{display:none}}}}
-</style></head><body>
-<h1>Vigil <span class="badge" style="background:{oc}">{overall}</span></h1>
-<small>{env} · version {ver} · up {up} · config {hash} · {gen}</small>
-<table><thead><tr><th>Component</th><th>Status</th><th>Latency</th><th class="wide">Last success</th><th class="wide">Fails</th><th>Target / last error</th></tr></thead><tbody>
-"#,
-        overall = overall,
-        oc = colour(overall),
-        env = html_escape(&r.environment),
-        ver = html_escape(&r.version),
-        up = uptime(r),
-        hash = html_escape(&r.config_hash),
-        gen = r.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
-    );
-    for c in &r.components {
-        let word = status_word(c.status);
-        let note = match (&c.status, &c.last_error) {
-            (ComponentStatus::Down, Some(e)) => {
-                format!(r#"<td class="err">{}</td>"#, html_escape(e))
-            }
-            _ => format!("<td>{}</td>", html_escape(&c.target)),
-        };
-        let _ = writeln!(
-            out,
-            r#"<tr><td><b>{name}</b><br><small>{kind}{crit}</small></td><td><span class="badge" style="background:{col}">{word}</span></td><td>{lat}</td><td class="wide">{ago}</td><td class="wide">{fails}</td>{note}</tr>"#,
-            name = html_escape(&c.name),
-            kind = html_escape(&c.kind),
-            crit = if c.critical { ", critical" } else { "" },
-            col = colour(word),
-            lat = latency(c),
-            ago = ago(c.last_success, r.generated_at),
-            fails = c.consecutive_failures,
-        );
-    }
-    out.push_str("</tbody></table>\n");
-    let e = &r.engine;
-    if e.alerts.is_empty() {
-        out.push_str("<p>No alerts firing or pending.</p>\n");
-    } else {
-        out.push_str("<h2>Alerts</h2>\n<table><thead><tr><th>Alert</th><th>State</th><th>Since</th><th>Summary</th></tr></thead><tbody>\n");
-        for a in &e.alerts {
-            let word = alert_state_word(a);
-            let since = ago(Some(a.fired_at.unwrap_or(a.active_at)), r.generated_at);
-            let summary = html_escape(
-                a.annotations
-                    .get("summary")
-                    .map(String::as_str)
-                    .unwrap_or(""),
-            );
-            let link = a
-                .annotations
-                .get("runbook_url")
-                .map(|u| format!(r#" <a href="{}">runbook</a>"#, html_escape(u)))
-                .unwrap_or_default();
-            let col = if a.state == State::Firing {
-                "#cf222e"
-            } else {
-                "#9a6700"
-            };
-            let _ = writeln!(
-                out,
-                r#"<tr><td><b>{}</b></td><td><span class="badge" style="background:{col}">{word}</span></td><td>{since}</td><td>{summary}{link}</td></tr>"#,
-                html_escape(&a.name)
-            );
-        }
-        out.push_str("</tbody></table>\n");
-    }
-    out.push_str("<h2>Paging</h2>\n<ul>\n");
-    for l in paging_lines(r) {
-        let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
-    }
-    out.push_str("</ul>\n");
-    let scrapes = scrape_lines(r);
-    if !scrapes.is_empty() {
-        out.push_str("<h2>Scrapes</h2>\n<ul>\n");
-        for l in scrapes {
-            let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
-        }
-        out.push_str("</ul>\n");
-    }
-    let publishing = publishing_lines(r);
-    if !publishing.is_empty() {
-        out.push_str("<h2>Publishing</h2>\n<ul>\n");
-        for l in publishing {
-            let _ = writeln!(out, "<li>{}</li>", html_escape(&l));
-        }
-        out.push_str("</ul>\n");
-    }
-    let _ = writeln!(
-        out,
-        "<p><small>store: {}</small></p>",
-        html_escape(&store_summary(e))
-    );
-    for problem in &e.state_problems {
-        let _ = writeln!(out, "<p><b>Alert state: {}</b></p>", html_escape(problem));
-    }
-    if !e.rule_errors.is_empty() {
-        out.push_str("<h2>Rules that failed</h2>\n<ul>\n");
-        for (rule, err) in &e.rule_errors {
-            let _ = writeln!(
-                out,
-                "<li><b>{}</b>: {}</li>",
-                html_escape(rule),
-                html_escape(err)
-            );
-        }
-        out.push_str("</ul>\n");
-    }
-    out.push_str("</body></html>\n");
     out
 }
 
@@ -684,6 +643,17 @@ mod tests {
                     value: 0.0,
                     active_at: t(-75),
                     fired_at: Some(t(-15)),
+                }, AlertView {
+                    name: "Watchdog".into(),
+                    state: State::Firing,
+                    labels: [("alertname", "Watchdog"), ("severity", "none")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                    annotations: Default::default(),
+                    value: 1.0,
+                    active_at: t(-3000),
+                    fired_at: Some(t(-3000)),
                 }],
                 series: 120,
                 samples: 4000,
@@ -764,6 +734,80 @@ mod tests {
                 error: Some("the body exceeds body_size_limit (10485760 bytes)".into()),
                 generation: 0,
             }],
+            history: Some(crate::api::history::HistorySummary {
+                components: vec![crate::api::history::ComponentPast {
+                    name: "cache".into(),
+                    uptime: crate::api::history::Uptime {
+                        h24: Some(0.98),
+                        d7: Some(0.997),
+                        d30: Some(0.9999),
+                        d90: None,
+                    },
+                    days: Vec::new(),
+                    latency_24h: Vec::new(),
+                }],
+                incidents: std::sync::Arc::new(vec![crate::history::incidents::Incident {
+                    alarm: "dev-CacheDown-0123abcd".into(),
+                    aliases: Vec::new(),
+                    alertname: "CacheDown".into(),
+                    severity: "critical".into(),
+                    summary: "Redis does not answer".into(),
+                    runbook_url: None,
+                    fired_at: t(-7200),
+                    resolved_at: Some(t(-6900)),
+                    pages: vec![crate::history::incidents::Page {
+                        at: t(-7199),
+                        target: "critical/sns".into(),
+                        firing: true,
+                        delivered: false,
+                        error: Some("throttled".into()),
+                    }],
+                    more_pages: 0,
+                    mutes: vec![crate::history::incidents::Mute {
+                        at: t(-7100),
+                        released: Some(t(-6900)),
+                        why: "silence 9f by alice until 2026-09-21 12:30 UTC: failover".into(),
+                        by: Some("alice".into()),
+                        until: Some(t(-6000)),
+                    }],
+                }]),
+                pipeline: crate::api::history::PipelineSummary {
+                    state: "healthy".into(),
+                    text: "alerting pipeline healthy — heartbeat delivered 20s ago (heartbeat/webhook)".into(),
+                    alerts: vec!["Watchdog".into()],
+                    last_delivered: Some(t(-20)),
+                },
+                problems: Vec::new(),
+                written_at: None,
+            }),
+            fleet: Some(crate::fleet::FleetView {
+                tasks: vec![
+                    crate::fleet::FleetTask {
+                        task: "bfa26362".into(),
+                        this: true,
+                        state: crate::fleet::TaskState::Present,
+                        last_seen: Some(t(0)),
+                        snapshot: None,
+                    },
+                    crate::fleet::FleetTask {
+                        task: "c0ffee00".into(),
+                        this: false,
+                        state: crate::fleet::TaskState::Missing,
+                        last_seen: Some(t(-40)),
+                        snapshot: None,
+                    },
+                ],
+                unavailable: None,
+                updated_at: Some(t(0)),
+            }),
+            silences: vec![SilenceSummary {
+                id: "9f".into(),
+                matchers: vec!["alertname=\"HighLatency\"".into()],
+                starts_at: t(-60),
+                ends_at: t(1800),
+                created_by: "alice".into(),
+                comment: "failover <drill>".into(),
+            }],
         }
     }
 
@@ -777,12 +821,22 @@ app                  http   ok        2.1 ms  1s ago            0  http://127.0.
 cache                redis  DOWN      0.4 ms  1m15s ago         3  cannot connect to redis://127.0.0.1:6379/0: Connection refused <b>
 disk (non-critical)  disk   unknown        -  never             0  /
 
+alerting pipeline healthy — heartbeat delivered 20s ago (heartbeat/webhook)
+  cache: uptime 24h 98.00% · 7d 99.70% · 30d 99.99% · 90d -
+
 ALERTS: 1 firing, 0 pending
   FIRING   CacheDown since 15s ago: Redis does not answer
            probe=cache severity=critical  value 0
            runbook: https://x/CacheDown.md
 
 store: 120 series (max 50000), 4000 samples; 12 rules in 2 groups
+
+INCIDENTS (newest first)
+  2026-09-21T12:13:20Z CacheDown for 5m; paged: critical/sns firing NOT DELIVERED; held back: silence 9f by alice until 2026-09-21 12:30 UTC: failover
+
+FLEET
+  bfa26362 (this task) unknown, last seen just now
+  c0ffee00 MISSING, last seen 40s ago
 
 PAGING
   lease: held by this sidecar: it pages for shared alerts
@@ -803,8 +857,17 @@ PUBLISHING
 
     #[test]
     fn html_escapes_and_refreshes_without_javascript() {
-        let html = render_html(&report());
-        assert!(html.contains(r#"<meta http-equiv="refresh" content="5">"#));
+        let html = crate::api::page::render(&report());
+        assert!(html.contains(r#"<meta http-equiv="refresh" content="10">"#));
+        assert!(html.contains("failover &lt;drill&gt;"));
+        assert!(html.contains(r#"data-task="c0ffee00" data-state="missing""#));
+        assert!(
+            html.contains(r#"<tr class="incident" data-alert="CacheDown" data-state="resolved">"#)
+        );
+        assert!(html.contains("critical/sns firing 12:13:21 ✗ NOT delivered: throttled"));
+        assert!(html.contains(r#"id="pipeline" data-state="healthy""#));
+        // The Watchdog is the pipeline's line, not a red alert.
+        assert!(!html.contains(r#"data-alert="Watchdog""#));
         assert!(html.contains("Connection refused &lt;b&gt;"));
         assert!(!html.contains("<script"));
         assert!(html.contains("<title>DOWN · vigil · dev</title>"));

@@ -236,6 +236,69 @@ pub struct TargetStats {
     pub last_success: Option<DateTime<Utc>>,
 }
 
+/// A delivery's outcome, for the incident log ([`crate::history`]): one per
+/// notification delivered, refused for good, or failing for the first time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivered {
+    /// The integration, `receiver/kind`.
+    pub target: String,
+    /// When it was known.
+    pub at: DateTime<Utc>,
+    /// `None` when delivered, else why not.
+    pub error: Option<String>,
+    /// What it carried: alarm name, firing or resolved, and `severity`.
+    pub alerts: Vec<(String, bool, String)>,
+}
+
+/// Where delivery workers tell what happened to each notification. Never waits: a
+/// full journal loses the record (counted), never a page.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    /// The history stage's queue.
+    tx: tokio::sync::mpsc::Sender<Delivered>,
+    /// Records the queue could not take.
+    lost: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Journal {
+    /// A journal and the receiving end; `capacity` records may wait.
+    pub fn new(capacity: usize) -> (Journal, tokio::sync::mpsc::Receiver<Delivered>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        (
+            Journal {
+                tx,
+                lost: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    /// Hands a record over, or counts it lost.
+    pub fn record(&self, d: Delivered) {
+        if self.tx.try_send(d).is_err() {
+            self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Records lost so far.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn tell(&self, target: &str, n: &Notification, error: Option<String>) {
+        self.record(Delivered {
+            target: target.to_string(),
+            at: Utc::now(),
+            error,
+            alerts: n
+                .events
+                .iter()
+                .map(|e| (e.alarm_name.clone(), e.firing, e.severity().to_string()))
+                .collect(),
+        });
+    }
+}
+
 /// Per-integration statistics, shared by the workers and the API.
 pub type Stats = Arc<Mutex<BTreeMap<String, TargetStats>>>;
 
@@ -260,6 +323,7 @@ pub async fn worker(
     mut link: WorkerLink,
     backoff: Backoff,
     stats: Stats,
+    journal: Option<Journal>,
 ) -> crate::supervise::Ended {
     use crate::supervise::Ended;
     let _turn = link.turn.clone().lock_owned().await;
@@ -311,6 +375,9 @@ pub async fn worker(
                     queued_for_seconds = (Utc::now() - n.created_at).num_milliseconds() as f64 / 1000.0,
                 );
                 remove(&outbox, id, &target).await;
+                if let Some(j) = &journal {
+                    j.tell(&target, &n, None);
+                }
                 update(&stats, &target, |s| {
                     s.delivered += 1;
                     s.last_error = None;
@@ -321,6 +388,9 @@ pub async fn worker(
                 failures = 0;
                 tracing::error!(message = "The receiver refused a notification for good; dropping it.", target = %target, error = %e);
                 remove(&outbox, id, &target).await;
+                if let Some(j) = &journal {
+                    j.tell(&target, &n, Some(format!("refused for good: {}", e.reason)));
+                }
                 update(&stats, &target, |s| {
                     s.failures += 1;
                     s.dropped += 1;
@@ -329,6 +399,11 @@ pub async fn worker(
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
+                if failures == 1
+                    && let Some(j) = &journal
+                {
+                    j.tell(&target, &n, Some(format!("{}; retrying", e.reason)));
+                }
                 let wait = backoff.delay(failures);
                 tracing::warn!(message = "Delivery failed; will retry.", target = %target, attempt = failures, retry_in_seconds = wait.as_secs_f64(), error = %e);
                 update(&stats, &target, |s| {
