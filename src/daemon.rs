@@ -197,12 +197,11 @@ impl Daemon {
         let port = self.listener.local_addr().map_or(0, |a| a.port());
         let task_id = task_name(task.as_ref(), port);
         let history_alerts = routed_rx.clone();
-        let history = crate::history::History::open(crate::history::Settings {
+        let history = crate::history::Settings {
             state_dir: self.config.state_dir.clone(),
             environment: self.config.environment.clone(),
             task: task_id.clone(),
-        })
-        .await;
+        };
         let (journal, journal_rx) = crate::notify::Journal::new(1024);
         let paging = match &self.config.routing {
             Some(routing) => Some(
@@ -253,7 +252,8 @@ impl Daemon {
         let (history_tx, history_rx) = watch::channel(Arc::default());
         stages.spawn_draining(
             "the history",
-            history.run(
+            crate::history::History::run(
+                history,
                 crate::history::Inputs {
                     health: state_rx.clone(),
                     alerts: history_alerts,

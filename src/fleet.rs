@@ -332,7 +332,11 @@ pub async fn run(
             let v = round(&spec, &mut c, &me).await?;
             Ok::<_, redis::RedisError>((c, v))
         };
-        let next = match tokio::time::timeout(spec.every, attempt).await {
+        let next = tokio::select! {
+            () = shutdown.requested() => break,
+            r = tokio::time::timeout(spec.every, attempt) => r,
+        };
+        let next = match next {
             Ok(Ok((c, v))) => {
                 conn = Some(c);
                 v
@@ -351,7 +355,18 @@ pub async fn run(
         };
         view.send_replace(next);
     }
-    // Asked to stop: leave the fleet, so this task is not shown as missing.
+    // Asked to stop: leave the fleet, so this task is not shown as missing (on a
+    // new connection if the stop came in the middle of a round).
+    let conn = match conn {
+        Some(c) => Some(c),
+        None => tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok),
+    };
     if let Some(mut c) = conn {
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")

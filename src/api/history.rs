@@ -124,16 +124,19 @@ pub struct ComponentPast {
     /// The last 90 UTC days, oldest first, today last.
     pub days: Vec<Day>,
     /// The last 24 hours in [`CHART_STEP_MINUTES`] steps, oldest first (spans
-    /// without a check left out).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// without a check left out): the page's chart. Not in the JSON document (288
+    /// points per component would be most of it); the per-minute figures are on
+    /// disk.
+    #[serde(skip)]
     pub latency_24h: Vec<LatencyPoint>,
 }
 
 /// Where the Watchdog's heartbeat stands.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineSummary {
-    /// `healthy`, `failing` (a heartbeat could not be delivered), `waiting` (none
-    /// delivered yet), `silent` (no pipeline alert fires) or `absent` (no rule).
+    /// `healthy`, `failing` (a heartbeat could not be delivered, or none for
+    /// [`HEARTBEAT_STALE`]), `muted` (the heartbeat is held back), `waiting` (none
+    /// delivered yet), `silent` (rules not evaluated yet) or `absent` (no rule).
     pub state: String,
     /// The sentence the page shows.
     pub text: String,
@@ -278,11 +281,15 @@ fn chart(h: Option<&ComponentHistory>, now_minute: i64) -> Vec<LatencyPoint> {
     out
 }
 
+/// A heartbeat older than this is a pipeline that stopped: the shipped Watchdog
+/// repeats every minute.
+pub const HEARTBEAT_STALE: chrono::Duration = chrono::Duration::minutes(5);
+
 /// The pipeline's sentence.
 pub fn pipeline(
     v: &HistoryView,
     engine: &EngineView,
-    paging: bool,
+    paging: Option<&crate::paging::PagingView>,
     now: DateTime<Utc>,
 ) -> PipelineSummary {
     let alerts: Vec<String> = engine
@@ -316,7 +323,7 @@ pub fn pipeline(
                 "alerting pipeline: no Watchdog (a rule with severity=\"none\") fires, so nothing proves pages can leave".to_string(),
             )
         }
-    } else if !paging {
+    } else if paging.is_none() {
         (
             "waiting",
             format!(
@@ -324,8 +331,35 @@ pub fn pipeline(
                 alerts.join(", ")
             ),
         )
+    } else if let Some((alarm, why)) = paging.and_then(|pv| {
+        pv.muted
+            .iter()
+            .find(|(alarm, _)| alerts.iter().any(|a| alarm.contains(&format!("-{a}-"))))
+    }) {
+        (
+            "muted",
+            format!(
+                "alerting pipeline: its heartbeat {alarm} is held back ({}); nothing proves pages can leave from here",
+                match why {
+                    crate::route::router::Muted::Silence { id } => format!("silence {id}"),
+                    crate::route::router::Muted::Window { name } =>
+                        format!("maintenance window {name}"),
+                    crate::route::router::Muted::Inhibited { source } =>
+                        format!("inhibited by {source}"),
+                    crate::route::router::Muted::Lease =>
+                        "another sidecar holds the lease".to_string(),
+                }
+            ),
+        )
     } else {
         match p.last_delivered {
+            Some(t) if now - t > HEARTBEAT_STALE => (
+                "failing",
+                format!(
+                    "ALERTING PIPELINE STALLED: no heartbeat delivered since {}; pages may not arrive either",
+                    ago(t)
+                ),
+            ),
             Some(t) => (
                 "healthy",
                 format!(
@@ -359,7 +393,7 @@ pub fn summary(
     components: &[Component],
     v: &HistoryView,
     engine: &EngineView,
-    paging: bool,
+    paging: Option<&crate::paging::PagingView>,
     now: DateTime<Utc>,
 ) -> HistorySummary {
     HistorySummary {
@@ -393,6 +427,46 @@ pub fn down_now(c: &Component) -> bool {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_heartbeat_older_than_five_minutes_is_a_stalled_pipeline_and_a_muted_one_says_so() {
+        let now: DateTime<Utc> = "2026-12-02T12:00:00Z".parse().unwrap();
+        let engine = EngineView {
+            rules: 1,
+            last_evaluation: Some(now),
+            alerts: vec![crate::rules::manager::AlertView {
+                name: "Watchdog".into(),
+                state: State::Firing,
+                labels: BTreeMap::from([
+                    ("alertname".to_string(), "Watchdog".to_string()),
+                    ("severity".to_string(), "none".to_string()),
+                ]),
+                annotations: BTreeMap::new(),
+                value: 1.0,
+                active_at: now,
+                fired_at: Some(now),
+            }],
+            ..EngineView::default()
+        };
+        let mut v = HistoryView::default();
+        let paging = crate::paging::PagingView::default();
+        let at = |ago: i64| {
+            let mut v = v.clone();
+            v.pipeline.last_delivered = Some(now - chrono::Duration::seconds(ago));
+            pipeline(&v, &engine, Some(&paging), now).state
+        };
+        assert_eq!(at(20), "healthy");
+        assert_eq!(at(301), "failing");
+        v.pipeline.last_delivered = Some(now);
+        let mut paging = crate::paging::PagingView::default();
+        paging.muted.insert(
+            "prod-Watchdog-0123abcd".into(),
+            crate::route::router::Muted::Silence { id: "s1".into() },
+        );
+        let p = pipeline(&v, &engine, Some(&paging), now);
+        assert_eq!(p.state, "muted");
+        assert!(p.text.contains("silence s1"), "{}", p.text);
+    }
 
     #[test]
     fn an_uptime_is_never_rounded_up_to_100() {

@@ -179,8 +179,14 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 /// Builds the `/status` document from the current state.
 pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
-    let health = state.health.borrow();
+    // One watch guard at a time, each dropped at the end of its statement: a guard
+    // is a read lock, and a second read of the same lock on this thread while its
+    // writer waits (the rule manager publishing) would block forever.
+    let health = state.health.borrow().clone();
     let run = state.run.borrow().clone();
+    let engine = state.engine.borrow().clone();
+    let past = state.history.borrow().clone();
+    let paging = state.paging.as_ref().map(|p| p.view());
     StatusReport {
         status: health.overall(),
         version: state.info.version.to_string(),
@@ -190,20 +196,20 @@ pub fn report(state: &ApiState, now: DateTime<Utc>) -> StatusReport {
         config_hash: run.config_hash.clone(),
         last_reload: run.last_reload.clone(),
         generated_at: now,
-        components: health.components.clone(),
-        engine: state.engine.borrow().clone(),
-        paging: state.paging.as_ref().map(|p| p.view()),
-        publishing: state.publish.as_ref().map(|p| p.borrow().clone()),
-        task: state.ecs.as_ref().map(|e| e.borrow().clone()),
-        scrapes: state.scrapes.borrow().clone(),
         history: Some(history::summary(
             &health.components,
-            &state.history.borrow(),
-            &state.engine.borrow(),
-            state.paging.is_some(),
+            &past,
+            &engine,
+            paging.as_ref(),
             now,
         )),
         fleet: Some(fleet(state, &health, now)),
+        components: health.components,
+        engine,
+        paging,
+        publishing: state.publish.as_ref().map(|p| p.borrow().clone()),
+        task: state.ecs.as_ref().map(|e| e.borrow().clone()),
+        scrapes: state.scrapes.borrow().clone(),
         silences: state
             .paging
             .as_ref()

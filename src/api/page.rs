@@ -17,6 +17,13 @@ use crate::fleet::TaskState;
 use crate::health::{Component, ComponentStatus, Overall};
 use crate::rules::alerting::State;
 
+/// Incidents the page lists at most: the newest, resolved within the last
+/// [`PAGE_INCIDENT_DAYS`] days or still firing.
+pub const PAGE_INCIDENTS: usize = 20;
+
+/// See [`PAGE_INCIDENTS`].
+pub const PAGE_INCIDENT_DAYS: i64 = 14;
+
 /// How often the page reloads itself.
 pub const REFRESH_SECONDS: u32 = 10;
 
@@ -33,6 +40,18 @@ pub(crate) fn escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+/// A runbook link: only `http(s)://` becomes a link (an annotation is templated
+/// from labels, and `javascript:` in an `href` runs on a click); anything else is
+/// shown as text.
+fn runbook_link(url: &str) -> String {
+    let lower = url.trim_start().to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        format!(r#" <a href="{}">runbook</a>"#, escape(url))
+    } else {
+        format!(" runbook: {}", escape(url))
+    }
 }
 
 fn when(t: DateTime<Utc>) -> String {
@@ -435,7 +454,7 @@ fn alerts(out: &mut String, r: &StatusReport) {
         let link = a
             .annotations
             .get("runbook_url")
-            .map(|u| format!(r#" <a href="{}">runbook</a>"#, escape(u)))
+            .map(|u| runbook_link(u))
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -460,7 +479,18 @@ fn incidents(out: &mut String, r: &StatusReport) {
         return;
     };
     out.push_str("\n<div class=\"scroll\"><table><thead><tr><th scope=\"col\">Alert</th><th scope=\"col\">Fired</th><th scope=\"col\">For</th><th scope=\"col\">Paged</th><th scope=\"col\" class=\"wide\">Held back</th></tr></thead><tbody>\n");
-    for i in h.incidents.iter() {
+    // The page shows the recent ones; the JSON document carries more.
+    let recent = h
+        .incidents
+        .iter()
+        .filter(|i| {
+            i.resolved_at
+                .is_none_or(|t| now - t < chrono::Duration::days(PAGE_INCIDENT_DAYS))
+        })
+        .take(PAGE_INCIDENTS)
+        .collect::<Vec<_>>();
+    let shown = recent.len();
+    for i in recent {
         let (state, duration) = match i.resolved_at {
             Some(t) => (
                 "resolved",
@@ -513,7 +543,7 @@ fn incidents(out: &mut String, r: &StatusReport) {
         let link = i
             .runbook_url
             .as_ref()
-            .map(|u| format!(r#" <a href="{}">runbook</a>"#, escape(u)))
+            .map(|u| runbook_link(u))
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -530,6 +560,13 @@ fn incidents(out: &mut String, r: &StatusReport) {
         );
     }
     out.push_str("</tbody></table></div>\n");
+    if shown < h.incidents.len() {
+        let _ = writeln!(
+            out,
+            "<p><small>{shown} shown: those still firing or resolved in the last {PAGE_INCIDENT_DAYS} days, {PAGE_INCIDENTS} at most. <code>/status</code> as JSON lists the newest {}; <code>state_dir/history/incidents/</code> keeps 90 days.</small></p>",
+            h.incidents.len()
+        );
+    }
 }
 
 fn muting(out: &mut String, r: &StatusReport) {
@@ -647,4 +684,22 @@ fn fleet(out: &mut String, r: &StatusReport) {
         );
     }
     out.push_str("</tbody></table></div>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_web_address_becomes_a_runbook_link() {
+        assert_eq!(
+            runbook_link("https://x/a?b=1&c=2"),
+            r#" <a href="https://x/a?b=1&amp;c=2">runbook</a>"#
+        );
+        assert_eq!(
+            runbook_link("javascript:alert(1)"),
+            " runbook: javascript:alert(1)"
+        );
+        assert!(!runbook_link(" JavaScript:x").contains("href"));
+    }
 }

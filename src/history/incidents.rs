@@ -24,6 +24,9 @@ pub use super::minutes::KEEP_DAYS;
 /// Incidents kept in memory (the newest); older ones stay in the files.
 pub const IN_MEMORY: usize = 500;
 
+/// Entries that wait in memory at most while the disk cannot be written.
+pub const MAX_UNWRITTEN: usize = 10_000;
+
 /// Pages and mutes kept per incident: a long flapping alert's reminders past this
 /// are counted, not listed.
 pub const PER_INCIDENT: usize = 50;
@@ -169,6 +172,8 @@ pub struct Log {
     incidents: VecDeque<Incident>,
     /// Entries not yet written (a write failed; retried with the next).
     unwritten: Vec<Entry>,
+    /// Entries dropped unwritten.
+    lost: u64,
 }
 
 impl Log {
@@ -178,6 +183,7 @@ impl Log {
             dir: state_dir.join("history").join("incidents"),
             incidents: VecDeque::new(),
             unwritten: Vec::new(),
+            lost: 0,
         }
     }
 
@@ -194,14 +200,28 @@ impl Log {
             .find(|i| i.is(alarm) && i.resolved_at.is_none())
     }
 
-    /// Records an entry: in memory now, on disk at the next [`Log::write`].
+    /// Records an entry: in memory now, on disk at the next [`Log::write`]. While
+    /// the disk fails, at most [`MAX_UNWRITTEN`] wait; past that the oldest are lost
+    /// (counted in [`Log::lost`]).
     pub fn record(&mut self, e: Entry) {
         self.apply(&e);
         self.unwritten.push(e);
+        if self.unwritten.len() > MAX_UNWRITTEN {
+            let excess = self.unwritten.len() - MAX_UNWRITTEN;
+            self.unwritten.drain(..excess);
+            self.lost += excess as u64;
+        }
     }
 
-    /// Writes what was recorded since the last write, synced. On failure it is kept
-    /// and written with the next.
+    /// Entries dropped unwritten because the disk failed for too long.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Writes what was recorded since the last write, synced, one day file at a
+    /// time. A file whose write fails is cut back to where it was (a retry never
+    /// lands in the middle of a line); its entries and the later files' wait for
+    /// the next write.
     pub fn write(&mut self) -> std::io::Result<()> {
         if self.unwritten.is_empty() {
             return Ok(());
@@ -214,16 +234,24 @@ impl Log {
             }
         }
         std::fs::create_dir_all(&self.dir)?;
+        let mut result = Ok(());
+        let mut written = std::collections::BTreeSet::new();
         for (path, bytes) in by_day {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.write_all(&bytes)?;
-            f.sync_data()?;
+            match append_lines(&path, &bytes) {
+                Ok(()) => {
+                    written.insert(path);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        self.unwritten.clear();
-        Ok(())
+        let dir = self.dir.clone();
+        let file = |d: NaiveDate| dir.join(format!("{}.jsonl", d.format("%Y-%m-%d")));
+        self.unwritten
+            .retain(|e| !written.contains(&file(e.at.date_naive())));
+        result
     }
 
     /// Entries waiting to be written.
@@ -261,8 +289,13 @@ impl Log {
                     more_pages: 0,
                     mutes: Vec::new(),
                 });
+                // The oldest resolved ones go first: an incident still firing stays
+                // (were it dropped, the next evaluation would log it fired again).
                 while self.incidents.len() > IN_MEMORY {
-                    self.incidents.pop_front();
+                    match self.incidents.iter().position(|i| i.resolved_at.is_some()) {
+                        Some(oldest) => self.incidents.remove(oldest),
+                        None => self.incidents.pop_front(),
+                    };
                 }
             }
             What::Resolved => {
@@ -371,8 +404,9 @@ impl Log {
         };
         for f in dir.flatten() {
             let n = f.file_name().to_string_lossy().into_owned();
+            // Day files and the copies of them kept aside (`<day>.jsonl.unreadable-…`).
             if let Some(d) = n
-                .strip_suffix(".jsonl")
+                .get(..10)
                 .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                 && (today - d).num_days() >= KEEP_DAYS
             {
@@ -381,6 +415,36 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// Appends `bytes` (whole lines) to `path`, synced; a torn last line (a SIGKILL
+/// mid-write) is ended first so the new lines start on their own; on failure the
+/// file is cut back.
+fn append_lines(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let mut prefix: &[u8] = &[];
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.seek(std::io::SeekFrom::Start(len - 1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            prefix = b"\n";
+        }
+    }
+    let written = f
+        .write_all(prefix)
+        .and_then(|()| f.write_all(bytes))
+        .and_then(|()| f.sync_data());
+    if written.is_err() {
+        let _ = f.set_len(len);
+    }
+    written
 }
 
 /// A day file's entries, and what was wrong with it.
@@ -571,6 +635,24 @@ mod tests {
                 prop_assert!(log.newest_first().count() <= bytes.len());
             }
         }
+    }
+
+    #[test]
+    fn an_open_incident_is_never_pushed_out_by_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::new(dir.path());
+        log.record(fired("still-firing", "2026-12-01T00:00:00Z"));
+        for i in 0..IN_MEMORY + 10 {
+            let alarm = format!("a{i}");
+            log.record(fired(&alarm, "2026-12-01T01:00:00Z"));
+            log.record(Entry {
+                at: at("2026-12-01T01:01:00Z"),
+                alarm,
+                what: What::Resolved,
+            });
+        }
+        assert!(log.open("still-firing").is_some());
+        assert!(log.newest_first().count() <= IN_MEMORY);
     }
 
     #[test]

@@ -187,11 +187,18 @@ impl ComponentHistory {
             .entry(day_of_minute(m.minute))
             .or_default()
             .add(&m);
+        // A clock stepped back (or a minute once written from a clock far ahead):
+        // the chart follows the clock as it is now, never stays stuck behind a
+        // minute from the future.
+        while self
+            .recent
+            .back()
+            .is_some_and(|last| last.minute > m.minute)
+        {
+            self.recent.pop_back();
+        }
         match self.recent.back_mut() {
             Some(last) if last.minute == m.minute => last.merge(&m),
-            Some(last) if last.minute > m.minute => {
-                // Out of order (a clock stepped back): kept in the day, not the chart.
-            }
             _ => self.recent.push_back(m),
         }
         while self.recent.len() > RECENT_MINUTES {
@@ -308,6 +315,11 @@ impl Tracker {
             self.since_ms = Some(now_ms);
             return closed;
         };
+        if now_ms < since {
+            // The clock stepped back: what lies between was counted already. Time
+            // is counted again once the clock passes `since`.
+            return closed;
+        }
         let counted = self.status != ComponentStatus::Unknown
             && now_ms >= since
             && now_ms - since <= self.max_gap_ms;
@@ -317,9 +329,9 @@ impl Tracker {
                 let end = now_ms.min((minute + 1) * MINUTE_MS);
                 closed.extend(self.open_minute(minute));
                 let span = (end - since) as u32;
-                self.open.known_ms += span;
+                self.open.known_ms = (self.open.known_ms + span).min(MINUTE_MS as u32);
                 if self.status == ComponentStatus::Down {
-                    self.open.down_ms += span;
+                    self.open.down_ms = (self.open.down_ms + span).min(self.open.known_ms);
                 }
                 since = end;
             }
@@ -406,27 +418,33 @@ impl Disk {
             .join(format!("{}.bin", date(day).format("%Y-%m-%d")))
     }
 
-    /// Appends minutes (any components, any days) and syncs the files.
-    pub fn append(&self, minutes: &[(String, Minute)]) -> std::io::Result<()> {
+    /// Appends minutes (any components, any days) and syncs the files, taking out of
+    /// `minutes` what was written. A file whose write fails is cut back to where it
+    /// was, so a retry never lands in the middle of a record; its minutes, and those
+    /// of the files after it, stay in `minutes`.
+    pub fn append(&self, minutes: &mut Vec<(String, Minute)>) -> std::io::Result<()> {
         let mut by_file: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
-        for (c, m) in minutes {
+        for (c, m) in minutes.iter() {
             by_file
                 .entry(self.file(c, day_of_minute(m.minute)))
                 .or_default()
                 .extend_from_slice(&m.encode());
         }
+        let mut result = Ok(());
+        let mut written = std::collections::BTreeSet::new();
         for (path, bytes) in by_file {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+            match append_file(&path, &bytes) {
+                Ok(()) => {
+                    written.insert(path);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.write_all(&bytes)?;
-            f.sync_data()?;
         }
-        Ok(())
+        minutes.retain(|(c, m)| !written.contains(&self.file(c, day_of_minute(m.minute))));
+        result
     }
 
     /// Reads every component's kept days, deleting days past [`KEEP_DAYS`]; what
@@ -467,7 +485,7 @@ impl Disk {
                     }
                     continue;
                 }
-                match read_file(&path) {
+                match read_file(&path, day) {
                     Ok((minutes, problem)) => {
                         for m in minutes {
                             h.add(m);
@@ -481,23 +499,26 @@ impl Disk {
         (out, problems)
     }
 
-    /// Deletes the files of days past [`KEEP_DAYS`].
+    /// Deletes the files of days past [`KEEP_DAYS`], and the copies of them kept
+    /// aside (`<day>.bin.unreadable-<time>`).
     pub fn prune(&self, today: i64) -> std::io::Result<()> {
         let Ok(dirs) = std::fs::read_dir(&self.dir) else {
             return Ok(());
         };
         for d in dirs.flatten() {
+            if !d.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
             for f in std::fs::read_dir(d.path())?.flatten() {
                 let n = f.file_name().to_string_lossy().into_owned();
                 let Some(day) = n
-                    .strip_suffix(".bin")
+                    .get(..10)
                     .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc().timestamp().div_euclid(86_400))
                 else {
                     continue;
                 };
-                let day = day
-                    .and_hms_opt(0, 0, 0)
-                    .map_or(i64::MAX, |t| t.and_utc().timestamp().div_euclid(86_400));
                 if day <= today - KEEP_DAYS {
                     std::fs::remove_file(f.path())?;
                 }
@@ -527,12 +548,10 @@ impl Disk {
         crate::rules::manager::write_atomically(&self.open_file(), &bytes)
     }
 
-    /// The minutes `open.bin` holds that the day files do not (a SIGKILL before they
-    /// closed), for the caller to add and write; a damaged file is kept aside.
-    pub fn read_open(
-        &self,
-        have: &BTreeMap<String, ComponentHistory>,
-    ) -> (Vec<(String, Minute)>, Option<String>) {
+    /// The minutes `open.bin` holds (those under way at a SIGKILL: it is rewritten
+    /// after every append, so it never holds a minute the day files have), for the
+    /// caller to add and write; a damaged file is kept aside.
+    pub fn read_open(&self) -> (Vec<(String, Minute)>, Option<String>) {
         let path = self.open_file();
         let Ok(bytes) = std::fs::read(&path) else {
             return (Vec::new(), None);
@@ -555,12 +574,7 @@ impl Disk {
                 damaged = true;
                 continue;
             };
-            let known = have
-                .get(&name)
-                .is_some_and(|h| h.recent.iter().any(|r| r.minute == m.minute));
-            if !known {
-                out.push((name, m));
-            }
+            out.push((name, m));
         }
         let problem = damaged.then(|| {
             let aside = crate::clock::aside_path(&path);
@@ -577,10 +591,34 @@ impl Disk {
     }
 }
 
+/// Appends `bytes` to `path` on a record boundary (a torn tail left by a write that
+/// failed or a SIGKILL is cut first), synced; on failure cuts the file back.
+fn append_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    let aligned = len - len % RECORD_BYTES as u64;
+    if aligned != len {
+        tracing::warn!(message = "A history file ended in a torn record; it is cut back.", file = %path.display(), bytes = len - aligned);
+        f.set_len(aligned)?;
+    }
+    let written = f.write_all(bytes).and_then(|()| f.sync_data());
+    if written.is_err() {
+        let _ = f.set_len(aligned);
+    }
+    written
+}
+
 /// One day file's records in file order, and what was wrong with it: records whose
 /// CRC fails and a torn tail are left out, the file copied aside and rewritten with
 /// the rest.
-fn read_file(path: &Path) -> std::io::Result<(Vec<Minute>, Option<String>)> {
+fn read_file(path: &Path, day: i64) -> std::io::Result<(Vec<Minute>, Option<String>)> {
+    let minutes_of_day = day * 24 * 60..(day + 1) * 24 * 60;
     let bytes = std::fs::read(path)?;
     let mut minutes = Vec::with_capacity(bytes.len() / RECORD_BYTES);
     let mut bad = 0usize;
@@ -588,7 +626,8 @@ fn read_file(path: &Path) -> std::io::Result<(Vec<Minute>, Option<String>)> {
     let torn = chunks.remainder().len();
     for c in chunks {
         let rec: &[u8; RECORD_BYTES] = c.try_into().unwrap_or(&[0; RECORD_BYTES]);
-        match Minute::decode(rec) {
+        // A record of another day in this day's file was not written here.
+        match Minute::decode(rec).filter(|m| minutes_of_day.contains(&m.minute)) {
             Some(m) => minutes.push(m),
             None => bad += 1,
         }
@@ -725,7 +764,7 @@ mod tests {
                 ("db".to_string(), m)
             })
             .collect();
-        disk.append(&minutes).unwrap();
+        disk.append(&mut minutes.clone()).unwrap();
         let path = disk.file("db", day);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[RECORD_BYTES + 3] ^= 0x40;
@@ -745,6 +784,118 @@ mod tests {
         // Rewritten: the next load finds nothing wrong.
         let (h, problems) = disk.load(day);
         assert_eq!((h["db"].recent.len(), problems.len()), (4, 0));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_never_counts_a_span_twice() {
+        let mut t = Tracker::new(1.0);
+        let base = 1_000 * MINUTE_MS;
+        let ok = |n| component(ComponentStatus::Ok, n, 0, 1.0);
+        t.observe(&ok(1), base);
+        t.observe(&ok(2), base + 50_000);
+        // Stepped back 30 s, then ticking on past the minute.
+        for (i, at) in [20_000, 30_000, 40_000, 50_000, 59_000]
+            .into_iter()
+            .enumerate()
+        {
+            t.observe(&ok(3 + i as u64), base + at);
+        }
+        let m = t.flush().unwrap();
+        assert!(m.known_ms <= 60_000, "{m:?}");
+        assert_eq!(Minute::decode(&m.encode()), Some(m));
+    }
+
+    #[test]
+    fn a_minute_from_the_future_does_not_freeze_the_chart() {
+        let mut h = ComponentHistory::default();
+        let at = |minute| Minute {
+            known_ms: 60_000,
+            ..Minute::empty(minute)
+        };
+        h.add(at(5_000_000));
+        h.add(at(1_000));
+        h.add(at(1_001));
+        assert_eq!(h.recent.back().map(|m| m.minute), Some(1_001));
+    }
+
+    #[test]
+    fn a_record_outside_its_days_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::new(dir.path());
+        let day = 20_000;
+        disk.append(&mut vec![(
+            "db".to_string(),
+            Minute {
+                known_ms: 1,
+                ..Minute::empty(day * 1440)
+            },
+        )])
+        .unwrap();
+        // A record of another day in this day's file.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(disk.file("db", day))
+            .unwrap();
+        f.write_all(
+            &Minute {
+                known_ms: 1,
+                ..Minute::empty((day + 400) * 1440)
+            }
+            .encode(),
+        )
+        .unwrap();
+        let (h, problems) = disk.load(day);
+        assert_eq!(h["db"].recent.len(), 1);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn an_append_after_a_torn_write_starts_on_a_record_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::new(dir.path());
+        let day = 20_000;
+        let m = |i| {
+            (
+                "db".to_string(),
+                Minute {
+                    known_ms: 1,
+                    ..Minute::empty(day * 1440 + i)
+                },
+            )
+        };
+        disk.append(&mut vec![m(0)]).unwrap();
+        let path = disk.file("db", day);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&[9; 5]).unwrap();
+        let mut batch = vec![m(1)];
+        disk.append(&mut batch).unwrap();
+        assert!(batch.is_empty(), "what was written leaves the batch");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            2 * RECORD_BYTES as u64
+        );
+    }
+
+    #[test]
+    fn pruning_while_running_skips_open_bin_and_takes_old_copies_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::new(dir.path());
+        let today = 20_100;
+        let old = today - KEEP_DAYS;
+        disk.append(&mut vec![("db".to_string(), Minute::empty(old * 1440))])
+            .unwrap();
+        disk.write_open(&[]).unwrap();
+        let aside = disk
+            .file("db", old)
+            .with_extension("bin.unreadable-20260101T000000.000Z");
+        std::fs::write(&aside, b"x").unwrap();
+        disk.prune(today).unwrap();
+        assert!(!disk.file("db", old).exists());
+        assert!(!aside.exists());
+        assert!(disk.open_file().exists());
     }
 
     mod round_trip {
@@ -783,7 +934,7 @@ mod tests {
                 std::fs::write(&day, &bytes).unwrap();
                 std::fs::write(disk.open_file(), &bytes).unwrap();
                 let (h, _) = disk.load(20_000);
-                let (open, _) = disk.read_open(&h);
+                let (open, _) = disk.read_open();
                 prop_assert!(h.get("db").map_or(0, |h| h.recent.len()) <= bytes.len() / RECORD_BYTES);
                 prop_assert!(open.len() <= bytes.len() / RECORD_BYTES);
             }
@@ -798,13 +949,13 @@ mod tests {
         let full_day: Vec<(String, Minute)> = (0..1440)
             .map(|i| ("app".to_string(), Minute::empty(today * 1440 + i)))
             .collect();
-        disk.append(&full_day).unwrap();
+        disk.append(&mut full_day.clone()).unwrap();
         assert_eq!(
             std::fs::metadata(disk.file("app", today)).unwrap().len(),
             46_080
         );
         let old = vec![("app".to_string(), Minute::empty((today - KEEP_DAYS) * 1440))];
-        disk.append(&old).unwrap();
+        disk.append(&mut old.clone()).unwrap();
         assert!(disk.file("app", today - KEEP_DAYS).exists());
         let (h, _) = disk.load(today);
         assert!(!disk.file("app", today - KEEP_DAYS).exists());

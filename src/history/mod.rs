@@ -37,7 +37,7 @@ use incidents::{Entry, Incident, Log, What};
 use minutes::{ComponentHistory, Disk, Minute, Tracker};
 
 /// Incidents the view carries (the newest).
-pub const VIEW_INCIDENTS: usize = 100;
+pub const VIEW_INCIDENTS: usize = 50;
 
 /// How often the minutes under way are written (`open.bin`), so a SIGKILL loses at
 /// most this much; a component changing state writes them at once.
@@ -112,8 +112,16 @@ pub struct History {
     settings: Settings,
     disk: Disk,
     trackers: BTreeMap<String, Tracker>,
-    components: BTreeMap<String, ComponentHistory>,
+    /// Shared with the views: copied on write, once per minute closed.
+    components: Arc<BTreeMap<String, ComponentHistory>>,
     log: Log,
+    /// The view's incidents, rebuilt only when the log changed.
+    incidents_view: Arc<Vec<Incident>>,
+    /// Whether the log changed since `incidents_view` was built.
+    log_changed: bool,
+    /// The router's view last seen, to apply its mutes to incidents that open
+    /// after it.
+    last_paging: Option<PagingView>,
     pipeline: Pipeline,
     /// Minutes closed and not yet written.
     unwritten: Vec<(String, Minute)>,
@@ -127,8 +135,6 @@ pub struct History {
     write_problem: Option<String>,
     /// Mutes in force, by alarm, as last seen.
     muted: BTreeMap<String, Muted>,
-    /// Whether the first alerts since the start were seen.
-    seen_alerts: bool,
     /// The day pruned last.
     pruned: i64,
 }
@@ -138,8 +144,9 @@ fn now_ms() -> i64 {
 }
 
 impl History {
-    /// Loads what is kept under the state directory (on a blocking thread).
-    pub async fn open(settings: Settings) -> History {
+    /// Reads what is kept under the state directory, on a blocking thread (the
+    /// stage does this first, so that paging never waits for the history).
+    async fn open(settings: Settings) -> History {
         tokio::task::spawn_blocking(move || History::load(settings))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -151,7 +158,7 @@ impl History {
         let today = minutes::day_of_minute(now_ms().div_euclid(60_000));
         let (mut components, mut problems) = disk.load(today);
         // The minutes under way when Vigil last stopped without closing them.
-        let (open, problem) = disk.read_open(&components);
+        let (open, problem) = disk.read_open();
         problems.extend(problem);
         for (c, m) in &open {
             components.entry(c.clone()).or_default().add(*m);
@@ -170,7 +177,10 @@ impl History {
             settings,
             disk,
             trackers: BTreeMap::new(),
-            components,
+            components: Arc::new(components),
+            incidents_view: Arc::new(log.newest_first().take(VIEW_INCIDENTS).cloned().collect()),
+            log_changed: false,
+            last_paging: None,
             log,
             pipeline: Pipeline::default(),
             unwritten: open,
@@ -179,7 +189,6 @@ impl History {
             load_problems: problems,
             write_problem: None,
             muted: BTreeMap::new(),
-            seen_alerts: false,
             pruned: today,
         }
     }
@@ -188,6 +197,21 @@ impl History {
     /// status.
     pub fn observe(&mut self, health: &Health, now_ms: i64) -> bool {
         let mut changed = false;
+        // A component a reload removed: its minute under way closes, its tracker goes.
+        let gone: Vec<String> = self
+            .trackers
+            .keys()
+            .filter(|n| !health.components.iter().any(|c| &c.name == *n))
+            .cloned()
+            .collect();
+        for n in gone {
+            if let Some(m) = self.trackers.remove(&n).and_then(|mut t| {
+                let _ = t.advance(now_ms);
+                t.flush()
+            }) {
+                self.close(&n, m);
+            }
+        }
         for c in &health.components {
             let t = self
                 .trackers
@@ -214,8 +238,17 @@ impl History {
     }
 
     fn close(&mut self, name: &str, m: Minute) {
-        self.components.entry(name.to_string()).or_default().add(m);
+        Arc::make_mut(&mut self.components)
+            .entry(name.to_string())
+            .or_default()
+            .add(m);
         self.unwritten.push((name.to_string(), m));
+    }
+
+    /// Records a log entry.
+    fn record(&mut self, e: Entry) {
+        self.log.record(e);
+        self.log_changed = true;
     }
 
     /// The alarm names an alert is paged under: its own, and with this task's
@@ -232,20 +265,27 @@ impl History {
         (own, aliases)
     }
 
-    /// Logs alerts that started firing and that resolved.
+    /// Logs alerts that started firing and that resolved. An open incident whose
+    /// alert is no longer in the list at all (its rule reloaded away, or resolved
+    /// while Vigil was stopped) is resolved now; one whose alert is pending again
+    /// (its state lost at a restart while it still fails) stays open.
     pub fn alerts(&mut self, alerts: &[RoutedAlert], now: DateTime<Utc>) {
-        let mut firing_now = Vec::new();
+        let mut active = Vec::new();
+        let mut opened = false;
         for a in alerts {
             if a.label("severity") == PIPELINE_SEVERITY {
                 continue;
             }
             let (alarm, aliases) = self.alarms(&a.labels);
             let open = self.log.open(&alarm).is_some();
+            if a.firing || a.pending {
+                active.push(alarm.clone());
+            }
             if a.firing {
-                firing_now.push(alarm.clone());
                 if !open {
                     let at = a.fired_at.map_or(now, crate::clock::at_ms);
-                    self.log.record(Entry {
+                    opened = true;
+                    self.record(Entry {
                         at,
                         alarm,
                         what: What::Fired {
@@ -263,30 +303,29 @@ impl History {
                 }
             } else if !a.pending && open {
                 let at = a.resolved_at.map_or(now, crate::clock::at_ms);
-                self.log.record(Entry {
+                self.record(Entry {
                     at,
                     alarm,
                     what: What::Resolved,
                 });
             }
         }
-        // At the first evaluation after a start, what the log holds open and no
-        // longer fires resolved while Vigil was away.
-        if !self.seen_alerts {
-            self.seen_alerts = true;
-            let stale: Vec<String> = self
-                .log
-                .newest_first()
-                .filter(|i| i.resolved_at.is_none() && !firing_now.contains(&i.alarm))
-                .map(|i| i.alarm.clone())
-                .collect();
-            for alarm in stale {
-                self.log.record(Entry {
-                    at: now,
-                    alarm,
-                    what: What::Resolved,
-                });
-            }
+        let vanished: Vec<String> = self
+            .log
+            .newest_first()
+            .filter(|i| i.resolved_at.is_none() && !active.iter().any(|a| i.is(a)))
+            .map(|i| i.alarm.clone())
+            .collect();
+        for alarm in vanished {
+            self.record(Entry {
+                at: now,
+                alarm,
+                what: What::Resolved,
+            });
+        }
+        // Mutes seen before their incident opened apply to it now.
+        if opened && let Some(p) = self.last_paging.clone() {
+            self.apply_mutes(&p, now, None);
         }
     }
 
@@ -297,13 +336,31 @@ impl History {
         now: DateTime<Utc>,
         silences: Option<&SilenceStore>,
     ) {
+        self.last_paging = Some(paging.clone());
+        self.apply_mutes(paging, now, silences);
+    }
+
+    /// [`History::mutes`]: a mute is remembered once it was logged on an open
+    /// incident, so one seen before its incident opened is logged when it does.
+    fn apply_mutes(
+        &mut self,
+        paging: &PagingView,
+        now: DateTime<Utc>,
+        silences: Option<&SilenceStore>,
+    ) {
         let muted = &paging.muted;
+        let mut applied = BTreeMap::new();
         for (alarm, why) in muted {
             if self.muted.get(alarm) == Some(why) {
+                applied.insert(alarm.clone(), why.clone());
                 continue;
             }
+            if self.log.open(alarm).is_none() {
+                continue;
+            }
+            applied.insert(alarm.clone(), why.clone());
             let (why_text, by, until) = describe(why, paging, silences);
-            self.log.record(Entry {
+            self.record(Entry {
                 at: now,
                 alarm: alarm.clone(),
                 what: What::Muted {
@@ -313,16 +370,20 @@ impl History {
                 },
             });
         }
-        for alarm in self.muted.keys() {
-            if !muted.contains_key(alarm) && self.log.open(alarm).is_some() {
-                self.log.record(Entry {
-                    at: now,
-                    alarm: alarm.clone(),
-                    what: What::Unmuted,
-                });
-            }
+        let released: Vec<String> = self
+            .muted
+            .keys()
+            .filter(|a| !muted.contains_key(*a) && self.log.open(a).is_some())
+            .cloned()
+            .collect();
+        for alarm in released {
+            self.record(Entry {
+                at: now,
+                alarm,
+                what: What::Unmuted,
+            });
         }
-        self.muted = muted.clone();
+        self.muted = applied;
     }
 
     /// Logs a delivery; a heartbeat's updates the pipeline instead.
@@ -348,7 +409,7 @@ impl History {
             if sev == PIPELINE_SEVERITY {
                 continue;
             }
-            self.log.record(Entry {
+            self.record(Entry {
                 at: d.at,
                 alarm,
                 what: What::Page {
@@ -381,9 +442,10 @@ impl History {
         let t = now_ms();
         let today = minutes::day_of_minute(t.div_euclid(60_000));
         let mut problem = None;
-        if !self.unwritten.is_empty() {
-            match self.disk.append(&self.unwritten) {
-                Ok(()) => self.unwritten.clear(),
+        let appended = !self.unwritten.is_empty();
+        if appended {
+            match self.disk.append(&mut self.unwritten) {
+                Ok(()) => {}
                 Err(e) => {
                     problem = Some(format!(
                         "cannot write the per-minute history ({e}); {} minute(s) wait in memory",
@@ -395,7 +457,11 @@ impl History {
                 }
             }
         }
-        if problem.is_none() && (now || t.saturating_sub(self.open_written) >= OPEN_EVERY_MS) {
+        // Rewritten after every append too, so it never holds a minute the day
+        // files have.
+        if problem.is_none()
+            && (now || appended || t.saturating_sub(self.open_written) >= OPEN_EVERY_MS)
+        {
             let open: Vec<(String, Minute)> = self
                 .trackers
                 .iter()
@@ -415,9 +481,17 @@ impl History {
                 self.log.unwritten()
             ));
         }
+        if self.log.lost() > 0 {
+            problem.get_or_insert_with(|| {
+                format!(
+                    "{} incident log entr(ies) were lost: the disk could not be written for too long",
+                    self.log.lost()
+                )
+            });
+        }
         if today != self.pruned {
             self.pruned = today;
-            for c in self.components.values_mut() {
+            for c in Arc::make_mut(&mut self.components).values_mut() {
                 c.prune(today);
             }
             let _ = self.disk.prune(today);
@@ -430,23 +504,27 @@ impl History {
     }
 
     /// The view.
-    pub fn view(&self, lost: u64) -> HistoryView {
-        let mut problems = self.load_problems.clone();
-        problems.extend(self.write_problem.clone());
-        HistoryView {
-            components: Arc::new(self.components.clone()),
-            open: self
-                .trackers
-                .iter()
-                .filter_map(|(n, t)| t.current().map(|m| (n.clone(), m)))
-                .collect(),
-            incidents: Arc::new(
+    pub fn view(&mut self, lost: u64) -> HistoryView {
+        if self.log_changed {
+            self.log_changed = false;
+            self.incidents_view = Arc::new(
                 self.log
                     .newest_first()
                     .take(VIEW_INCIDENTS)
                     .cloned()
                     .collect(),
-            ),
+            );
+        }
+        let mut problems = self.load_problems.clone();
+        problems.extend(self.write_problem.clone());
+        HistoryView {
+            components: self.components.clone(),
+            open: self
+                .trackers
+                .iter()
+                .filter_map(|(n, t)| t.current().map(|m| (n.clone(), m)))
+                .collect(),
+            incidents: self.incidents_view.clone(),
             pipeline: self.pipeline.clone(),
             problems,
             lost_records: lost,
@@ -457,13 +535,14 @@ impl History {
     /// Runs until the shutdown token fires: then closes the open minutes and writes
     /// them.
     pub async fn run(
-        mut self,
+        settings: Settings,
         mut inputs: Inputs,
         view: watch::Sender<Arc<HistoryView>>,
         mut shutdown: crate::supervise::Shutdown,
     ) {
         let lost = |i: &Inputs| i.journal.as_ref().map_or(0, |(_, j)| j.lost());
-        view.send_replace(Arc::new(self.view(0)));
+        let mut this = History::open(settings).await;
+        view.send_replace(Arc::new(this.view(0)));
         let mut health_open = true;
         let mut alerts_open = true;
         let mut paging_open = inputs.paging.is_some();
@@ -475,24 +554,16 @@ impl History {
             // log entry, a state change or the minutes under way are also written.
             let mut write = false;
             let mut open_now = false;
+            // Alerts before mutes before pages: a mute or a page finds the incident
+            // its alert opened when they arrive together.
             tokio::select! {
+                biased;
                 () = shutdown.requested() => break,
-                r = inputs.health.changed(), if health_open => match r {
-                    Ok(()) => {
-                        let h = inputs.health.borrow_and_update().clone();
-                        let before = self.unwritten.len();
-                        open_now = self.observe(&h, now_ms());
-                        write = open_now
-                            || self.unwritten.len() > before
-                            || now_ms().saturating_sub(self.open_written) >= OPEN_EVERY_MS;
-                    }
-                    Err(_) => health_open = false,
-                },
                 r = inputs.alerts.changed(), if alerts_open => match r {
                     Ok(()) => {
                         let a = inputs.alerts.borrow_and_update().clone();
                         if let Some(a) = a {
-                            self.alerts(&a, Utc::now());
+                            this.alerts(&a, Utc::now());
                         }
                         write = true;
                     }
@@ -501,30 +572,48 @@ impl History {
                 r = async { inputs.paging.as_mut()?.changed().await.ok() }, if paging_open => match r {
                     Some(()) => {
                         let p = inputs.paging.as_mut().map(|p| p.borrow_and_update().clone()).unwrap_or_default();
-                        self.mutes(&p, Utc::now(), inputs.silences.as_deref());
+                        this.mutes(&p, Utc::now(), inputs.silences.as_deref());
                         write = true;
                     }
                     None => paging_open = false,
                 },
                 d = async { inputs.journal.as_mut()?.0.recv().await }, if journal_open => match d {
                     Some(d) => {
-                        self.delivered(d);
+                        this.delivered(d);
+                        // What else waits, in the same write.
+                        if let Some((rx, _)) = inputs.journal.as_mut() {
+                            for _ in 0..256 {
+                                let Ok(d) = rx.try_recv() else { break };
+                                this.delivered(d);
+                            }
+                        }
                         write = true;
                     }
                     None => journal_open = false,
                 },
+                r = inputs.health.changed(), if health_open => match r {
+                    Ok(()) => {
+                        let h = inputs.health.borrow_and_update().clone();
+                        let before = this.unwritten.len();
+                        open_now = this.observe(&h, now_ms());
+                        write = open_now
+                            || this.unwritten.len() > before
+                            || now_ms().saturating_sub(this.open_written) >= OPEN_EVERY_MS;
+                    }
+                    Err(_) => health_open = false,
+                },
                 _ = minute.tick() => {
-                    self.advance(now_ms());
+                    this.advance(now_ms());
                     write = true;
                 }
             }
             if write {
-                self = self.write_blocking(open_now).await;
+                this = this.write_blocking(open_now).await;
             }
-            view.send_replace(Arc::new(self.view(lost(&inputs))));
+            view.send_replace(Arc::new(this.view(lost(&inputs))));
         }
-        self.flush();
-        let this = self.write_blocking(true).await;
+        this.flush();
+        let mut this = this.write_blocking(true).await;
         view.send_replace(Arc::new(this.view(lost(&inputs))));
     }
 
@@ -585,5 +674,92 @@ fn describe(
             None,
             None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(name: &str, firing: bool, pending: bool) -> RoutedAlert {
+        RoutedAlert {
+            labels: BTreeMap::from([
+                ("alertname".to_string(), name.to_string()),
+                ("severity".to_string(), "critical".to_string()),
+            ]),
+            annotations: BTreeMap::new(),
+            firing,
+            pending,
+            value: 1.0,
+            expr: "x".into(),
+            for_seconds: 0.0,
+            active_at: now_ms() - 3_000,
+            fired_at: firing.then_some(now_ms() - 2_000),
+            resolved_at: (!firing && !pending).then_some(now_ms() - 1_000),
+        }
+    }
+
+    fn history(dir: &std::path::Path) -> History {
+        History::load(Settings {
+            state_dir: dir.to_path_buf(),
+            environment: "test".into(),
+            task: "t1".into(),
+        })
+    }
+
+    fn open_alarms(h: &History) -> Vec<String> {
+        h.log
+            .newest_first()
+            .filter(|i| i.resolved_at.is_none())
+            .map(|i| i.alertname.clone())
+            .collect()
+    }
+
+    #[test]
+    fn an_alert_pending_again_after_a_restart_keeps_its_incident_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = history(dir.path());
+        h.alerts(&[alert("CacheDown", true, false)], Utc::now());
+        h.write(true);
+        let mut h = history(dir.path());
+        // Its state was lost: active again, waiting out `for`, still failing.
+        h.alerts(&[alert("CacheDown", false, true)], Utc::now());
+        assert_eq!(open_alarms(&h), ["CacheDown"]);
+    }
+
+    #[test]
+    fn an_alert_that_vanishes_resolves_its_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = history(dir.path());
+        h.alerts(
+            &[
+                alert("CacheDown", true, false),
+                alert("DbDown", true, false),
+            ],
+            Utc::now(),
+        );
+        // A reload removed the rule: its alert is simply gone.
+        h.alerts(&[alert("CacheDown", true, false)], Utc::now());
+        assert_eq!(open_alarms(&h), ["CacheDown"]);
+    }
+
+    #[test]
+    fn a_mute_seen_before_its_fired_is_logged_once_the_incident_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = history(dir.path());
+        let a = alert("CacheDown", true, false);
+        let (alarm, _) = h.alarms(&a.labels);
+        let mut view = PagingView::default();
+        view.muted.insert(
+            alarm,
+            Muted::Window {
+                name: "nightly".into(),
+            },
+        );
+        h.mutes(&view, Utc::now(), None);
+        h.alerts(&[a], Utc::now());
+        let i = h.log.newest_first().next().unwrap();
+        assert_eq!(i.mutes.len(), 1, "{i:?}");
+        assert!(i.mutes[0].why.starts_with("maintenance window nightly"));
     }
 }
