@@ -94,7 +94,7 @@ locals {
   app_port   = 3000
   vigil_port = 9464
 
-  # Vigil needs about 20 MiB and a third of a percent of a core (bench/README.md,
+  # Vigil needs about 21 MiB and under half a percent of a core (bench/README.md,
   # bench/footprint.sh). Its memory is a hard limit, so a leak in the sidecar can never
   # starve the app (the restart policy brings it back); its CPU units are its share
   # when the two containers compete, not a cap.

@@ -547,6 +547,7 @@ impl History {
         let mut alerts_open = true;
         let mut paging_open = inputs.paging.is_some();
         let mut journal_open = inputs.journal.is_some();
+        let mut published = std::time::Instant::now();
         let mut minute = tokio::time::interval(Duration::from_secs(60));
         minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -593,9 +594,10 @@ impl History {
                 },
                 r = inputs.health.changed(), if health_open => match r {
                     Ok(()) => {
-                        let h = inputs.health.borrow_and_update().clone();
                         let before = this.unwritten.len();
-                        open_now = this.observe(&h, now_ms());
+                        // Read in place: the guard is held for the counting only,
+                        // never across an await.
+                        open_now = this.observe(&inputs.health.borrow_and_update(), now_ms());
                         write = open_now
                             || this.unwritten.len() > before
                             || now_ms().saturating_sub(this.open_written) >= OPEN_EVERY_MS;
@@ -610,7 +612,12 @@ impl History {
             if write {
                 this = this.write_blocking(open_now).await;
             }
-            view.send_replace(Arc::new(this.view(lost(&inputs))));
+            // What only counted time is shown at most once a second; anything
+            // written (a minute closed, a state change, an incident) at once.
+            if write || published.elapsed() >= Duration::from_secs(1) {
+                view.send_replace(Arc::new(this.view(lost(&inputs))));
+                published = std::time::Instant::now();
+            }
         }
         this.flush();
         let mut this = this.write_blocking(true).await;
