@@ -34,6 +34,9 @@ pub struct Config {
     pub cache_timeout: Duration,
     /// Most connections in the database pool (`DB_MAX_CONNECTIONS`, 10).
     pub db_max_connections: u32,
+    /// Whether every request is counted and timed (`REQUEST_METRICS`, `on` or `off`;
+    /// default on). Off only to measure what the middleware costs (bench/).
+    pub request_metrics: bool,
 }
 
 /// A setting that could not be read.
@@ -104,6 +107,17 @@ impl Config {
             db_timeout: millis("DB_TIMEOUT_MS", 2_000)?,
             cache_timeout: millis("CACHE_TIMEOUT_MS", 1_000)?,
             db_max_connections: number("DB_MAX_CONNECTIONS", 10)? as u32,
+            request_metrics: match lookup("REQUEST_METRICS").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "REQUEST_METRICS",
+                        value: other.to_string(),
+                        reason: "expected on or off",
+                    });
+                }
+            },
         })
     }
 }

@@ -5,14 +5,18 @@
 //!   `LOG_FORMAT`, timeouts).
 //! - [`telemetry`]: logging, the Prometheus recorder and the request-metrics middleware.
 //! - [`routes`]: `/api/health`, `/api/health/database`, `/api/health/cache`,
-//!   `/api/rooms`, `/metrics`.
+//!   `/api/rooms` (create, fetch, join, delete), `/api/rooms/{id}/ws`, `/metrics`.
+//! - [`domain`]: the checked values every request is read into.
+//! - [`sync`]: synchronized playback across instances through Redis.
 //! - [`Application`]: builds the whole server on a bound port (0 in tests) and runs it
 //!   until a shutdown future completes.
 
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod routes;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 
 use std::future::Future;
@@ -73,7 +77,11 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let router = router(state.clone(), config.request_timeout);
+        let router = router(
+            state.clone(),
+            config.request_timeout,
+            config.request_metrics,
+        );
         Ok(Application {
             listener,
             router,
@@ -95,9 +103,29 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let upkeep = telemetry::spawn_upkeep();
+        let hub = self.state.hub.clone();
+        let tasks = hub.spawn();
+        let stop_hub = hub.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // WebSockets first: each gets a close frame (1001) while HTTP drains.
+            stop_hub.shutdown();
+        };
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        // Upgraded sockets are not connections axum waits for: give them the time to
+        // send their close frame and leave.
+        let drained = async {
+            while hub.connections() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
+        hub.shutdown();
+        for t in tasks {
+            t.abort();
+        }
         upkeep.abort();
         self.state.db.close().await;
         result
@@ -132,14 +160,24 @@ impl Application {
     }
 }
 
-/// The routes and middleware of the server.
-pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
-    Router::new()
+/// The routes and middleware of the server; `request_metrics` off leaves out the
+/// middleware that counts and times requests (to measure its cost).
+pub fn router(
+    state: AppState,
+    request_timeout: std::time::Duration,
+    request_metrics: bool,
+) -> Router {
+    let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::rooms::router())
         .route("/metrics", axum::routing::get(telemetry::render_metrics))
-        .fallback(error::not_found)
-        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .fallback(error::not_found);
+    let routes = if request_metrics {
+        routes.layer(axum::middleware::from_fn(telemetry::track_requests))
+    } else {
+        routes
+    };
+    routes
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,

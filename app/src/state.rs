@@ -1,4 +1,4 @@
-//! What every handler shares: the database pool and the Redis connection.
+//! What every handler shares: the database pool, the Redis connection and the sync hub.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ pub struct AppState {
     pub cache_timeout: Duration,
     /// When the process started, for `/api/health`'s uptime.
     pub started: Instant,
+    /// The rooms with members connected here, and their Redis subscription.
+    pub hub: std::sync::Arc<crate::sync::Hub>,
 }
 
 impl AppState {
@@ -42,16 +44,18 @@ impl AppState {
             .connect_lazy_with(options);
         let client = redis::Client::open(config.redis_url.as_str())?;
         let cache = ConnectionManager::new_lazy_with_config(
-            client,
+            client.clone(),
             ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.cache_timeout))
                 .set_response_timeout(Some(config.cache_timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(500)),
         )?;
+        let hub = crate::sync::Hub::new(client, cache.clone());
         Ok(AppState {
             db,
             cache,
+            hub,
             db_timeout: config.db_timeout,
             cache_timeout: config.cache_timeout,
             started: Instant::now(),

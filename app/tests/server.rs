@@ -91,15 +91,15 @@ async fn health_endpoints_answer_ok_with_real_dependencies() {
     let text = metrics(server.local_addr()).await;
     let miss = sample(
         &text,
-        r#"cache_requests_total{operation="health_check",result="miss"}"#,
+        r#"app_cache_requests_total{operation="health_check",result="miss"}"#,
     );
     let hit = sample(
         &text,
-        r#"cache_requests_total{operation="health_check",result="hit"}"#,
+        r#"app_cache_requests_total{operation="health_check",result="hit"}"#,
     );
     assert!(miss >= 1.0 && hit >= 1.0, "{text}");
     assert!(
-        text.contains(r#"db_query_duration_seconds_count{query="health_select_1"}"#),
+        text.contains(r#"app_db_query_duration_seconds_count{query="health_select_1"}"#),
         "{text}"
     );
 }
@@ -175,7 +175,7 @@ async fn metrics_count_requests_by_route_template() {
 
     let created: Value = client()
         .post(format!("http://{}/api/rooms", server.local_addr()))
-        .json(&serde_json::json!({"name": "movie night"}))
+        .json(&serde_json::json!({"name": "movie night", "media": {"title": "Alien"}}))
         .send()
         .await
         .unwrap()
@@ -207,12 +207,12 @@ async fn metrics_count_requests_by_route_template() {
     assert_eq!(sample(&after, unmatched) - sample(&before, unmatched), 1.0);
     assert!(!after.contains("900001"), "a raw path became a label");
     // The second fetch of the room was served from the cache.
-    let hits = r#"cache_requests_total{operation="get_room",result="hit"}"#;
+    let hits = r#"app_cache_requests_total{operation="get_room",result="hit"}"#;
     assert_eq!(sample(&after, hits) - sample(&before, hits), 1.0);
     assert!(after.contains(
         r#"http_request_duration_seconds_bucket{method="GET",route="/api/rooms/{id}",le="2"}"#
     ));
-    assert!(after.contains("db_query_duration_seconds_bucket"));
+    assert!(after.contains("app_db_query_duration_seconds_bucket"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +233,10 @@ async fn bad_requests_get_json_reasons() {
     assert!(body["reason"].as_str().unwrap().contains("nme"), "{body}");
     let (status, body) = get(server.local_addr(), "/api/rooms/abc").await;
     assert_eq!(status, 400);
-    assert_eq!(body["reason"], "room id \"abc\" is not a number");
+    assert_eq!(
+        body["reason"],
+        "room id \"abc\" is not a positive whole number"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

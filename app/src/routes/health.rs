@@ -46,7 +46,7 @@ async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
     .await;
     let elapsed = start.elapsed();
-    metrics::histogram!("db_query_duration_seconds", "query" => "health_select_1")
+    metrics::histogram!("app_db_query_duration_seconds", "query" => "health_select_1")
         .record(elapsed.as_secs_f64());
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let size = state.db.size();
@@ -90,7 +90,7 @@ async fn cache(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             .query_async(&mut conn)
             .await?;
         let result = if present.is_some() { "hit" } else { "miss" };
-        metrics::counter!("cache_requests_total", "operation" => "health_check", "result" => result)
+        metrics::counter!("app_cache_requests_total", "operation" => "health_check", "result" => result)
             .increment(1);
         if present.is_none() {
             redis::cmd("SET")
