@@ -208,6 +208,8 @@ locals {
       environment = [
         { name = "APP_URL", value = "http://127.0.0.1:${local.app_port}" },
         { name = "AWS_REGION", value = var.aws_region },
+        # The journey probe goes the way viewers do: through the load balancer.
+        { name = "JOURNEY_URL", value = "https://${var.domain_name}" },
         { name = "LOG_FORMAT", value = "json" },
         { name = "VIGIL_CONFIG", value = "/etc/vigil/vigil.yaml" },
         { name = "VIGIL_ENVIRONMENT", value = var.environment },

@@ -123,6 +123,11 @@ pub(crate) const CONTAINER_MEMORY_USED_BYTES: &str = "vigil_container_memory_use
 /// `vigil_container_cpu_used_ratio`.
 pub(crate) const CONTAINER_CPU_USED_RATIO: &str = "vigil_container_cpu_used_ratio";
 
+/// `vigil_journey_step_seconds`.
+pub(crate) const JOURNEY_STEP_SECONDS: &str = "vigil_journey_step_seconds";
+/// `vigil_journey_sync_seconds`.
+pub(crate) const JOURNEY_SYNC_SECONDS: &str = "vigil_journey_sync_seconds";
+
 /// A metric family Vigil exposes.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricDef {
@@ -351,6 +356,18 @@ pub(crate) const CATALOG: &[MetricDef] = &[
         "gauge",
         "probe, mount",
         "Size of the filesystem.",
+    ),
+    def(
+        JOURNEY_STEP_SECONDS,
+        "gauge",
+        "probe, step",
+        "How long each step of the last journey took: create, join, connect, sync, delete.",
+    ),
+    def(
+        JOURNEY_SYNC_SECONDS,
+        "gauge",
+        "probe",
+        "From a seek sent by one synthetic viewer to its arrival at the other.",
     ),
     def(
         HEARTBEAT,

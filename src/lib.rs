@@ -1,7 +1,8 @@
 //! Vigil, the health-monitoring sidecar of the Watch Together server.
 //!
 //! ```text
-//!  probes (http, postgres, redis, tcp, disk) ─┐  scrapes of /metrics   ECS task metadata
+//!  probes (http, postgres, redis, tcp,       ─┐  scrapes of /metrics   ECS task metadata
+//!          disk, journey)                     │
 //!     │ Report (mpsc), one task each          │  (scrape)              (ecs)
 //!     ▼                                       │        │                    │
 //!  health stage ── component states, verdict │        │ samples (mpsc)     │

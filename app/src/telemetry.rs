@@ -6,10 +6,16 @@
 //! | --- | --- | --- |
 //! | `http_requests_total` | counter | `method`, `route`, `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
-//! | `db_query_duration_seconds` | histogram | `query` |
-//! | `cache_requests_total` | counter | `operation` (`get_room`, `health_check`), `result` (`hit`, `miss`, `error`) |
+//! | `app_db_query_duration_seconds` | histogram | `query` |
+//! | `app_cache_requests_total` | counter | `operation` (`get_room`, `health_check`), `result` (`hit`, `miss`, `error`) |
 //! | `cache_command_duration_seconds` | histogram | `command` |
 //! | `db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
+//! | `app_ws_connections` | gauge | |
+//! | `app_rooms_active` | gauge | |
+//! | `app_room_members` | gauge | |
+//! | `app_ws_messages_total` | counter | `type` |
+//! | `app_ws_slow_consumers_total` | counter | |
+//! | `app_pubsub_delivery_lag_seconds` | histogram | |
 //!
 //! `route` is the matched route template (`/api/rooms/{id}`), never the raw path, and
 //! requests that match no route share the value `unmatched`; `method` is one of the

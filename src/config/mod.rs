@@ -179,6 +179,8 @@ pub struct RawProbe {
     tcp: Option<crate::probe::tcp::TcpSettings>,
     #[serde(default)]
     disk: Option<crate::probe::disk::DiskSettings>,
+    #[serde(default)]
+    journey: Option<crate::probe::journey::JourneySettings>,
 }
 
 impl RawProbe {
@@ -199,6 +201,9 @@ impl RawProbe {
         }
         if let Some(s) = self.disk {
             kinds.push(("disk", s.validate(c).map(ProbeSpec::Disk)));
+        }
+        if let Some(s) = self.journey {
+            kinds.push(("journey", s.validate(c).map(ProbeSpec::Journey)));
         }
         kinds
     }
@@ -452,7 +457,7 @@ fn validate(
             0 => c.at(
                 name.referenced,
                 format!(
-                    "probe {:?} says nothing to check: add one of http, postgres, redis, tcp, disk",
+                    "probe {:?} says nothing to check: add one of http, postgres, redis, tcp, disk, journey",
                     name.value
                 ),
             ),

@@ -12,6 +12,7 @@
 
 pub mod disk;
 pub mod http;
+pub mod journey;
 pub mod postgres;
 pub mod redis;
 pub mod scheduler;
@@ -106,6 +107,8 @@ pub enum ProbeSpec {
     Tcp(tcp::TcpSpec),
     /// Local filesystems.
     Disk(disk::DiskSpec),
+    /// A synthetic viewer of the Watch Together server.
+    Journey(journey::JourneySpec),
 }
 
 impl ProbeSpec {
@@ -117,6 +120,7 @@ impl ProbeSpec {
             ProbeSpec::Redis(_) => "redis",
             ProbeSpec::Tcp(_) => "tcp",
             ProbeSpec::Disk(_) => "disk",
+            ProbeSpec::Journey(_) => "journey",
         }
     }
 
@@ -129,6 +133,9 @@ impl ProbeSpec {
             ProbeSpec::Redis(s) => AnyProbe::Redis(redis::RedisProbe::new(s.clone(), timeout)?),
             ProbeSpec::Tcp(s) => AnyProbe::Tcp(tcp::TcpProbe::new(s.clone())),
             ProbeSpec::Disk(s) => AnyProbe::Disk(disk::DiskProbe::new(s.clone())),
+            ProbeSpec::Journey(s) => {
+                AnyProbe::Journey(journey::JourneyProbe::new(s.clone(), timeout)?)
+            }
         })
     }
 }
@@ -145,6 +152,8 @@ pub enum AnyProbe {
     Tcp(tcp::TcpProbe),
     /// See [`disk::DiskProbe`].
     Disk(disk::DiskProbe),
+    /// See [`journey::JourneyProbe`].
+    Journey(journey::JourneyProbe),
 }
 
 impl Probe for AnyProbe {
@@ -155,6 +164,7 @@ impl Probe for AnyProbe {
             AnyProbe::Redis(p) => p.check().await,
             AnyProbe::Tcp(p) => p.check().await,
             AnyProbe::Disk(p) => p.check().await,
+            AnyProbe::Journey(p) => p.check().await,
         }
     }
 
@@ -165,6 +175,7 @@ impl Probe for AnyProbe {
             AnyProbe::Redis(p) => p.target(),
             AnyProbe::Tcp(p) => p.target(),
             AnyProbe::Disk(p) => p.target(),
+            AnyProbe::Journey(p) => p.target(),
         }
     }
 }
