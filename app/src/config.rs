@@ -34,9 +34,11 @@ pub struct Config {
     pub cache_timeout: Duration,
     /// Most connections in the database pool (`DB_MAX_CONNECTIONS`, 10).
     pub db_max_connections: u32,
-    /// Whether every request is counted and timed (`REQUEST_METRICS`, `on` or `off`;
-    /// default on). Off only to measure what the middleware costs (bench/).
-    pub request_metrics: bool,
+    /// Whether the server is instrumented (`METRICS`, `on` or `off`; default on): the
+    /// middleware that counts and times every request, the Prometheus recorder behind
+    /// every other metric, and `/metrics`. Off only to measure what instrumentation
+    /// costs (`bench/app.sh`).
+    pub metrics: bool,
 }
 
 /// A setting that could not be read.
@@ -107,12 +109,12 @@ impl Config {
             db_timeout: millis("DB_TIMEOUT_MS", 2_000)?,
             cache_timeout: millis("CACHE_TIMEOUT_MS", 1_000)?,
             db_max_connections: number("DB_MAX_CONNECTIONS", 10)? as u32,
-            request_metrics: match lookup("REQUEST_METRICS").as_deref() {
+            metrics: match lookup("METRICS").as_deref() {
                 None | Some("on") => true,
                 Some("off") => false,
                 Some(other) => {
                     return Err(ConfigError {
-                        name: "REQUEST_METRICS",
+                        name: "METRICS",
                         value: other.to_string(),
                         reason: "expected on or off",
                     });

@@ -61,6 +61,8 @@ pub struct Application {
     router: Router,
     /// Kept to stop the metrics upkeep task when the server stops.
     state: AppState,
+    /// Whether the server is instrumented ([`Config::metrics`]).
+    metrics: bool,
 }
 
 impl Application {
@@ -80,12 +82,13 @@ impl Application {
         let router = router(
             state.clone(),
             config.request_timeout,
-            config.request_metrics,
+            config.metrics,
         );
         Ok(Application {
             listener,
             router,
             state,
+            metrics: config.metrics,
         })
     }
 
@@ -102,7 +105,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let upkeep = telemetry::spawn_upkeep();
+        // Without metrics no recorder is installed, and every metric is a no-op.
+        let upkeep = self.metrics.then(telemetry::spawn_upkeep);
         let hub = self.state.hub.clone();
         let tasks = hub.spawn();
         let stop_hub = hub.clone();
@@ -126,7 +130,9 @@ impl Application {
         for t in tasks {
             t.abort();
         }
-        upkeep.abort();
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         self.state.db.close().await;
         result
     }
@@ -160,20 +166,21 @@ impl Application {
     }
 }
 
-/// The routes and middleware of the server; `request_metrics` off leaves out the
-/// middleware that counts and times requests (to measure its cost).
+/// The routes and middleware of the server; `metrics` off leaves out the middleware
+/// that counts and times requests and the `/metrics` route (to measure their cost).
 pub fn router(
     state: AppState,
     request_timeout: std::time::Duration,
-    request_metrics: bool,
+    metrics: bool,
 ) -> Router {
     let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::rooms::router())
-        .route("/metrics", axum::routing::get(telemetry::render_metrics))
         .fallback(error::not_found);
-    let routes = if request_metrics {
-        routes.layer(axum::middleware::from_fn(telemetry::track_requests))
+    let routes = if metrics {
+        routes
+            .route("/metrics", axum::routing::get(telemetry::render_metrics))
+            .layer(axum::middleware::from_fn(telemetry::track_requests))
     } else {
         routes
     };

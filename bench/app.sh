@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# What instrumentation costs the Watch Together server (app/), measured with the
+# metrics on and off in the same run: two release instances (METRICS=on or METRICS=off)
+# share one throw-away PostgreSQL and one throw-away Redis; for each mode, in turn and
+# ROUNDS times (on, off, on, off, ...):
+#   1. wrk on GET /api/rooms/{id} (the room through the cache, with its live state)
+#      against one instance for DURATION seconds: requests per second, latency, and
+#      requests per CPU-second of the instance;
+#   2. app/examples/fanout.rs: ROOMS rooms of MEMBERS members, alternating between the
+#      two instances, each member sending RATE chat messages a second for DURATION
+#      seconds, every one delivered to every member of its room (across the instances
+#      through Redis pub/sub): deliveries per second, delivery latency, and deliveries
+#      per CPU-second of both instances together.
+# The servers run on core 0 and the load generators on core 1 (taskset), so that the
+# client does not take the server's CPU. Prints one line per mode and round, then the
+# medians and the cost of the instrumentation (on against off); exits 1 if it costs 5 %
+# or more of throughput.
+#
+#   bench/app.sh                        # ROUNDS=3 DURATION=20 ROOMS=10 MEMBERS=10 RATE=8
+#   ROUNDS=1 DURATION=5 bench/app.sh    # a quick look
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-20}
+ROOMS=${ROOMS:-10}
+MEMBERS=${MEMBERS:-10}
+RATE=${RATE:-8}
+CONNECTIONS=${CONNECTIONS:-16}
+
+ensure_packages
+command -v wrk >/dev/null 2>&1 || {
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends wrk
+}
+echo "==> Building the release server and the fan-out load generator"
+cargo build -q --release -p watch-together --bin watch-together --example fanout
+
+# Pin the servers and the load to separate cores where there are two.
+if [ "$(nproc)" -ge 2 ]; then
+    server_cpu=(taskset -c 0)
+    load_cpu=(taskset -c 1)
+else
+    server_cpu=()
+    load_cpu=()
+fi
+
+work=$(mktemp -d /tmp/vigil-app.XXXXXX)
+chmod 755 "$work"
+pids=()
+stop_all() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    stop_postgres "$work/pg"
+    rm -rf "$work"
+}
+trap stop_all EXIT
+pg_port=$(free_port)
+redis_port=$(free_port)
+start_postgres "$work/pg" "$pg_port"
+start_redis "$redis_port" "$work/redis"
+pids+=("$REDIS_PID")
+
+clk=$(getconf CLK_TCK)
+cpu_ticks() {
+    local sum=0 pid
+    for pid in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+    echo "$sum"
+}
+
+# Starts one instance with METRICS=$1, logging to $2; sets started_pid and started_addr.
+start_app() {
+    METRICS=$1 PORT=0 BIND_LOCALHOST=1 LOG_FORMAT=json RUST_LOG=warn,watch_together=info \
+        DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" \
+        REDIS_URL="redis://127.0.0.1:$redis_port/0" \
+        "${server_cpu[@]}" target/release/watch-together >"$2" 2>&1 &
+    started_pid=$!
+    pids+=("$started_pid")
+    started_addr=$(listening_addr "$2" 60)
+}
+
+stop_app() {
+    kill "$1"
+    wait "$1" 2>/dev/null || true
+}
+
+results="$work/results.tsv"
+: >"$results"
+printf '%-5s %5s | %9s %8s %8s %10s | %10s %9s %9s %8s %8s %11s\n' \
+    mode round "req/s" p50 p99 "req/CPU-s" "deliv/s" "lost" "errors" p50 p99 "deliv/CPU-s"
+for round in $(seq 1 "$ROUNDS"); do
+    for mode in on off; do
+        start_app "$mode" "$work/a-$mode-$round.log"
+        a_pid=$started_pid a=$started_addr
+        start_app "$mode" "$work/b-$mode-$round.log"
+        b_pid=$started_pid b=$started_addr
+
+        room=$(curl -sf -X POST "http://$a/api/rooms" -H 'content-type: application/json' \
+            -d '{"name":"bench","media":{"title":"bench","duration":7200}}' |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+        # Warm the cache and the connections before measuring.
+        "${load_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "http://$a/api/rooms/$room" >/dev/null
+        t0=$(cpu_ticks "$a_pid")
+        "${load_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            "http://$a/api/rooms/$room" >"$work/wrk.txt"
+        t1=$(cpu_ticks "$a_pid")
+        http=$(awk -v t0="$t0" -v t1="$t1" -v clk="$clk" '
+            function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+            /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+            /^Requests\/sec/ { rps = $2 }
+            /^ +[0-9]+ requests in/ { n = $1 }
+            /Non-2xx/ { bad = $NF }
+            END {
+                if (bad) { print "error: " bad " non-2xx answers" > "/dev/stderr"; exit 1 }
+                printf "%.0f\t%.3f\t%.3f\t%.0f\n", rps, p50, p99, n / ((t1 - t0) / clk)
+            }' "$work/wrk.txt")
+
+        t0=$(cpu_ticks "$a_pid" "$b_pid")
+        "${load_cpu[@]}" target/release/examples/fanout "http://$a" "http://$b" \
+            "$ROOMS" "$MEMBERS" "$RATE" "$DURATION" >"$work/fanout.json"
+        t1=$(cpu_ticks "$a_pid" "$b_pid")
+        fan=$(python3 - "$work/fanout.json" "$t0" "$t1" "$clk" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+lost = r["expected"] - r["delivered"]
+print("%.0f\t%d\t%d\t%.2f\t%.2f\t%.0f" % (r["deliveries_per_second"], lost, r["errors"],
+      r["latency_ms"]["p50"], r["latency_ms"]["p99"], r["delivered"] / cpu))
+PY
+)
+        stop_app "$a_pid"
+        stop_app "$b_pid"
+        printf '%s\t%s\t%s\t%s\n' "$mode" "$round" "$http" "$fan" >>"$results"
+        tail -n1 "$results" | awk -F'\t' '{printf "%-5s %5s | %9s %7sms %7sms %10s | %10s %9s %9s %6sms %6sms %11s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12}'
+    done
+done
+
+echo
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+cols = {"req/s": 2, "p99 ms (HTTP)": 4, "req/CPU-s": 5, "deliv/s": 6, "lost": 7,
+        "p99 ms (fan-out)": 10, "deliv/CPU-s": 11}
+med = {m: {k: statistics.median(float(r[i]) for r in rows if r[0] == m) for k, i in cols.items()}
+       for m in ("on", "off")}
+print("%-18s %12s %12s %12s" % ("median", "metrics on", "metrics off", "on / off"))
+for k in cols:
+    on, off = med["on"][k], med["off"][k]
+    ratio = "%.3f" % (on / off) if off else "-"
+    print("%-18s %12.2f %12.2f %12s" % (k, on, off, ratio))
+worst = 0.0
+for k in ("req/s", "req/CPU-s", "deliv/s", "deliv/CPU-s"):
+    worst = max(worst, 1 - med["on"][k] / med["off"][k])
+print("instrumentation costs %.1f %% of throughput at most (goal: under 5 %%)" % (100 * worst))
+lost = sum(int(r[7]) for r in rows)
+if lost:
+    print("error: %d deliveries lost" % lost)
+sys.exit(1 if worst >= 0.05 or lost else 0)
+PY
