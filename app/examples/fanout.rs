@@ -22,11 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (a, b) = (args[1].clone(), args[2].clone());
-    let num = |i: usize, default: u64| {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let num = |i: usize, default: u64| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
     let (rooms, members, rate, seconds) = (num(3, 10), num(4, 10), num(5, 8), num(6, 20));
     let http = reqwest::Client::new();
     let setup = Instant::now();
@@ -63,7 +59,9 @@ async fn main() {
                 "{}/api/rooms/{id}/ws?token={token}",
                 base.replace("http://", "ws://")
             );
-            let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+                .await
+                .unwrap();
             sockets.push(ws);
         }
     }

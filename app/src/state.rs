@@ -42,7 +42,11 @@ impl AppState {
             .acquire_timeout(config.db_timeout)
             .idle_timeout(Some(Duration::from_secs(300)))
             .connect_lazy_with(options);
-        let client = redis::Client::open(config.redis_url.as_str())?;
+        // Many commands share one multiplexed connection: Nagle's algorithm would hold
+        // each small write behind the previous one's acknowledgement.
+        let info = redis::IntoConnectionInfo::into_connection_info(config.redis_url.as_str())?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
         let cache = ConnectionManager::new_lazy_with_config(
             client.clone(),
             ConnectionManagerConfig::new()

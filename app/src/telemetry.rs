@@ -26,6 +26,8 @@
 //! `X-Request-Id`, and a failure's details are logged under it while the client is
 //! told only the id ([`crate::error::hidden`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -163,31 +165,69 @@ fn request_id_for(request: &Request) -> String {
     }
 }
 
+/// The counter and the histogram of one (route, method, status).
+struct RequestSeries {
+    count: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// One route template's series by (method label, status).
+type RouteSeries = HashMap<(&'static str, u16), RequestSeries>;
+
+thread_local! {
+    /// Each worker thread's handles by route template, then (method, status): found
+    /// once, then used without building the labels or searching the registry again.
+    /// Bounded by the router's templates (and `unmatched`) times the ten method labels
+    /// times the statuses the handlers answer.
+    static SERIES: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::new(HashMap::new());
+}
+
+/// Counts and times one answered request.
+fn record_request(route: &str, method: &'static str, status: u16, elapsed: Duration) {
+    SERIES.with(|series| {
+        let mut series = series.borrow_mut();
+        if !series.contains_key(route) {
+            series.insert(route.into(), HashMap::new());
+        }
+        let by_route = series.get_mut(route).expect("inserted above");
+        let handles = by_route.entry((method, status)).or_insert_with(|| {
+            let route = route.to_owned();
+            RequestSeries {
+                count: metrics::counter!(
+                    "http_requests_total",
+                    "method" => method,
+                    "route" => route.clone(),
+                    "status" => status.to_string()
+                ),
+                duration: metrics::histogram!(
+                    "http_request_duration_seconds",
+                    "method" => method,
+                    "route" => route
+                ),
+            }
+        });
+        handles.count.increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
+    });
+}
+
 /// Counts and times every request by method, route template and status, and serves
 /// it under its request id.
 pub async fn track_requests(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(request.method());
     let id = request_id_for(&request);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(
-        "http_requests_total",
-        "method" => method,
-        "route" => route.clone(),
-        "status" => status
-    )
-    .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    record_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status().as_u16(),
+        start.elapsed(),
+    );
     response
 }
 

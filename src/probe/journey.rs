@@ -160,7 +160,8 @@ impl JourneyProbe {
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
             format!("{ws_base}/api/rooms/{room}/ws?token={token}"),
             Some(config),
-            false,
+            // TCP_NODELAY: the seek is one small write, timed to its arrival.
+            true,
         )
         .await
         .map_err(|e| match e {
