@@ -11,6 +11,12 @@
 #      seconds, every one delivered to every member of its room (across the instances
 #      through Redis pub/sub): deliveries per second, delivery latency, and deliveries
 #      per CPU-second of both instances together.
+# Then, since wall-clock throughput on this shared machine moves by 15 % and more
+# between identical rounds (up to 40 % of the CPU is stolen by other guests), the
+# instrumentation's cost is counted where that noise does not reach: the instructions
+# each instance executes (valgrind's callgrind, counted only while the load runs) per
+# request answered and per event delivered, metrics on against off. That ratio decides
+# the exit code; the throughput figures are printed beside it.
 # The servers run on core 0 and the load generators on core 1 (taskset), so that the
 # client does not take the server's CPU. Prints one line per mode and round, then the
 # medians, each round's on/off ratios and the cost of the instrumentation (the median
@@ -18,6 +24,7 @@
 #
 #   bench/app.sh                        # ROUNDS=3 DURATION=20 ROOMS=10 MEMBERS=10 RATE=8
 #   ROUNDS=1 DURATION=5 bench/app.sh    # a quick look
+#   CG_ROUNDS=3 CG_SECONDS=10 CG_ROOMS=2 CG_MEMBERS=10 CG_RATE=1   # counted under callgrind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -27,11 +34,17 @@ ROOMS=${ROOMS:-10}
 MEMBERS=${MEMBERS:-10}
 RATE=${RATE:-8}
 CONNECTIONS=${CONNECTIONS:-16}
+CG_SECONDS=${CG_SECONDS:-10}
+CG_ROOMS=${CG_ROOMS:-2}
+CG_MEMBERS=${CG_MEMBERS:-10}
+CG_RATE=${CG_RATE:-1}
+CG_ROUNDS=${CG_ROUNDS:-3}
 
 ensure_packages
-command -v wrk >/dev/null 2>&1 || {
+command -v wrk >/dev/null 2>&1 && command -v valgrind >/dev/null 2>&1 || {
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends wrk
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+        wrk valgrind
 }
 echo "==> Building the release server and the fan-out load generator"
 cargo build -q --release -p watch-together --bin watch-together --example fanout
@@ -67,15 +80,17 @@ cpu_ticks() {
     echo "$sum"
 }
 
-# Starts one instance with METRICS=$1, logging to $2; sets started_pid and started_addr.
+# Starts one instance with METRICS=$1, logging to $2, under the command in the array
+# `wrapper` if set; sets started_pid and started_addr.
+wrapper=()
 start_app() {
     METRICS=$1 PORT=0 BIND_LOCALHOST=1 LOG_FORMAT=json RUST_LOG=warn,watch_together=info \
         DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" \
         REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-        "${server_cpu[@]}" target/release/watch-together >"$2" 2>&1 &
+        "${server_cpu[@]}" "${wrapper[@]}" target/release/watch-together >"$2" 2>&1 &
     started_pid=$!
     pids+=("$started_pid")
-    started_addr=$(listening_addr "$2" 60)
+    started_addr=$(listening_addr "$2" 120)
 }
 
 stop_app() {
@@ -166,6 +181,92 @@ for k in ("req/s", "req/CPU-s", "deliv/s", "deliv/CPU-s"):
                                       statistics.median(ratios)))
     worst = max(worst, 1 - statistics.median(ratios))
 lost = sum(int(r[7]) for r in rows)
+if lost:
+    print("error: %d deliveries lost" % lost)
+sys.exit(1 if lost else 0)
+PY
+
+echo
+echo "==> Instructions per request and per delivery (callgrind, counted during the load only)"
+# The instructions counted since the last zero, from a fresh dump of instance $1.
+counted() {
+    local before after
+    before=$(ls "$work"/cg."$1".* 2>/dev/null | wc -l)
+    vgdb --pid="$1" dump >/dev/null 2>&1
+    for ((i = 0; i < 600; i++)); do
+        after=$(ls "$work"/cg."$1".* 2>/dev/null | wc -l)
+        [ "$after" -gt "$before" ] && break
+        sleep 0.1
+    done
+    # The dump is complete once its totals line is written.
+    for ((i = 0; i < 600; i++)); do
+        n=$(grep -h '^totals:' "$(ls -t "$work"/cg."$1".* | head -1)" 2>/dev/null | awk '{print $2}')
+        [ -n "$n" ] && { echo "$n"; return 0; }
+        sleep 0.1
+    done
+    echo "error: no callgrind dump from $1" >&2
+    return 1
+}
+wrapper=(valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p")
+cg="$work/cg.tsv"
+: >"$cg"
+for round in $(seq 1 "$CG_ROUNDS"); do
+  if [ $((round % 2)) -eq 1 ]; then modes="on off"; else modes="off on"; fi
+  for mode in $modes; do
+    start_app "$mode" "$work/cg-a-$mode.log"
+    a_pid=$started_pid a=$started_addr
+    start_app "$mode" "$work/cg-b-$mode.log"
+    b_pid=$started_pid b=$started_addr
+    room=$(curl -sf -X POST "http://$a/api/rooms" -H 'content-type: application/json' \
+        -d '{"name":"bench","media":{"title":"bench","duration":7200}}' |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    "${load_cpu[@]}" wrk -t1 -c4 -d2s "http://$a/api/rooms/$room" >/dev/null
+    vgdb --pid="$a_pid" zero >/dev/null 2>&1
+    "${load_cpu[@]}" wrk -t1 -c4 -d"${CG_SECONDS}s" "http://$a/api/rooms/$room" >"$work/wrk.txt"
+    http_instr=$(counted "$a_pid")
+    requests=$(awk '/^ +[0-9]+ requests in/ { print $1 }' "$work/wrk.txt")
+
+    rm -f "$work/ready"
+    FANOUT_READY="$work/ready" "${load_cpu[@]}" target/release/examples/fanout \
+        "http://$a" "http://$b" "$CG_ROOMS" "$CG_MEMBERS" "$CG_RATE" "$CG_SECONDS" \
+        >"$work/fanout.json" &
+    fan_pid=$!
+    for ((i = 0; i < 1200; i++)); do
+        [ -e "$work/ready" ] && break
+        sleep 0.1
+    done
+    [ -e "$work/ready" ] || { echo "error: the fan-out never connected" >&2; exit 1; }
+    vgdb --pid="$a_pid" zero >/dev/null 2>&1
+    vgdb --pid="$b_pid" zero >/dev/null 2>&1
+    rm -f "$work/ready"
+    wait "$fan_pid"
+    fan_instr=$(($(counted "$a_pid") + $(counted "$b_pid")))
+    read -r delivered expected < <(python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); print(r["delivered"], r["expected"])' "$work/fanout.json")
+    stop_app "$a_pid"
+    stop_app "$b_pid"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$http_instr" "$requests" "$fan_instr" \
+        "$delivered" "$expected" >>"$cg"
+    tail -n1 "$cg" | awk -F'\t' -v r="$round" '{printf "%-4s round %d: %.0f instructions per request, %.0f per delivery\n", $1, r, $2 / $3, $4 / $5}'
+  done
+done
+python3 - "$cg" <<'PY'
+import sys
+import statistics
+rows = [(r[0], [int(x) for x in r[1:]]) for r in (l.rstrip("\n").split("\t") for l in open(sys.argv[1]))]
+print()
+print("%-26s %14s %14s %10s" % ("instructions (median)", "metrics on", "metrics off", "on / off"))
+worst = 0.0
+for name, (i, n) in (("per request", (0, 1)), ("per delivery", (2, 3))):
+    on, off = (statistics.median(v[i] / v[n] for m, v in rows if m == mode) for mode in ("on", "off"))
+    print("%-26s %14.0f %14.0f %10.3f" % (name, on, off, on / off))
+    worst = max(worst, 1 - off / on)
+for mode in ("on", "off"):
+    rs = [v for m, v in rows if m == mode]
+    print("metrics %-3s: %d requests; %d of %d deliveries over %d rounds"
+          % (mode, sum(v[1] for v in rs), sum(v[3] for v in rs), sum(v[4] for v in rs), len(rs)))
+print("instrumentation costs %.1f %% of throughput (the instructions it adds; goal: under 5 %%)"
+      % (100 * worst))
+lost = sum(v[4] - v[3] for _, v in rows)
 if lost:
     print("error: %d deliveries lost" % lost)
 sys.exit(1 if worst >= 0.05 or lost else 0)

@@ -3,7 +3,8 @@
 //! `RATE` chat messages a second for `SECONDS` seconds. Each chat carries its send
 //! time; every member counts what it receives and how long it took. Prints one JSON
 //! line: events sent, deliveries, deliveries per second, and the delivery latency's
-//! percentiles.
+//! percentiles. With `FANOUT_READY=<path>`, it creates that file once every member is
+//! connected and waits for it to be removed before sending.
 //!
 //! ```text
 //! cargo run --release -p watch-together --example fanout -- \
@@ -66,6 +67,15 @@ async fn main() {
         }
     }
     let connected = setup.elapsed();
+    // With FANOUT_READY set, announce that every member is connected by creating that
+    // file, and send nothing until it is removed: bench/app.sh starts counting the
+    // servers' instructions in between, so that the setup is not counted.
+    if let Ok(path) = std::env::var("FANOUT_READY") {
+        std::fs::write(&path, b"connected\n").unwrap();
+        while std::path::Path::new(&path).exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds + 5);
     let mut tasks = Vec::new();

@@ -35,9 +35,9 @@ pub struct Config {
     /// Most connections in the database pool (`DB_MAX_CONNECTIONS`, 10).
     pub db_max_connections: u32,
     /// Whether the server is instrumented (`METRICS`, `on` or `off`; default on): the
-    /// middleware that counts and times every request, the Prometheus recorder behind
-    /// every other metric, and `/metrics`. Off only to measure what instrumentation
-    /// costs (`bench/app.sh`).
+    /// counting and timing of every request, the Prometheus recorder behind every other
+    /// metric, and `/metrics`. Request ids stay either way. Off only to measure what
+    /// instrumentation costs (`bench/app.sh`).
     pub metrics: bool,
 }
 

@@ -173,8 +173,9 @@ fn tune_accepted(tcp: &tokio::net::TcpStream) {
     }
 }
 
-/// The routes and middleware of the server; `metrics` off leaves out the middleware
-/// that counts and times requests and the `/metrics` route (to measure their cost).
+/// The routes and middleware of the server; `metrics` off leaves out the counting and
+/// timing of requests, every other series and the `/metrics` route (to measure their
+/// cost), and keeps request ids.
 pub fn router(state: AppState, request_timeout: std::time::Duration, metrics: bool) -> Router {
     let routes = Router::new()
         .merge(routes::health::router())
@@ -184,12 +185,14 @@ pub fn router(state: AppState, request_timeout: std::time::Duration, metrics: bo
         // Installed before the first request: the middleware keeps the handles it is
         // given, and a handle taken before the recorder would count nothing.
         telemetry::prometheus();
-        routes
-            .route("/metrics", axum::routing::get(telemetry::render_metrics))
-            .layer(axum::middleware::from_fn(telemetry::track_requests))
+        routes.route("/metrics", axum::routing::get(telemetry::render_metrics))
     } else {
         routes
     };
+    let routes = routes.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        telemetry::serve_request,
+    ));
     routes
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -634,7 +634,7 @@ impl Hub {
             return;
         };
         let lag = (now_ms() - live.server_time).max(0) as f64 / 1000.0;
-        metrics::histogram!("app_pubsub_delivery_lag_seconds").record(lag);
+        crate::telemetry::record("app_pubsub_delivery_lag_seconds", &[], lag);
         let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
         let closed = kind == "closed";
         let mut rooms = self.lock();
@@ -665,7 +665,7 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     let _ = c.close.set((1008, "too slow: messages were not read in time"));
                     tracing::info!(message = "Dropped a slow consumer.", room = %id, member = c.member);
-                    metrics::counter!("app_ws_slow_consumers_total").increment(1);
+                    crate::telemetry::increment("app_ws_slow_consumers_total", &[]);
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,

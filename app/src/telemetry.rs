@@ -27,7 +27,6 @@
 //! told only the id ([`crate::error::hidden`]).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -104,14 +103,15 @@ pub async fn render_metrics(
 }
 
 tokio::task_local! {
-    /// The id of the request being served.
-    static REQUEST_ID: String;
+    /// The id of the request being served, as the header it is answered in (a
+    /// reference-counted buffer: the task and the answer share it).
+    static REQUEST_ID: header::HeaderValue;
 }
 
 /// The id of the request this task serves (`none` outside a request).
 pub fn request_id() -> String {
     REQUEST_ID
-        .try_with(Clone::clone)
+        .try_with(|id| id.to_str().unwrap_or("none").to_owned())
         .unwrap_or_else(|_| "none".to_string())
 }
 
@@ -134,21 +134,18 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 /// The client's request id when it is a plain token, else a new one.
-fn request_id_for(request: &Request) -> String {
+fn request_id_for(request: &Request) -> header::HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static PREFIX: OnceLock<String> = OnceLock::new();
-    let given = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        });
+    let given = request.headers().get("x-request-id").filter(|v| {
+        let v = v.as_bytes();
+        !v.is_empty()
+            && v.len() <= 64
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+    });
     match given {
-        Some(id) => id.to_string(),
+        Some(id) => id.clone(),
         None => {
             let prefix = PREFIX.get_or_init(|| {
                 let nanos = std::time::SystemTime::now()
@@ -160,68 +157,168 @@ fn request_id_for(request: &Request) -> String {
                     (nanos ^ u64::from(std::process::id()) << 32) as u32
                 )
             });
-            format!("{prefix}-{:06x}", NEXT.fetch_add(1, Ordering::Relaxed))
+            let id = format!("{prefix}-{:06x}", NEXT.fetch_add(1, Ordering::Relaxed));
+            header::HeaderValue::from_maybe_shared(axum::body::Bytes::from(id))
+                .expect("hex digits and a dash are a valid header value")
         }
     }
 }
 
+/// Whether this process's recorder is installed: a handle taken before it would
+/// count nothing for ever, so none is kept until then.
+fn recording() -> bool {
+    HANDLE.get().is_some()
+}
+
+/// One kept handle: its metric, its labels, and the handle.
+struct Kept<H> {
+    name: &'static str,
+    labels: Vec<(&'static str, &'static str)>,
+    handle: H,
+}
+
 /// The counter and the histogram of one (route, method, status).
 struct RequestSeries {
+    route: Box<str>,
+    method: &'static str,
+    status: u16,
     count: metrics::Counter,
     duration: metrics::Histogram,
 }
 
-/// One route template's series by (method label, status).
-type RouteSeries = HashMap<(&'static str, u16), RequestSeries>;
-
 thread_local! {
-    /// Each worker thread's handles by route template, then (method, status): found
-    /// once, then used without building the labels or searching the registry again.
-    /// Bounded by the router's templates (and `unmatched`) times the ten method labels
-    /// times the statuses the handlers answer.
-    static SERIES: RefCell<HashMap<Box<str>, RouteSeries>> = RefCell::new(HashMap::new());
+    /// Each worker thread's handles, found once through the registry and then used
+    /// without building labels or hashing again: a request or a WebSocket message
+    /// costs an atomic update per series. The lists are short (the series of this
+    /// file's table whose labels come from fixed sets, and the request series of the
+    /// router's templates times ten method labels times the statuses answered), so
+    /// they are searched in order.
+    static COUNTERS: RefCell<Vec<Kept<metrics::Counter>>> = const { RefCell::new(Vec::new()) };
+    static HISTOGRAMS: RefCell<Vec<Kept<metrics::Histogram>>> = const { RefCell::new(Vec::new()) };
+    static REQUESTS: RefCell<Vec<RequestSeries>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The key of a metric whose name and label values are all `&'static str`.
+fn static_key(name: &'static str, labels: &[(&'static str, &'static str)]) -> metrics::Key {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|&(k, v)| metrics::Label::from_static_parts(k, v))
+        .collect();
+    metrics::Key::from_parts(name, labels)
+}
+
+/// Looks up (or keeps) the handle of `name{labels}` in `kept` and applies `use_it`.
+fn with_kept<H>(
+    kept: &RefCell<Vec<Kept<H>>>,
+    name: &'static str,
+    labels: &[(&'static str, &'static str)],
+    register: impl FnOnce(&metrics::Key) -> H,
+    use_it: impl FnOnce(&H),
+) {
+    let mut kept = kept.borrow_mut();
+    let found = kept
+        .iter()
+        .position(|k| k.name == name && k.labels.as_slice() == labels);
+    let index = found.unwrap_or_else(|| {
+        kept.push(Kept {
+            name,
+            labels: labels.to_vec(),
+            handle: register(&static_key(name, labels)),
+        });
+        kept.len() - 1
+    });
+    use_it(&kept[index].handle);
+}
+
+/// Adds one to the counter `name{labels}`.
+pub fn increment(name: &'static str, labels: &[(&'static str, &'static str)]) {
+    const META: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    if !recording() {
+        return;
+    }
+    COUNTERS.with(|kept| {
+        with_kept(
+            kept,
+            name,
+            labels,
+            |key| metrics::with_recorder(|r| r.register_counter(key, &META)),
+            |c| c.increment(1),
+        );
+    });
+}
+
+/// Records `value` in the histogram `name{labels}`.
+pub fn record(name: &'static str, labels: &[(&'static str, &'static str)], value: f64) {
+    const META: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    if !recording() {
+        return;
+    }
+    HISTOGRAMS.with(|kept| {
+        with_kept(
+            kept,
+            name,
+            labels,
+            |key| metrics::with_recorder(|r| r.register_histogram(key, &META)),
+            |h| h.record(value),
+        );
+    });
 }
 
 /// Counts and times one answered request.
 fn record_request(route: &str, method: &'static str, status: u16, elapsed: Duration) {
-    SERIES.with(|series| {
+    if !recording() {
+        return;
+    }
+    REQUESTS.with(|series| {
         let mut series = series.borrow_mut();
-        if !series.contains_key(route) {
-            series.insert(route.into(), HashMap::new());
-        }
-        let by_route = series.get_mut(route).expect("inserted above");
-        let handles = by_route.entry((method, status)).or_insert_with(|| {
-            let route = route.to_owned();
-            RequestSeries {
+        let found = series
+            .iter()
+            .position(|s| s.status == status && s.method == method && &*s.route == route);
+        let index = found.unwrap_or_else(|| {
+            series.push(RequestSeries {
+                route: route.into(),
+                method,
+                status,
                 count: metrics::counter!(
                     "http_requests_total",
                     "method" => method,
-                    "route" => route.clone(),
+                    "route" => route.to_owned(),
                     "status" => status.to_string()
                 ),
                 duration: metrics::histogram!(
                     "http_request_duration_seconds",
                     "method" => method,
-                    "route" => route
+                    "route" => route.to_owned()
                 ),
-            }
+            });
+            series.len() - 1
         });
-        handles.count.increment(1);
-        handles.duration.record(elapsed.as_secs_f64());
+        series[index].count.increment(1);
+        series[index].duration.record(elapsed.as_secs_f64());
     });
 }
 
-/// Counts and times every request by method, route template and status, and serves
-/// it under its request id.
-pub async fn track_requests(request: Request, next: Next) -> Response {
+/// Serves every request under its request id and, where `metrics` is on, counts and
+/// times it by method, route template and status. The request id stays with the
+/// metrics off: a failure's answer and log line are matched by it.
+pub async fn serve_request(
+    axum::extract::State(metrics): axum::extract::State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let id = request_id_for(&request);
+    if !metrics {
+        let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+        response.headers_mut().insert("x-request-id", id);
+        return response;
+    }
     let start = Instant::now();
     let method = method_label(request.method());
-    let id = request_id_for(&request);
     let route = request.extensions().get::<MatchedPath>().cloned();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-    if let Ok(v) = header::HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
+    response.headers_mut().insert("x-request-id", id);
     record_request(
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
         method,
@@ -242,4 +339,51 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the first sample line of `series` on the rendered page.
+    fn sample(series: &str) -> Option<f64> {
+        prometheus()
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn kept_handles_count_every_use_on_every_thread() {
+        prometheus();
+        for _ in 0..3 {
+            increment("test_kept_total", &[("kind", "a")]);
+        }
+        increment("test_kept_total", &[("kind", "b")]);
+        std::thread::spawn(|| increment("test_kept_total", &[("kind", "a")]))
+            .join()
+            .unwrap();
+        record("test_kept_seconds", &[("kind", "a")], 0.2);
+        record("test_kept_seconds", &[("kind", "a")], 0.3);
+        assert_eq!(sample(r#"test_kept_total{kind="a"}"#), Some(4.0));
+        assert_eq!(sample(r#"test_kept_total{kind="b"}"#), Some(1.0));
+        prometheus().run_upkeep();
+        assert_eq!(sample(r#"test_kept_seconds_count{kind="a"}"#), Some(2.0));
+    }
+
+    #[test]
+    fn request_series_are_kept_per_route_method_and_status() {
+        prometheus();
+        let wait = Duration::from_millis(3);
+        record_request("/test/{id}", "GET", 200, wait);
+        record_request("/test/{id}", "GET", 200, wait);
+        record_request("/test/{id}", "GET", 404, wait);
+        record_request("/test/{id}", "POST", 200, wait);
+        let key = |m: &str, s: u16| {
+            format!(r#"http_requests_total{{method="{m}",route="/test/{{id}}",status="{s}"}}"#)
+        };
+        assert_eq!(sample(&key("GET", 200)), Some(2.0));
+        assert_eq!(sample(&key("GET", 404)), Some(1.0));
+        assert_eq!(sample(&key("POST", 200)), Some(1.0));
+    }
 }

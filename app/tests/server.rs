@@ -9,7 +9,13 @@ use watch_together::{Application, Config, Running};
 
 /// Starts the server on a free port of 127.0.0.1 with short dependency timeouts.
 async fn start(database_url: String, redis_url: String) -> Running {
+    start_with(database_url, redis_url, "on").await
+}
+
+/// [`start`] with `METRICS` set to `metrics`.
+async fn start_with(database_url: String, redis_url: String, metrics: &str) -> Running {
     let config = Config::from_lookup(|name| match name {
+        "METRICS" => Some(metrics.into()),
         "PORT" => Some("0".into()),
         "BIND_LOCALHOST" => Some("1".into()),
         "LOG_FORMAT" => Some("json".into()),
@@ -384,4 +390,37 @@ async fn made_up_methods_share_one_label_and_database_errors_stay_in_the_log() {
         "{body}"
     );
     assert!(!body.to_string().contains("relation"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_serves_no_metrics_and_keeps_request_ids() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let server = start_with(pg.url(), redis.url(), "off").await;
+    let addr = server.local_addr();
+
+    let resp = client()
+        .get(format!("http://{addr}/metrics"))
+        .header("x-request-id", "trace-off-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(resp.headers()["x-request-id"], "trace-off-1");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "not_found", "{body}");
+    assert_eq!(body["request_id"], "trace-off-1", "{body}");
+
+    // A new id for a request that brings none, the same in the header and the body.
+    let resp = client()
+        .get(format!("http://{addr}/api/rooms/999999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["request_id"], id.as_str(), "{body}");
+    let (status, _) = get(addr, "/api/health").await;
+    assert_eq!(status, 200);
 }

@@ -46,8 +46,11 @@ async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
     .await;
     let elapsed = start.elapsed();
-    metrics::histogram!("app_db_query_duration_seconds", "query" => "health_select_1")
-        .record(elapsed.as_secs_f64());
+    crate::telemetry::record(
+        "app_db_query_duration_seconds",
+        &[("query", "health_select_1")],
+        elapsed.as_secs_f64(),
+    );
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let size = state.db.size();
     let idle = state.db.num_idle() as u32;
@@ -90,8 +93,10 @@ async fn cache(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             .query_async(&mut conn)
             .await?;
         let result = if present.is_some() { "hit" } else { "miss" };
-        metrics::counter!("app_cache_requests_total", "operation" => "health_check", "result" => result)
-            .increment(1);
+        crate::telemetry::increment(
+            "app_cache_requests_total",
+            &[("operation", "health_check"), ("result", result)],
+        );
         if present.is_none() {
             redis::cmd("SET")
                 .arg(HEALTH_KEY)
@@ -105,8 +110,11 @@ async fn cache(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     })
     .await;
     let elapsed = start.elapsed();
-    metrics::histogram!("cache_command_duration_seconds", "command" => "ping")
-        .record(elapsed.as_secs_f64());
+    crate::telemetry::record(
+        "cache_command_duration_seconds",
+        &[("command", "ping")],
+        elapsed.as_secs_f64(),
+    );
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     match result {
         Ok(Ok(pong)) if pong == "PONG" => (

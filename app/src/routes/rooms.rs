@@ -146,8 +146,11 @@ pub async fn timed<T>(
 ) -> Result<T, ApiError> {
     let start = Instant::now();
     let result = tokio::time::timeout(state.db_timeout, fut).await;
-    metrics::histogram!("app_db_query_duration_seconds", "query" => query)
-        .record(start.elapsed().as_secs_f64());
+    crate::telemetry::record(
+        "app_db_query_duration_seconds",
+        &[("query", query)],
+        start.elapsed().as_secs_f64(),
+    );
     match result {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => Err(ApiError::Unavailable(
@@ -246,8 +249,10 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Room>>, ApiError
 }
 
 fn cache_result(result: &'static str) {
-    metrics::counter!("app_cache_requests_total", "operation" => "get_room", "result" => result)
-        .increment(1);
+    crate::telemetry::increment(
+        "app_cache_requests_total",
+        &[("operation", "get_room"), ("result", result)],
+    );
 }
 
 /// A room by id, through the cache.

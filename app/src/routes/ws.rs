@@ -283,7 +283,7 @@ async fn serve(state: AppState, info: RoomInfo, member: i64, name: String, socke
             };
             if !bucket.take() {
                 refused += 1;
-                metrics::counter!("app_ws_messages_total", "type" => "rate_limited").increment(1);
+                crate::telemetry::increment("app_ws_messages_total", &[("type", "rate_limited")]);
                 if refused >= MAX_REFUSED_IN_A_ROW {
                     return Some((1008, "too many messages: at most 10 a second"));
                 }
@@ -295,14 +295,16 @@ async fn serve(state: AppState, info: RoomInfo, member: i64, name: String, socke
             refused = 0;
             match parse(text.as_str(), info.duration) {
                 Ok(command) => {
-                    metrics::counter!("app_ws_messages_total", "type" => command.kind())
-                        .increment(1);
+                    crate::telemetry::increment(
+                        "app_ws_messages_total",
+                        &[("type", command.kind())],
+                    );
                     if let Err(e) = hub.apply(info, member, &command).await {
                         reply(Outbound::error(&e.to_string()));
                     }
                 }
                 Err(reason) => {
-                    metrics::counter!("app_ws_messages_total", "type" => "invalid").increment(1);
+                    crate::telemetry::increment("app_ws_messages_total", &[("type", "invalid")]);
                     reply(Outbound::error(&reason));
                 }
             }
