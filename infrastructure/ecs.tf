@@ -31,7 +31,7 @@ resource "aws_ssm_parameter" "database_url" {
   value = format(
     "postgres://%s:%s@%s:%d/%s?sslmode=require",
     aws_db_instance.main.username,
-    urlencode(random_password.db.result),
+    urlencode(local.generated["database-password"]),
     aws_db_instance.main.address,
     aws_db_instance.main.port,
     aws_db_instance.main.db_name,
@@ -45,7 +45,7 @@ resource "aws_ssm_parameter" "redis_url" {
   key_id      = aws_kms_key.secrets.arn
   value = format(
     "rediss://:%s@%s:%d/0",
-    urlencode(random_password.redis_auth.result),
+    urlencode(local.generated["redis-auth-token"]),
     aws_elasticache_replication_group.main.primary_endpoint_address,
     aws_elasticache_replication_group.main.port,
   )
@@ -68,22 +68,21 @@ resource "aws_ssm_parameter" "vigil_heartbeat_url" {
 }
 
 # The placeholder is random rather than a well-known string, so the silence API is
-# never open with a guessable token before an operator sets a real one.
-resource "random_password" "vigil_api_token_placeholder" {
-  length  = 48
-  special = false
+# never open with a guessable token before an operator sets a real one. Secrets
+# Manager draws it (an ephemeral value: in neither the plan nor the state) and it is
+# written once (value_wo_version), so an operator's token is never overwritten.
+ephemeral "aws_secretsmanager_random_password" "vigil_api_token_placeholder" {
+  password_length     = 48
+  exclude_punctuation = true
 }
 
 resource "aws_ssm_parameter" "vigil_api_token" {
-  name        = "${local.ssm_prefix}/vigil/api-token"
-  description = "VIGIL_API_TOKEN: bearer token of Vigil's silence API. Set by an operator."
-  type        = "SecureString"
-  key_id      = aws_kms_key.secrets.arn
-  value       = random_password.vigil_api_token_placeholder.result
-
-  lifecycle {
-    ignore_changes = [value]
-  }
+  name             = "${local.ssm_prefix}/vigil/api-token"
+  description      = "VIGIL_API_TOKEN: bearer token of Vigil's silence API. Set by an operator."
+  type             = "SecureString"
+  key_id           = aws_kms_key.secrets.arn
+  value_wo         = ephemeral.aws_secretsmanager_random_password.vigil_api_token_placeholder.random_password
+  value_wo_version = 1
 }
 
 # ---------------------------------------------------------------------------------

@@ -6,17 +6,15 @@
 # environments/<env>.tfvars and every environment keeps its own state (README.md).
 
 terraform {
-  # 1.10 for the S3 backend's native lock file (use_lockfile).
-  required_version = ">= 1.10.0, < 2.0.0"
+  # 1.10 for the S3 backend's native lock file (use_lockfile) and ephemeral
+  # resources, 1.11 for write-only arguments (secrets that never enter the state).
+  required_version = ">= 1.11.0, < 2.0.0"
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = "~> 5.80"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
+      source = "hashicorp/aws"
+      # 5.83 for write-only arguments and the Secrets Manager ephemeral resources.
+      version = "~> 5.83"
     }
   }
 
@@ -28,6 +26,23 @@ terraform {
 
 provider "aws" {
   region = var.aws_region
+
+  default_tags {
+    tags = {
+      Project     = "plex-watch-together"
+      Service     = local.service
+      Environment = var.environment
+      ManagedBy   = "terraform"
+      Repository  = "github.com/plex-watch-together/vigil"
+    }
+  }
+}
+
+# The second region that holds the copy of the database's automated backups
+# (database.tf); the main region where there is none, so the provider is always valid.
+provider "aws" {
+  alias  = "backup"
+  region = coalesce(var.db_backup_replication_region, var.aws_region)
 
   default_tags {
     tags = {
@@ -280,4 +295,63 @@ resource "aws_flow_log" "main" {
   tags = {
     Name = local.name
   }
+}
+
+# ---------------------------------------------------------------------------------
+# Network ACL of the database subnets (the runbook's second layer under the security
+# groups): PostgreSQL and Redis from the private subnets, the answers back to them,
+# and the database tier's own traffic (the Redis replica, RDS Multi-AZ). Nothing
+# else, in or out; the public subnets cannot reach them even if a security group
+# were opened by mistake.
+# ---------------------------------------------------------------------------------
+
+locals {
+  database_acl_ingress = concat(
+    flatten([
+      for i, cidr in local.private_subnet_cidrs : [
+        { cidr = cidr, from = 5432, to = 5432, what = "PostgreSQL from the tasks" },
+        { cidr = cidr, from = 6379, to = 6379, what = "Redis from the tasks" },
+      ]
+    ]),
+    [for cidr in local.database_subnet_cidrs : { cidr = cidr, from = 0, to = 65535, what = "the database tier" }],
+  )
+  database_acl_egress = concat(
+    [for cidr in local.private_subnet_cidrs : { cidr = cidr, from = 1024, to = 65535, what = "answers to the tasks" }],
+    [for cidr in local.database_subnet_cidrs : { cidr = cidr, from = 0, to = 65535, what = "the database tier" }],
+  )
+}
+
+resource "aws_network_acl" "database" {
+  vpc_id     = aws_vpc.main.id
+  subnet_ids = aws_subnet.database[*].id
+
+  tags = {
+    Name = "${local.name}-database"
+  }
+}
+
+resource "aws_network_acl_rule" "database_ingress" {
+  count = length(local.database_acl_ingress)
+
+  network_acl_id = aws_network_acl.database.id
+  egress         = false
+  rule_number    = 100 + count.index * 10
+  rule_action    = "allow"
+  protocol       = "tcp"
+  cidr_block     = local.database_acl_ingress[count.index].cidr
+  from_port      = local.database_acl_ingress[count.index].from
+  to_port        = local.database_acl_ingress[count.index].to
+}
+
+resource "aws_network_acl_rule" "database_egress" {
+  count = length(local.database_acl_egress)
+
+  network_acl_id = aws_network_acl.database.id
+  egress         = true
+  rule_number    = 100 + count.index * 10
+  rule_action    = "allow"
+  protocol       = "tcp"
+  cidr_block     = local.database_acl_egress[count.index].cidr
+  from_port      = local.database_acl_egress[count.index].from
+  to_port        = local.database_acl_egress[count.index].to
 }

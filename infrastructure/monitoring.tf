@@ -224,7 +224,8 @@ resource "aws_cloudwatch_metric_alarm" "alb_5xx_rate" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "alb_target_response_time" {
-  alarm_name        = "${var.environment}-alb-target-response-time"
+  alarm_name = "${var.environment}-alb-target-response-time"
+  # A warning, as the runbook classes latency above 2 s: e-mail, not a page.
   alarm_description = "The app's p95 response time at the load balancer has been above 2 s for 5 minutes (backstop of HighLatency; runbook ${local.runbooks}/HighLatency.md)."
 
   namespace           = "AWS/ApplicationELB"
@@ -238,8 +239,8 @@ resource "aws_cloudwatch_metric_alarm" "alb_target_response_time" {
   threshold           = 2
   treat_missing_data  = "notBreaching"
 
-  alarm_actions = [aws_sns_topic.critical.arn]
-  ok_actions    = [aws_sns_topic.critical.arn]
+  alarm_actions = [aws_sns_topic.warning.arn]
+  ok_actions    = [aws_sns_topic.warning.arn]
 }
 
 resource "aws_cloudwatch_metric_alarm" "alb_unhealthy_hosts" {

@@ -107,6 +107,16 @@ variable "ecs_max_tasks" {
   }
 }
 
+variable "cloudtrail_retention_days" {
+  type        = number
+  description = "Days the CloudTrail bucket keeps the audit log files (and their digests)."
+
+  validation {
+    condition     = var.cloudtrail_retention_days >= 90
+    error_message = "cloudtrail_retention_days must be at least 90 (CloudTrail's own event history already covers 90 days)."
+  }
+}
+
 variable "log_retention_days" {
   type        = number
   description = "Days CloudWatch Logs keeps the containers' logs, the VPC flow logs, the WAF logs and the database and cache logs."
@@ -173,6 +183,16 @@ variable "db_backup_retention_days" {
   validation {
     condition     = var.db_backup_retention_days >= 1 && var.db_backup_retention_days <= 35
     error_message = "db_backup_retention_days must be between 1 and 35 (0 would turn backups off)."
+  }
+}
+
+variable "db_backup_replication_region" {
+  type        = string
+  description = "A second region that keeps a copy of the automated backups (point-in-time recovery there too, for a region outage), or null for none."
+
+  validation {
+    condition     = var.db_backup_replication_region == null || can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.db_backup_replication_region))
+    error_message = "db_backup_replication_region must be a region name such as us-east-1, or null."
   }
 }
 

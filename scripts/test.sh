@@ -4,6 +4,8 @@
 # moto_server, the local AWS, and cbor2 for its CloudWatch adapter), then
 # formatting, lints, every test, the rule tests through both promtool and vigil, and
 # the deployment's static checks (scripts/check-infrastructure.sh, with its own venv),
+# terraform validate and plan of each environment against moto_server
+# (scripts/plan-infrastructure.sh, with the machine's terraform and AWS provider),
 # and a short run of every fuzz target (scripts/fuzz.sh; cargo-fuzz from crates.io).
 # The tests start their own PostgreSQL and Redis servers on free ports; the machine's
 # shared ones are neither needed nor touched. The browser tests (tests/browser.rs)
@@ -41,6 +43,8 @@ VIGIL_HEARTBEAT_URL=http://127.0.0.1:9/heartbeat \
     cargo run -q -p vigil -- check --config vigil.example.yaml
 echo "==> the deployment: hadolint, checkov, terraform fmt and the structure tests"
 scripts/check-infrastructure.sh
+echo "==> terraform init, validate and plan of every environment against moto_server"
+scripts/plan-infrastructure.sh
 echo "==> fuzzing: every target for ${FUZZ_SECONDS:-20}s from its seed corpus"
 scripts/fuzz.sh
 echo "==> vigil dashboards render"

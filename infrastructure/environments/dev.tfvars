@@ -25,8 +25,10 @@ db_max_connections       = 112
 db_allocated_storage     = 20
 db_max_allocated_storage = 50
 db_multi_az              = false
-db_backup_retention_days = 1
-db_deletion_protection   = false
+# No copy of the backups in a second region.
+db_backup_replication_region = null
+db_backup_retention_days     = 1
+db_deletion_protection       = false
 
 # Redis
 cache_node_type = "cache.t3.micro"
@@ -41,3 +43,6 @@ create_route53_record         = true
 
 # Alerting (the PagerDuty URL is a secret: SSM, README.md)
 warning_email = "devops+dev@plexwatchtogether.com"
+
+# Audit log (CloudTrail)
+cloudtrail_retention_days = 90

@@ -26,7 +26,10 @@ db_allocated_storage     = 50
 db_max_allocated_storage = 500
 db_multi_az              = true
 db_backup_retention_days = 30
-db_deletion_protection   = true
+# A copy of the automated backups in a second region (the runbook's cross-region
+# backups): point-in-time recovery survives the loss of us-west-2.
+db_backup_replication_region = "us-east-1"
+db_deletion_protection       = true
 
 # Redis
 cache_node_type = "cache.t3.small"
@@ -41,3 +44,6 @@ create_route53_record         = true
 
 # Alerting (the PagerDuty URL is a secret: SSM, README.md)
 warning_email = "devops@plexwatchtogether.com"
+
+# Audit log (CloudTrail)
+cloudtrail_retention_days = 365

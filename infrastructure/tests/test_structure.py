@@ -50,6 +50,8 @@ ALARM_SUFFIXES = {
 }
 TF_FILES = {
     "main.tf",
+    "secrets.tf",
+    "audit.tf",
     "variables.tf",
     "outputs.tf",
     "database.tf",
@@ -168,7 +170,10 @@ class Layout(unittest.TestCase):
             providers.update(block)
         self.assertEqual(providers["aws"]["source"], "hashicorp/aws")
         self.assertRegex(providers["aws"]["version"], r"^~> 5\.\d+$")
-        self.assertEqual(providers["random"]["source"], "hashicorp/random")
+        # Only the AWS provider: nothing else can be had where this is planned
+        # (scripts/plan-infrastructure.sh), and Secrets Manager makes the passwords.
+        self.assertEqual(set(providers), {"aws"})
+        self.assertFalse([t for t in MODEL.resources if t.startswith("random_")])
         self.assertIn("required_providers", MODEL.text["main.tf"])
 
 
@@ -268,8 +273,8 @@ class TaskDefinition(unittest.TestCase):
                 self.assertEqual(parameter["key_id"], "${aws_kms_key.secrets.arn}")
         self.assertIn("rediss://", parameters["redis_url"]["value"])
         self.assertEqual(secrets["VIGIL_LEASE_REDIS_URL"], secrets["REDIS_URL"])
-        self.assertIn("random_password.db.result", parameters["database_url"]["value"])
-        self.assertIn("random_password.redis_auth.result", parameters["redis_url"]["value"])
+        self.assertIn('local.generated["database-password"]', parameters["database_url"]["value"])
+        self.assertIn('local.generated["redis-auth-token"]', parameters["redis_url"]["value"])
 
     def test_every_variable_the_shipped_config_needs_is_given(self):
         # The image carries vigil.example.yaml and alerts/routing.yaml. A ${VAR} without
@@ -289,9 +294,17 @@ class TaskDefinition(unittest.TestCase):
 
     def test_operator_set_parameters_are_never_overwritten(self):
         parameters = MODEL.resources["aws_ssm_parameter"]
-        for name in ("vigil_heartbeat_url", "vigil_api_token"):
-            with self.subTest(parameter=name):
-                self.assertEqual(parameters[name]["lifecycle"], [{"ignore_changes": ["value"]}])
+        heartbeat = parameters["vigil_heartbeat_url"]
+        self.assertEqual(heartbeat["lifecycle"], [{"ignore_changes": ["value"]}])
+        # The API token's placeholder is written once and never read back: no value in
+        # the state for a plan to restore over an operator's token.
+        token = parameters["vigil_api_token"]
+        self.assertNotIn("value", token)
+        self.assertEqual(
+            token["value_wo"],
+            "${ephemeral.aws_secretsmanager_random_password.vigil_api_token_placeholder.random_password}",
+        )
+        self.assertEqual(token["value_wo_version"], 1)
         for name in ("database_url", "redis_url"):
             self.assertNotIn("lifecycle", parameters[name])
 
@@ -414,15 +427,20 @@ class Iam(unittest.TestCase):
 
 
 class Alarms(unittest.TestCase):
-    def test_every_alarm_pages_and_resolves_through_the_critical_topic(self):
+    def test_every_alarm_notifies_and_resolves_through_its_runbook_class_topic(self):
+        # The runbook classes latency above 2 s as a warning (e-mail), like Vigil's
+        # HighLatency; every other backstop pages.
+        warnings = {"alb_target_response_time"}
         alarms = MODEL.resources["aws_cloudwatch_metric_alarm"]
         self.assertTrue(alarms)
+        self.assertLessEqual(warnings, set(alarms))
         for name, alarm in alarms.items():
+            topic = "${aws_sns_topic.warning.arn}" if name in warnings else "${aws_sns_topic.critical.arn}"
             with self.subTest(alarm=name):
                 self.assertTrue(alarm.get("alarm_actions"))
                 self.assertTrue(alarm.get("ok_actions"))
-                self.assertEqual(alarm["alarm_actions"], ["${aws_sns_topic.critical.arn}"])
-                self.assertEqual(alarm["ok_actions"], ["${aws_sns_topic.critical.arn}"])
+                self.assertEqual(alarm["alarm_actions"], [topic])
+                self.assertEqual(alarm["ok_actions"], [topic])
 
     def test_the_nine_backstop_alarms_exist_with_the_names_the_dashboard_lists(self):
         names = {alarm["alarm_name"] for alarm in MODEL.resources["aws_cloudwatch_metric_alarm"].values()}
@@ -560,9 +578,66 @@ class Data(unittest.TestCase):
         redis = MODEL.resources["aws_elasticache_replication_group"]["main"]
         self.assertIs(redis["at_rest_encryption_enabled"], True)
         self.assertIs(redis["transit_encryption_enabled"], True)
-        self.assertEqual(redis["auth_token"], "${random_password.redis_auth.result}")
+        self.assertEqual(redis["auth_token"], '${local.generated["redis-auth-token"]}')
         self.assertEqual(redis["automatic_failover_enabled"], "${var.cache_multi_az}")
         self.assertEqual(redis["multi_az_enabled"], "${var.cache_multi_az}")
+
+
+class Secrets(unittest.TestCase):
+    def test_generated_passwords_live_in_secrets_manager_and_never_in_a_plan(self):
+        generated = MODEL.locals["generated_secrets"]
+        self.assertEqual(set(generated), {"database-password", "redis-auth-token"})
+        secret = MODEL.resources["aws_secretsmanager_secret"]["generated"]
+        self.assertEqual(secret["kms_key_id"], "${aws_kms_key.secrets.arn}")
+        version = MODEL.resources["aws_secretsmanager_secret_version"]["generated"]
+        # Written once from the ephemeral draw: the draw is in no plan and no state.
+        self.assertEqual(
+            version["secret_string_wo"],
+            "${ephemeral.aws_secretsmanager_random_password.generated[each.key].random_password}",
+        )
+        self.assertEqual(version["secret_string_wo_version"], 1)
+        self.assertNotIn("secret_string", version)
+        db = MODEL.resources["aws_db_instance"]["main"]
+        self.assertEqual(db["password"], '${local.generated["database-password"]}')
+
+
+class Audit(unittest.TestCase):
+    def test_one_multi_region_trail_validated_and_encrypted_with_its_own_key(self):
+        trail = MODEL.resources["aws_cloudtrail"]["main"]
+        self.assertIs(trail["is_multi_region_trail"], True)
+        self.assertIs(trail["enable_log_file_validation"], True)
+        self.assertIs(trail["include_global_service_events"], True)
+        self.assertEqual(trail["kms_key_id"], "${aws_kms_key.cloudtrail.arn}")
+        self.assertEqual(trail["s3_bucket_name"], "${aws_s3_bucket.cloudtrail.id}")
+        sse = MODEL.resources["aws_s3_bucket_server_side_encryption_configuration"]["cloudtrail"]
+        default = sse["rule"][0]["apply_server_side_encryption_by_default"][0]
+        self.assertEqual(default["sse_algorithm"], "aws:kms")
+        self.assertEqual(default["kms_master_key_id"], "${aws_kms_key.cloudtrail.arn}")
+        block = MODEL.resources["aws_s3_bucket_public_access_block"]["cloudtrail"]
+        for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+            self.assertIs(block[flag], True, flag)
+        self.assertIs(MODEL.resources["aws_kms_key"]["cloudtrail"]["enable_key_rotation"], True)
+
+    def test_production_copies_its_backups_to_another_region(self):
+        replication = MODEL.resources["aws_db_instance_automated_backups_replication"]["main"]
+        self.assertEqual(replication["provider"], "${aws.backup}")
+        self.assertEqual(replication["source_db_instance_arn"], "${aws_db_instance.main.arn}")
+        self.assertEqual(replication["retention_period"], "${var.db_backup_retention_days}")
+        production = tfvars("production")
+        self.assertIsNotNone(production["db_backup_replication_region"])
+        self.assertNotEqual(production["db_backup_replication_region"], production["aws_region"])
+
+    def test_the_database_subnets_have_their_own_network_acl(self):
+        acl = MODEL.resources["aws_network_acl"]["database"]
+        self.assertEqual(acl["subnet_ids"], "${aws_subnet.database[*].id}")
+        text = MODEL.text["main.tf"]
+        ingress = text[text.index("database_acl_ingress = concat(") : text.index("database_acl_egress = concat(")]
+        self.assertEqual(sorted(set(re.findall(r"from = (\d+)", ingress))), ["0", "5432", "6379"])
+        self.assertNotIn("0.0.0.0/0", text[text.index("database_acl_ingress") :])
+        for direction in ("database_ingress", "database_egress"):
+            rule = MODEL.resources["aws_network_acl_rule"][direction]
+            self.assertEqual(rule["rule_action"], "allow")
+            self.assertEqual(rule["protocol"], "tcp")
 
 
 class Network(unittest.TestCase):
