@@ -55,6 +55,8 @@ sys.exit(m.version('python-hcl2') != '$PYTHON_HCL2_VERSION')" 2>/dev/null; then
 }
 
 ensure_iac_venv
+# scripts/dev-setup.sh only installs the tools.
+[ -z "${SETUP_ONLY:-}" ] || exit 0
 
 # Nothing below may reach the network: checkov neither maps resources through nor
 # downloads from the Prisma Cloud platform, nor looks for a newer version of itself;

@@ -15,10 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-ensure_packages
-ensure_venv
-ensure_moto
-ensure_browser
+# What a new machine needs, installed where it is missing (also what a developer runs
+# once: the runbook's scripts/dev-setup.sh).
+scripts/dev-setup.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
