@@ -149,6 +149,40 @@ def tfvars(environment: str) -> dict:
     return parse(INFRA / "environments" / f"{environment}.tfvars")
 
 
+def resolve_name(value: str) -> str:
+    """A name as Terraform writes it, with `<env>` for the environment."""
+    for local in ("ssm_prefix", "ecs_log_group_name", "name", "service"):
+        value = value.replace("${local.%s}" % local, str(MODEL.locals[local]))
+    return value.replace("${var.environment}", "<env>")
+
+
+NAME_ATTRIBUTES = ("name", "name_prefix", "identifier", "family", "replication_group_id", "alarm_name", "dashboard_name")
+
+
+def terraform_names() -> set[str]:
+    """Every resource name of infrastructure/*.tf (for_each keys expanded), with `<env>`,
+    and the replication group's member ids (`<id>-001`, ...)."""
+    names = set()
+    for by_name in MODEL.resources.values():
+        for body in by_name.values():
+            each = MODEL.value(body.get("for_each"))
+            if isinstance(each, dict):
+                keys = list(each)
+            elif isinstance(each, str) and "toset([" in each:
+                keys = re.findall(r'"([^"]+)"', each)
+            else:
+                keys = []
+            for attribute in NAME_ATTRIBUTES:
+                value = body.get(attribute)
+                if isinstance(value, str):
+                    value = resolve_name(value)
+                    names |= {value.replace("${each.key}", key) for key in keys} if "${each.key}" in value else {value}
+    assert 'format("%s-%03d", local.name, i + 1)' in MODEL.locals["cache_member_ids"]
+    nodes = max(int(count) for count in re.findall(r"\d+", MODEL.locals["cache_node_count"]))
+    names |= {f"{resolve_name(MODEL.locals['name'])}-{i:03d}" for i in range(1, nodes + 1)}
+    return names
+
+
 class Layout(unittest.TestCase):
     def test_parser_is_python_hcl2(self):
         self.assertGreaterEqual(int(importlib.metadata.version("python-hcl2").split(".")[0]), 8)
@@ -737,7 +771,8 @@ class Runbooks(unittest.TestCase):
         runbooks = sorted((REPO / "alerts" / "runbooks").glob("*.md"))
         self.assertGreaterEqual(len(runbooks), 13)
         for runbook in runbooks:
-            text = runbook.read_text()
+            # The Resources sections write `<env>`: checked here as production's names.
+            text = runbook.read_text().replace("<env>", "production")
             for flag, allowed in flags.items():
                 for value in re.findall(re.escape(flag) + r" ([^\s`]+)", text):
                     self.assertIn(value, allowed, f"{runbook.name}: {flag} {value}")
@@ -745,6 +780,39 @@ class Runbooks(unittest.TestCase):
                 self.assertIn(group, names["log_group"], f"{runbook.name}: log group {group}")
             for script in re.findall(r"(scripts/[\w.-]+)", text):
                 self.assertTrue((REPO / script).exists(), f"{runbook.name}: {script} does not exist")
+
+    def test_every_runbook_lists_the_resources_of_its_alert(self):
+        # Each runbook's `## Resources` section lists, as bullets, what Terraform creates
+        # for its alert, with `<env>` for the environment: every such name is one of
+        # infrastructure/*.tf's, every `<env>-...` name that is neither an SNS topic nor
+        # a dashboard is one of the backstop alarms, and each section names at least one
+        # of the cluster, the database, the replication group, an alarm or a topic.
+        known = terraform_names()
+        alarms = {resolve_name(a["alarm_name"]) for a in MODEL.resources["aws_cloudwatch_metric_alarm"].values()}
+        self.assertEqual(alarms, {"<env>-" + suffix for suffix in ALARM_SUFFIXES})
+        topics = {resolve_name(t["name"]) for t in MODEL.resources["aws_sns_topic"].values()}
+        self.assertEqual(topics, {"<env>-critical", "<env>-warning"})
+        dashboards = {f"<env>-watch-together-{stem}" for stem in DASHBOARDS}
+        self.assertLessEqual(dashboards, known)
+        resources = MODEL.resources
+        anchors = alarms | topics | {
+            resolve_name(resources["aws_ecs_cluster"]["main"]["name"]),
+            resolve_name(resources["aws_db_instance"]["main"]["identifier"]),
+            resolve_name(resources["aws_elasticache_replication_group"]["main"]["replication_group_id"]),
+        }
+        runbooks = sorted(p for p in (REPO / "alerts" / "runbooks").glob("*.md") if p.name != "README.md")
+        self.assertGreaterEqual(len(runbooks), 13)
+        for runbook in runbooks:
+            with self.subTest(runbook=runbook.name):
+                sections = re.findall(r"(?ms)^## Resources[ \t]*\n(.*?)(?=^## |\Z)", runbook.read_text())
+                self.assertEqual(len(sections), 1, "exactly one ## Resources section")
+                self.assertRegex(sections[0], r"(?m)^- \S", "a bullet list")
+                names = set(re.findall(r"`([^`\n]+)`", sections[0]))
+                for name in sorted(n for n in names if "<env>" in n):
+                    if name.startswith("<env>-") and name not in topics | dashboards:
+                        self.assertTrue(name in alarms, f"{name} is not an alarm of monitoring.tf")
+                    self.assertTrue(name in known, f"{name} is not a name infrastructure/*.tf creates")
+                self.assertTrue(names & anchors, "names none of the cluster, database, cache, alarms or topics")
 
 
 if __name__ == "__main__":
