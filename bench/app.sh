@@ -93,6 +93,29 @@ start_app() {
     started_addr=$(listening_addr "$2" 120)
 }
 
+# Starts the two instances with METRICS=$1, logging to $2-a.log and $2-b.log; sets
+# a_pid, a, b_pid and b.
+start_pair() {
+    start_app "$1" "$2-a.log"
+    a_pid=$started_pid a=$started_addr
+    start_app "$1" "$2-b.log"
+    b_pid=$started_pid b=$started_addr
+}
+
+# Creates a room through the instance at $1 and prints its id.
+new_room() {
+    curl -sf -X POST "http://$1/api/rooms" -H 'content-type: application/json' \
+        -d '{"name":"bench","media":{"title":"bench","duration":7200}}' |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+
+# The modes of round $1 in order: which goes first alternates, so that a drift of the
+# machine within a round (another job starting, the page cache warming) does not
+# favour one mode.
+modes_of() {
+    if [ $(($1 % 2)) -eq 1 ]; then echo "on off"; else echo "off on"; fi
+}
+
 stop_app() {
     kill "$1"
     wait "$1" 2>/dev/null || true
@@ -103,18 +126,9 @@ results="$work/results.tsv"
 printf '%-5s %5s | %9s %8s %8s %10s | %10s %9s %9s %8s %8s %11s\n' \
     mode round "req/s" p50 p99 "req/CPU-s" "deliv/s" "lost" "errors" p50 p99 "deliv/CPU-s"
 for round in $(seq 1 "$ROUNDS"); do
-    # Alternate which mode goes first, so that a drift of the machine within a round
-    # (another job starting, the page cache warming) does not favour one mode.
-    if [ $((round % 2)) -eq 1 ]; then modes="on off"; else modes="off on"; fi
-    for mode in $modes; do
-        start_app "$mode" "$work/a-$mode-$round.log"
-        a_pid=$started_pid a=$started_addr
-        start_app "$mode" "$work/b-$mode-$round.log"
-        b_pid=$started_pid b=$started_addr
-
-        room=$(curl -sf -X POST "http://$a/api/rooms" -H 'content-type: application/json' \
-            -d '{"name":"bench","media":{"title":"bench","duration":7200}}' |
-            python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    for mode in $(modes_of "$round"); do
+        start_pair "$mode" "$work/$mode-$round"
+        room=$(new_room "$a")
         # Warm the cache and the connections before measuring.
         "${load_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d2s "http://$a/api/rooms/$room" >/dev/null
         t0=$(cpu_ticks "$a_pid")
@@ -211,15 +225,9 @@ wrapper=(valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p")
 cg="$work/cg.tsv"
 : >"$cg"
 for round in $(seq 1 "$CG_ROUNDS"); do
-  if [ $((round % 2)) -eq 1 ]; then modes="on off"; else modes="off on"; fi
-  for mode in $modes; do
-    start_app "$mode" "$work/cg-a-$mode.log"
-    a_pid=$started_pid a=$started_addr
-    start_app "$mode" "$work/cg-b-$mode.log"
-    b_pid=$started_pid b=$started_addr
-    room=$(curl -sf -X POST "http://$a/api/rooms" -H 'content-type: application/json' \
-        -d '{"name":"bench","media":{"title":"bench","duration":7200}}' |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  for mode in $(modes_of "$round"); do
+    start_pair "$mode" "$work/cg-$mode-$round"
+    room=$(new_room "$a")
     "${load_cpu[@]}" wrk -t1 -c4 -d2s "http://$a/api/rooms/$room" >/dev/null
     vgdb --pid="$a_pid" zero >/dev/null 2>&1
     "${load_cpu[@]}" wrk -t1 -c4 -d"${CG_SECONDS}s" "http://$a/api/rooms/$room" >"$work/wrk.txt"

@@ -48,18 +48,12 @@ terraform {
   backend "local" {}
 }
 HCL
-cat >"$work/repo/infrastructure/provider_override.tf" <<'HCL'
+# Both providers (the main one and aws.backup) get fake credentials; the endpoint is
+# AWS_ENDPOINT_URL, below.
+for alias in "" backup; do
+    cat <<HCL
 provider "aws" {
-  access_key                  = "test"
-  secret_key                  = "test"
-  skip_credentials_validation = true
-  skip_requesting_account_id  = true
-  skip_metadata_api_check     = true
-  s3_use_path_style           = true
-}
-
-provider "aws" {
-  alias                       = "backup"
+  ${alias:+alias = \"$alias\"}
   access_key                  = "test"
   secret_key                  = "test"
   skip_credentials_validation = true
@@ -68,6 +62,7 @@ provider "aws" {
   s3_use_path_style           = true
 }
 HCL
+done >"$work/repo/infrastructure/provider_override.tf"
 
 export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 export TF_CLI_CONFIG_FILE=/dev/null TF_DATA_DIR="$work/tf-data"

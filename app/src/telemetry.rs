@@ -230,10 +230,12 @@ fn with_kept<H>(
     use_it(&kept[index].handle);
 }
 
+/// The metadata of the series registered through [`increment`] and [`record`].
+const META: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
 /// Adds one to the counter `name{labels}`.
 pub fn increment(name: &'static str, labels: &[(&'static str, &'static str)]) {
-    const META: metrics::Metadata<'static> =
-        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
     if !recording() {
         return;
     }
@@ -250,8 +252,6 @@ pub fn increment(name: &'static str, labels: &[(&'static str, &'static str)]) {
 
 /// Records `value` in the histogram `name{labels}`.
 pub fn record(name: &'static str, labels: &[(&'static str, &'static str)], value: f64) {
-    const META: metrics::Metadata<'static> =
-        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
     if !recording() {
         return;
     }
@@ -309,22 +309,20 @@ pub async fn serve_request(
     next: Next,
 ) -> Response {
     let id = request_id_for(&request);
-    if !metrics {
-        let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-        response.headers_mut().insert("x-request-id", id);
-        return response;
-    }
-    let start = Instant::now();
-    let method = method_label(request.method());
-    let route = request.extensions().get::<MatchedPath>().cloned();
+    let timed = metrics.then(|| {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        (Instant::now(), method_label(request.method()), route)
+    });
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     response.headers_mut().insert("x-request-id", id);
-    record_request(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        method,
-        response.status().as_u16(),
-        start.elapsed(),
-    );
+    if let Some((start, method, route)) = timed {
+        record_request(
+            route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            method,
+            response.status().as_u16(),
+            start.elapsed(),
+        );
+    }
     response
 }
 
