@@ -161,8 +161,25 @@ resource "aws_lb" "main" {
   depends_on = [aws_s3_bucket_policy.alb_logs]
 }
 
+# Blue-green deployments (production, deploy.tf) alternate between two target groups;
+# "blue" is the one the service was created with. Rolling deployments use it alone.
+locals {
+  target_groups = merge(
+    { blue = "${local.name}-app" },
+    var.blue_green_deployments ? { green = "${local.name}-green" } : {},
+  )
+}
+
+moved {
+  from = aws_lb_target_group.app
+  to   = aws_lb_target_group.app["blue"]
+}
+
 resource "aws_lb_target_group" "app" {
-  name                 = "${local.name}-app"
+  #checkov:skip=CKV_AWS_378:TLS ends at the load balancer (HTTPS listeners, TLS 1.3/1.2 policy); the targets are the tasks in private subnets, reached over HTTP on 3000 from the ALB's security group only. checkov only reports it since the target groups became a for_each.
+  for_each = local.target_groups
+
+  name                 = each.value
   target_type          = "ip"
   port                 = local.app_port
   protocol             = "HTTP"
@@ -242,7 +259,35 @@ resource "aws_lb_listener" "https" {
 
   default_action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.app.arn
+    target_group_arn = aws_lb_target_group.app["blue"].arn
+  }
+
+  # Blue-green deployments point it at the other target group after each shift
+  # (scripts/deploy.sh, through CodeDeploy); Terraform must not point it back.
+  lifecycle {
+    ignore_changes = [default_action]
+  }
+}
+
+# Blue-green's test listener: CodeDeploy routes it to the replacement task set before
+# production traffic. Nothing may reach it from outside (no security group rule opens
+# 8443): the gate is Vigil's verdict, read from CloudWatch, not test traffic.
+resource "aws_lb_listener" "test" {
+  count = var.blue_green_deployments ? 1 : 0
+
+  load_balancer_arn = aws_lb.main.arn
+  port              = 8443
+  protocol          = "HTTPS"
+  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  certificate_arn   = aws_acm_certificate_validation.main.certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.app["green"].arn
+  }
+
+  lifecycle {
+    ignore_changes = [default_action]
   }
 }
 

@@ -319,33 +319,41 @@ resource "aws_ecs_service" "main" {
   }
 
   load_balancer {
-    target_group_arn = aws_lb_target_group.app.arn
+    target_group_arn = aws_lb_target_group.app["blue"].arn
     container_name   = "app"
     container_port   = local.app_port
   }
 
   # Rolling deployments that never drop below the running count; a deployment whose
-  # tasks keep failing their health checks is stopped and rolled back.
+  # tasks keep failing their health checks is stopped and rolled back. Blue-green
+  # (production) deploys through CodeDeploy instead (deploy.tf), which takes no
+  # circuit breaker: a failed gate or health check rolls back there.
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
   health_check_grace_period_seconds  = 60
 
-  deployment_circuit_breaker {
-    enable   = true
-    rollback = true
+  dynamic "deployment_circuit_breaker" {
+    for_each = var.blue_green_deployments ? [] : [true]
+    content {
+      enable   = true
+      rollback = true
+    }
   }
 
   deployment_controller {
-    type = "ECS"
+    type = var.blue_green_deployments ? "CODE_DEPLOY" : "ECS"
   }
 
   enable_ecs_managed_tags = true
   propagate_tags          = "SERVICE"
   enable_execute_command  = false
 
-  # Autoscaling owns the running count after creation.
+  # Autoscaling owns the running count after creation, and scripts/deploy.sh what
+  # runs: it registers each release's task definition from the family's latest
+  # revision (this resource's) and rolls it out behind Vigil's gate; under
+  # CodeDeploy the target group changes with every deployment too.
   lifecycle {
-    ignore_changes = [desired_count]
+    ignore_changes = [desired_count, task_definition, load_balancer]
   }
 
   depends_on = [

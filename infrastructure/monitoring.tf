@@ -243,18 +243,37 @@ resource "aws_cloudwatch_metric_alarm" "alb_target_response_time" {
   ok_actions    = [aws_sns_topic.warning.arn]
 }
 
+# Under blue-green either target group may hold production's tasks: the alarm takes
+# the worse of them.
 resource "aws_cloudwatch_metric_alarm" "alb_unhealthy_hosts" {
   alarm_name        = "${var.environment}-alb-unhealthy-hosts"
   alarm_description = "At least one app task has failed the load balancer's /api/health check for 3 minutes (runbook ${local.runbooks}/AppDown.md)."
 
-  namespace   = "AWS/ApplicationELB"
-  metric_name = "UnHealthyHostCount"
-  dimensions = {
-    LoadBalancer = aws_lb.main.arn_suffix
-    TargetGroup  = aws_lb_target_group.app.arn_suffix
+  dynamic "metric_query" {
+    for_each = aws_lb_target_group.app
+    content {
+      id = "unhealthy_${metric_query.key}"
+
+      metric {
+        namespace   = "AWS/ApplicationELB"
+        metric_name = "UnHealthyHostCount"
+        dimensions = {
+          LoadBalancer = aws_lb.main.arn_suffix
+          TargetGroup  = metric_query.value.arn_suffix
+        }
+        stat   = "Maximum"
+        period = 60
+      }
+    }
   }
-  statistic           = "Maximum"
-  period              = 60
+
+  metric_query {
+    id          = "unhealthy"
+    expression  = "MAX([${join(", ", [for key, _ in aws_lb_target_group.app : "unhealthy_${key}"])}])"
+    label       = "Unhealthy app targets"
+    return_data = true
+  }
+
   evaluation_periods  = 3
   datapoints_to_alarm = 3
   comparison_operator = "GreaterThanThreshold"

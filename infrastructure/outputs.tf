@@ -130,3 +130,13 @@ output "waf_web_acl_arn" {
   description = "WAF web ACL in front of the load balancer."
   value       = aws_wafv2_web_acl.main.arn
 }
+
+output "codedeploy_application_name" {
+  description = "CodeDeploy application of production's blue-green deployments (scripts/deploy.sh); null where deployments are rolling."
+  value       = var.blue_green_deployments ? aws_codedeploy_app.main[0].name : null
+}
+
+output "codedeploy_deployment_group_name" {
+  description = "Its deployment group; null where deployments are rolling."
+  value       = var.blue_green_deployments ? aws_codedeploy_deployment_group.main[0].deployment_group_name : null
+}

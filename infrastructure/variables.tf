@@ -107,6 +107,31 @@ variable "ecs_max_tasks" {
   }
 }
 
+variable "blue_green_deployments" {
+  type        = bool
+  description = "Deploy through CodeDeploy's ECS blue/green (deploy.tf: a second target group, a test listener, the CODE_DEPLOY controller) instead of ECS's rolling update. Changing it replaces the ECS service."
+}
+
+variable "deployment_ready_wait_minutes" {
+  type        = number
+  description = "Blue-green: how long CodeDeploy holds a ready replacement task set without production traffic for scripts/deploy.sh's gate to continue it; past that it stops the deployment and rolls back. More than the gate's startup grace plus its bake time (15 minutes with the defaults)."
+
+  validation {
+    condition     = var.deployment_ready_wait_minutes >= 20 && var.deployment_ready_wait_minutes <= 2880
+    error_message = "deployment_ready_wait_minutes must be between 20 (the gate's defaults, with room) and 2880 (CodeDeploy's limit)."
+  }
+}
+
+variable "deployment_rollback_window_minutes" {
+  type        = number
+  description = "Blue-green: how long the original task set is kept after traffic shifts, during which `scripts/deploy.sh production rollback` returns traffic to it at once."
+
+  validation {
+    condition     = var.deployment_rollback_window_minutes >= 0 && var.deployment_rollback_window_minutes <= 2880
+    error_message = "deployment_rollback_window_minutes must be between 0 and 2880 (CodeDeploy's limit)."
+  }
+}
+
 variable "cloudtrail_retention_days" {
   type        = number
   description = "Days the CloudTrail bucket keeps the audit log files (and their digests)."

@@ -21,6 +21,8 @@ ensure_packages() {
     # promtool, the reference the rule tests and the PromQL corpus are checked against.
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # jq, for scripts/deploy.sh (and its tests).
+    command -v jq >/dev/null 2>&1 || missing+=(jq)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "==> Installing ${missing[*]} (Debian packages)"
         as_root apt-get update -qq
@@ -64,12 +66,14 @@ ensure_venv() {
 MOTO_VERSION=5.2.5
 # cbor2 for scripts/cw-adapter.py, which puts CloudWatch's CBOR protocol in front of moto.
 CBOR2_VERSION=6.3.0
+# The AWS CLI, which scripts/deploy.sh drives (and its tests, against moto).
+AWSCLI_VERSION=1.46.3
 ensure_moto() {
     ensure_venv
-    if [ ! -x .venv/bin/moto_server ] \
-        || ! .venv/bin/python -c "import importlib.metadata, moto, cbor2, sys; sys.exit(moto.__version__ != '$MOTO_VERSION' or importlib.metadata.version('cbor2') != '$CBOR2_VERSION')" 2>/dev/null; then
-        echo "==> Installing moto[server]==$MOTO_VERSION and cbor2==$CBOR2_VERSION into .venv/"
-        .venv/bin/python -m pip install -q "moto[server]==$MOTO_VERSION" "cbor2==$CBOR2_VERSION"
+    if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/aws ] \
+        || ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION' or m.version('cbor2') != '$CBOR2_VERSION' or m.version('awscli') != '$AWSCLI_VERSION')" 2>/dev/null; then
+        echo "==> Installing moto[server]==$MOTO_VERSION, cbor2==$CBOR2_VERSION and awscli==$AWSCLI_VERSION into .venv/"
+        .venv/bin/python -m pip install -q "moto[server]==$MOTO_VERSION" "cbor2==$CBOR2_VERSION" "awscli==$AWSCLI_VERSION"
     fi
 }
 

@@ -527,6 +527,7 @@ fn place(
         task_id: task.map_or_else(host, |t| t.task_id.clone()),
         cluster: or_local(task.map(|t| t.cluster.as_str())),
         availability_zone: or_local(task.map(|t| t.availability_zone.as_str())),
+        task_definition: or_local(task.map(|t| t.task_definition.as_str())),
     }
 }
 

@@ -42,6 +42,7 @@ fn place() -> Place {
         task_id: "t1".into(),
         cluster: "local".into(),
         availability_zone: "local".into(),
+        task_definition: "local".into(),
     }
 }
 

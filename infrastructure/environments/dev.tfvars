@@ -19,6 +19,11 @@ ecs_min_tasks      = 1
 ecs_max_tasks      = 1
 log_retention_days = 1
 
+# Deployments (scripts/deploy.sh, gated by Vigil): rolling; the two windows apply to blue-green only.
+blue_green_deployments             = false
+deployment_ready_wait_minutes      = 60
+deployment_rollback_window_minutes = 60
+
 # PostgreSQL
 db_instance_class        = "db.t3.micro"
 db_max_connections       = 112

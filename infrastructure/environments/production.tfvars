@@ -19,6 +19,11 @@ ecs_min_tasks      = 2
 ecs_max_tasks      = 10
 log_retention_days = 30
 
+# Deployments (scripts/deploy.sh, gated by Vigil): blue-green through CodeDeploy; the replacement task set waits up to an hour for the gate, and the original is kept an hour for rollback.
+blue_green_deployments             = true
+deployment_ready_wait_minutes      = 60
+deployment_rollback_window_minutes = 60
+
 # PostgreSQL
 db_instance_class        = "db.t3.medium"
 db_max_connections       = 450

@@ -60,6 +60,7 @@ TF_FILES = {
     "iam.tf",
     "monitoring.tf",
     "security.tf",
+    "deploy.tf",
 }
 
 _OPTIONS = SerializationOptions(
@@ -174,7 +175,12 @@ def terraform_names() -> set[str]:
                 keys = []
             for attribute in NAME_ATTRIBUTES:
                 value = body.get(attribute)
-                if isinstance(value, str):
+                source = body.get("for_each")
+                if value == "${each.value}" and isinstance(source, str) and source.startswith("${local."):
+                    # Names from a local map (the target groups): its literal values.
+                    local = str(MODEL.locals[source[len("${local."):-1]])
+                    names |= {resolve_name(v) for v in re.findall(r'"(\$\{local\.name\}[^"]*)"', local)}
+                elif isinstance(value, str):
                     value = resolve_name(value)
                     names |= {value.replace("${each.key}", key) for key in keys} if "${each.key}" in value else {value}
     assert 'format("%s-%03d", local.name, i + 1)' in MODEL.locals["cache_member_ids"]
@@ -361,7 +367,10 @@ class TaskDefinition(unittest.TestCase):
 
     def test_service_rolls_back_failed_deployments_and_scales(self):
         service = MODEL.resources["aws_ecs_service"]["main"]
-        self.assertEqual(service["deployment_circuit_breaker"], [{"enable": True, "rollback": True}])
+        # Rolling environments keep the circuit breaker; CodeDeploy takes none.
+        breaker = service["dynamic"][0]["deployment_circuit_breaker"]
+        self.assertEqual(breaker["for_each"], "${var.blue_green_deployments ? [] : [true]}")
+        self.assertEqual(breaker["content"], [{"enable": True, "rollback": True}])
         self.assertEqual(service["network_configuration"][0]["assign_public_ip"], False)
         target = MODEL.resources["aws_appautoscaling_target"]["ecs"]
         self.assertEqual(target["min_capacity"], "${var.ecs_min_tasks}")
@@ -521,6 +530,15 @@ class Variables(unittest.TestCase):
             with self.subTest(variable=name):
                 self.assertIn("type", variable)
                 self.assertTrue(str(variable.get("description", "")).strip())
+
+    def test_blue_green_in_production_only_gated_longer_than_the_script_waits(self):
+        for environment in ENVIRONMENTS:
+            with self.subTest(environment=environment):
+                values = tfvars(environment)
+                self.assertIs(values["blue_green_deployments"], environment == "production")
+                # deploy.sh's startup grace (10 min) plus its bake (5 min), with room.
+                self.assertGreaterEqual(values["deployment_ready_wait_minutes"], 20)
+                self.assertGreater(values["deployment_rollback_window_minutes"], 0)
 
     def test_defaults_are_few_and_not_environment_specific(self):
         defaulted = {name for name, variable in MODEL.variables.items() if "default" in variable}
@@ -817,3 +835,52 @@ class Runbooks(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BlueGreen(unittest.TestCase):
+    """Production's deployments: CodeDeploy's ECS blue/green, held for deploy.sh's gate."""
+
+    def test_the_service_is_deployed_by_codedeploy_where_blue_green(self):
+        service = MODEL.resources["aws_ecs_service"]["main"]
+        self.assertEqual(service["deployment_controller"],
+                         [{"type": '${var.blue_green_deployments ? "CODE_DEPLOY" : "ECS"}'}])
+        # deploy.sh owns what runs and which target group serves: Terraform must not
+        # put either back.
+        self.assertEqual(set(service["lifecycle"][0]["ignore_changes"]),
+                         {"desired_count", "task_definition", "load_balancer"})
+        listener = MODEL.resources["aws_lb_listener"]["https"]
+        self.assertEqual(listener["lifecycle"][0]["ignore_changes"], ["default_action"])
+
+    def test_the_deployment_waits_for_the_gate_and_rolls_back_by_itself(self):
+        group = MODEL.resources["aws_codedeploy_deployment_group"]["main"]
+        self.assertEqual(group["count"], "${var.blue_green_deployments ? 1 : 0}")
+        self.assertEqual(group["deployment_style"],
+                         [{"deployment_option": "WITH_TRAFFIC_CONTROL", "deployment_type": "BLUE_GREEN"}])
+        config = group["blue_green_deployment_config"][0]
+        self.assertEqual(config["deployment_ready_option"],
+                         [{"action_on_timeout": "STOP_DEPLOYMENT",
+                           "wait_time_in_minutes": "${var.deployment_ready_wait_minutes}"}])
+        self.assertEqual(config["terminate_blue_instances_on_deployment_success"][0]["termination_wait_time_in_minutes"],
+                         "${var.deployment_rollback_window_minutes}")
+        rollback = group["auto_rollback_configuration"][0]
+        self.assertIs(rollback["enabled"], True)
+        self.assertEqual(set(rollback["events"]), {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"})
+
+    def test_the_pair_is_two_target_groups_behind_the_production_and_test_listeners(self):
+        pair = MODEL.resources["aws_codedeploy_deployment_group"]["main"]["load_balancer_info"][0]["target_group_pair_info"][0]
+        self.assertEqual(pair["prod_traffic_route"], [{"listener_arns": ["${aws_lb_listener.https.arn}"]}])
+        self.assertEqual(pair["test_traffic_route"], [{"listener_arns": ["${aws_lb_listener.test[0].arn}"]}])
+        self.assertEqual([t["name"] for t in pair["target_group"]],
+                         ['${aws_lb_target_group.app["blue"].name}', '${aws_lb_target_group.app["green"].name}'])
+        # Nothing opens the test listener's port to anyone.
+        ports = {rule.get("from_port") for rule in MODEL.resources["aws_vpc_security_group_ingress_rule"].values()}
+        self.assertNotIn(8443, ports)
+
+    def test_deploy_sh_uses_the_names_terraform_gives(self):
+        script = (INFRA.parent / "scripts" / "deploy.sh").read_text()
+        self.assertEqual(MODEL.resources["aws_codedeploy_app"]["main"]["name"], "${local.name}")
+        self.assertEqual(MODEL.resources["aws_codedeploy_deployment_group"]["main"]["deployment_group_name"], "${local.service}")
+        for line in ("CLUSTER=watch-together-$ENVIRONMENT", "SERVICE=watch-together",
+                     "CODEDEPLOY_APP=watch-together-$ENVIRONMENT", "CODEDEPLOY_GROUP=watch-together",
+                     "APP_CONTAINER=app", "APP_PORT=3000"):
+            self.assertIn(line, script)

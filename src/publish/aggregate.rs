@@ -103,6 +103,8 @@ pub struct Place {
     pub cluster: String,
     /// The availability zone, or `local`.
     pub availability_zone: String,
+    /// The task definition (`family:revision`), or `local`.
+    pub task_definition: String,
 }
 
 impl Place {
@@ -114,6 +116,7 @@ impl Place {
             Fixed::TaskId => &self.task_id,
             Fixed::Cluster => &self.cluster,
             Fixed::AvailabilityZone => &self.availability_zone,
+            Fixed::TaskDefinition => &self.task_definition,
         }
     }
 

@@ -157,16 +157,20 @@ pub enum Fixed {
     Cluster,
     /// The task's availability zone (`local` off ECS).
     AvailabilityZone,
+    /// The task's definition, `family:revision` (`local` off ECS): what one
+    /// deployment runs, so `scripts/deploy.sh` reads one deployment's verdict.
+    TaskDefinition,
 }
 
 impl Fixed {
     /// Every fixed dimension, by name.
-    pub const ALL: [(&'static str, Fixed); 5] = [
+    pub const ALL: [(&'static str, Fixed); 6] = [
         ("Environment", Fixed::Environment),
         ("Service", Fixed::Service),
         ("TaskId", Fixed::TaskId),
         ("Cluster", Fixed::Cluster),
         ("AvailabilityZone", Fixed::AvailabilityZone),
+        ("TaskDefinition", Fixed::TaskDefinition),
     ];
 
     /// The dimension's name.
