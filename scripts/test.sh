@@ -6,6 +6,9 @@
 # the deployment's static checks (scripts/check-infrastructure.sh, with its own venv),
 # terraform validate and plan of each environment against moto_server
 # (scripts/plan-infrastructure.sh, with the machine's terraform and AWS provider),
+# the two images built from locally made Debian 12 bases and run as the task runs them
+# (scripts/test-images.sh: Debian's docker.io and debootstrap, bases cached under
+# ~/.cache/vigil-images/),
 # and a short run of every fuzz target (scripts/fuzz.sh; cargo-fuzz from crates.io).
 # The tests start their own PostgreSQL and Redis servers on free ports; the machine's
 # shared ones are neither needed nor touched. The browser tests (tests/browser.rs)
@@ -25,7 +28,7 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --workspace
-echo "==> the CloudWatch CBOR adapter's own tests"
+echo "==> the scripts' own tests: the CloudWatch CBOR adapter, and deploy.sh against moto_server"
 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m unittest discover -s scripts -p 'test_*.py'
 echo "==> rule tests and the PromQL corpus, through promtool and through vigil"
 rule_tests=(rules/tests/*.yaml tests/promql/*.yaml)
@@ -44,6 +47,8 @@ echo "==> the deployment: hadolint, checkov, terraform fmt and the structure tes
 scripts/check-infrastructure.sh
 echo "==> terraform init, validate and plan of every environment against moto_server"
 scripts/plan-infrastructure.sh
+echo "==> the images: built from locally made bases and run as the ECS task runs them"
+scripts/test-images.sh
 echo "==> fuzzing: every target for ${FUZZ_SECONDS:-20}s from its seed corpus"
 scripts/fuzz.sh
 echo "==> vigil dashboards render"

@@ -746,7 +746,16 @@ class Dockerfile(unittest.TestCase):
     def test_targets_and_health_checks_match_the_task_definition(self):
         text = (REPO / "Dockerfile").read_text(encoding="utf-8")
         stages = re.findall(r"(?im)^FROM\s+\S+\s+AS\s+(\S+)", text)
-        self.assertEqual(stages, ["base", "chef", "planner", "deps", "builder", "app", "vigil"])
+        self.assertEqual(stages, ["base", "chef", "planner", "deps", "builder", "binaries", "app", "vigil"])
+        # The bases are build arguments (scripts/test-images.sh builds with local ones);
+        # their defaults are the pinned images, and the binaries the builder's.
+        args = dict(re.findall(r"(?m)^ARG (RUST_IMAGE|RUNTIME_IMAGE|BINARIES)=(\S+)$", text))
+        self.assertEqual(args, {"RUST_IMAGE": "rust:1.95-slim-bookworm",
+                                "RUNTIME_IMAGE": "gcr.io/distroless/cc-debian12:nonroot",
+                                "BINARIES": "builder"})
+        self.assertRegex(text, r"(?m)^FROM \$\{BINARIES\} AS binaries$")
+        self.assertEqual(len(re.findall(r"(?m)^FROM \$\{RUNTIME_IMAGE\} AS (app|vigil)$", text)), 2)
+        self.assertNotIn("COPY --from=builder", text)
         for name, container in containers().items():
             with self.subTest(target=name):
                 stage = text.split(f"AS {name}\n", 1)[1].split("\nFROM ", 1)[0]
