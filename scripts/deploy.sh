@@ -34,10 +34,12 @@
 # DEPLOY_POLL_SECONDS (15). Exit status: 0 done, 1 the release failed (rolled back),
 # 2 a usage error, 3 an AWS call failed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+shopt -s inherit_errexit
+SELF=$(readlink -f "$0")
+cd "$(dirname "$SELF")/.."
 
 usage() {
-    sed -n '4,5p' "$0" | sed 's/^# *//' >&2
+    sed -n '4,5p' "$SELF" | sed 's/^# *//' >&2
     [ $# -gt 0 ] && echo "error: $*" >&2
     exit 2
 }
@@ -75,6 +77,8 @@ PERIOD=${DEPLOY_GATE_PERIOD_SECONDS:-60}
 POLL=${DEPLOY_POLL_SECONDS:-15}
 for knob in BAKE GRACE PERIOD POLL; do
     [[ ${!knob} =~ ^[0-9]+$ ]] || usage "$knob must be a whole number of seconds, not '${!knob}'"
+    # Decimal, whatever its leading zeros (bash would read 090 as octal).
+    printf -v "$knob" '%d' "$((10#${!knob}))"
 done
 [ "$PERIOD" -gt 0 ] || usage "DEPLOY_GATE_PERIOD_SECONDS must be positive"
 if [ -n "$IMAGE_TAG" ] && ! [[ $IMAGE_TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
@@ -143,11 +147,28 @@ aws_() {
         printf '%s\n' "$placeholder"
         return 0
     fi
-    local out
-    if ! out=$(aws --region "$REGION" "$@" 2>&1); then
-        fail "aws $1 $2 failed: $out"
+    local out err
+    err=$(mktemp)
+    if ! out=$(aws --region "$REGION" "$@" 2>"$err"); then
+        local why
+        why=$(cat "$err")
+        rm -f "$err"
+        fail "aws $1 $2 failed: $why"
     fi
+    rm -f "$err"
     printf '%s\n' "$out"
+}
+
+# retry COMMAND...: up to 4 tries, 2, 4 and 8 s apart, each in a subshell so that a
+# failed AWS call is a status here rather than the script's end. For the calls that
+# undo a release: one throttled call must not leave it serving.
+retry() {
+    local i
+    for i in 1 2 3 4; do
+        ("$@") && return 0
+        [ "$i" = 4 ] || pause $((2 ** i))
+    done
+    return 1
 }
 
 # In a dry run, lines that say what happens on the branches not taken.
@@ -167,11 +188,12 @@ revision_of() { printf '%s\n' "${1##*/}"; }
 # Checks that the service is deployed the way the tfvars say; prints the task
 # definition that takes production traffic.
 current_task_definition() {
-    local controller td
-    read -r controller td < <(aws_ "$([ "$BLUE_GREEN" = 1 ] && echo CODE_DEPLOY || echo ECS) <the running task definition>" \
+    local controller td answer
+    answer=$(aws_ "$([ "$BLUE_GREEN" = 1 ] && echo CODE_DEPLOY || echo ECS) <the running task definition>" \
         ecs describe-services --cluster "$CLUSTER" --services "$SERVICE" \
         --query "services[0].[deploymentController.type, (taskSets[?status=='PRIMARY'].taskDefinition | [0]) || taskDefinition]" \
         --output text)
+    read -r controller td <<<"$answer"
     local want=ECS
     [ "$BLUE_GREEN" = 0 ] || want=CODE_DEPLOY
     [ "$controller" = "$want" ] \
@@ -180,14 +202,21 @@ current_task_definition() {
     printf '%s\n' "$td"
 }
 
-# Registers the release: the family's latest active revision, with the app
-# container's image tag replaced when --image is given. Prints its ARN.
+# The tag on each release's revision naming the revision that ran before it: what
+# a rollback returns to (not merely the revision below, which may be one Terraform
+# registered and never ran).
+PREVIOUS_TAG=deploy-previous
+
+# register_release PREVIOUS: registers the release, the family's latest active
+# revision with the app container's image tag replaced when --image is given, tagged
+# with PREVIOUS. Prints its ARN.
 register_release() {
-    local base
+    local previous=$1 base
     if [ "$DRY_RUN" = 1 ]; then
-        aws_ "" ecs describe-task-definition --task-definition "$FAMILY" --query taskDefinition --output json >/dev/null
+        aws_ "" ecs describe-task-definition --task-definition "$FAMILY" --include TAGS --output json >/dev/null
         aws_ "<the new revision of $FAMILY>" ecs register-task-definition \
             --cli-input-json "<the revision above without its read-only fields${IMAGE_TAG:+, the image tag of container $APP_CONTAINER set to $IMAGE_TAG}>" \
+            --tags "<its tags, and $PREVIOUS_TAG=$previous>" \
             --query taskDefinition.taskDefinitionArn --output text
         return 0
     fi
@@ -205,20 +234,29 @@ register_release() {
             else error("the task definition has no container \($app)") end
           end' <<<"$base") || fail "cannot make the release's task definition from $FAMILY's latest revision"
     local tags
-    tags=$(jq -c '.tags // [] | if length == 0 then empty else . end' <<<"$base")
-    aws_ "" ecs register-task-definition --cli-input-json "$input" ${tags:+--tags "$tags"} \
+    tags=$(jq -c --arg k "$PREVIOUS_TAG" --arg v "$previous" \
+        '[.tags // [] | .[] | select(.key != $k)] + [{key: $k, value: $v}]' <<<"$base")
+    aws_ "" ecs register-task-definition --cli-input-json "$input" --tags "$tags" \
         --query taskDefinition.taskDefinitionArn --output text
 }
 
-# The active revision of the family before ARN (the rollback's target), if any.
+# The rollback's target from ARN: the revision that ran before it (its
+# deploy-previous tag) while that is active, else the active revision below it.
 previous_task_definition() {
-    local current=$1 arns arn
-    arns=$(aws_ "<the active revision of $FAMILY before the running one>" ecs list-task-definitions \
-        --family-prefix "$FAMILY" --status ACTIVE --sort DESC --query 'taskDefinitionArns[]' --output text)
+    local current=$1 arns arn tagged
+    tagged=$(aws_ "<the revision that ran before the running one>" ecs describe-task-definition --task-definition "$current" \
+        --include TAGS --query "tags[?key=='$PREVIOUS_TAG'].value | [0]" --output text)
     if [ "$DRY_RUN" = 1 ]; then
-        printf '%s\n' "$arns"
+        printf '%s\n' "$tagged"
         return 0
     fi
+    if [ -n "$tagged" ] && [ "$tagged" != None ] \
+        && [ "$(aws_ "" ecs describe-task-definition --task-definition "$tagged" --query taskDefinition.status --output text)" = ACTIVE ]; then
+        printf '%s\n' "$tagged"
+        return 0
+    fi
+    arns=$(aws_ "" ecs list-task-definitions \
+        --family-prefix "$FAMILY" --status ACTIVE --sort DESC --query 'taskDefinitionArns[]' --output text)
     for arn in $arns; do
         if [ "${arn##*:}" -lt "${current##*:}" ]; then
             printf '%s\n' "$arn"
@@ -231,8 +269,31 @@ previous_task_definition() {
 # the next deploy starts from the revision before it.
 retire() {
     log "Deregistering $(revision_of "$1"): the next deploy starts from the revision before it"
-    aws_ "" ecs deregister-task-definition --task-definition "$1" --query taskDefinition.status --output text >/dev/null
+    retry aws_ "" ecs deregister-task-definition --task-definition "$1" --query taskDefinition.status --output text >/dev/null \
+        || echo "error: could not deregister $1: deregister it by hand (aws ecs deregister-task-definition)" >&2
 }
+
+# What to undo if the script ends before the release is judged: set once a release
+# serves or is starting (rolling: "roll PREVIOUS RELEASE"; blue-green: "stop
+# DEPLOYMENT RELEASE"), cleared when it passed or was undone. An AWS call failing,
+# or an interrupt, in between must not leave an unjudged release serving.
+UNDO=""
+undo_on_exit() {
+    local code=$? what previous release
+    [ -n "$UNDO" ] || return 0
+    read -r what previous release <<<"$UNDO"
+    UNDO=""
+    trap - EXIT
+    echo "error: stopped before the release was judged (exit $code): undoing it" >&2
+    case "$what" in
+        roll) roll_to "$previous" || echo "error: the rollback to $previous did not complete: $GATE_REASON" >&2 ;;
+        stop) stop_deployment "$previous" ;;
+    esac
+    retire "$release"
+    exit 1
+}
+trap undo_on_exit EXIT
+trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------
 # Vigil's verdict
@@ -269,10 +330,13 @@ verdicts() {
 }
 
 # gate REVISION TASKS: waits until every one of the TASKS tasks of task definition
-# REVISION has reported no blocker for the bake time. Blockers before the first
-# clean period are the tasks starting; after it they fail the gate at once, as does
-# no clean bake by the startup grace plus the bake. Returns 0 passed, 1 failed (the
-# reason in GATE_REASON).
+# REVISION has reported no blocker for the bake time. A period is full when all TASKS
+# reported in it; a report that slipped into the next period counts for its own when
+# the next one holds the surplus. Blockers before the first full clean period are the
+# tasks starting; after it they fail the gate at once. A period short of reports, or
+# without any, breaks the streak (the last one may still be filling: it is left for
+# the next poll). No clean bake within the startup grace plus the bake fails the
+# gate. Returns 0 passed, 1 failed (the reason in GATE_REASON).
 GATE_REASON=""
 gate() {
     local rev=$1 tasks=$2 started
@@ -290,46 +354,65 @@ gate() {
         t_now=$(now)
         to=$((t_now / PERIOD * PERIOD))
         if [ "$to" -gt "$from" ]; then
-            local lines t worst samples expect=$from clean_since="" seen_clean=0 streak_samples=0
-            lines=$(verdicts "$rev" "$from" "$to" "$PERIOD")
-            while read -r t worst samples; do
+            local lines t w n
+            local -a ts=() worst=() samples=()
+            lines=$(verdicts "$rev" "$from" "$to" "$PERIOD") || lines=""
+            while read -r t w n; do
                 [ -n "$t" ] || continue
-                # A period without any report breaks the streak.
+                ts+=("$t")
+                worst+=("${w%.*}")
+                samples+=("${n%.*}")
+            done <<<"$lines"
+            local k expect=$from clean_since="" clean_end="" seen_clean=0 carry=0
+            for k in "${!ts[@]}"; do
+                t=${ts[k]}
                 if [ "$t" -gt "$expect" ]; then
                     clean_since=""
-                    streak_samples=0
+                    carry=0
                 fi
                 expect=$((t + PERIOD))
-                if [ "${worst%.*}" != 0 ]; then
+                if [ "${worst[k]}" != 0 ]; then
                     if [ "$seen_clean" = 1 ]; then
-                        GATE_REASON="$rev reported ${worst%.*} blocker(s) at $(iso "$t") after reporting clean: a probe failing or a critical alert firing (see /status on the new tasks)"
+                        GATE_REASON="$rev reported ${worst[k]} blocker(s) at $(iso "$t") after reporting clean: a probe failing or a critical alert firing (see /status on the new tasks)"
                         return 1
                     fi
                     clean_since=""
-                    streak_samples=0
+                    carry=0
                     continue
+                fi
+                n=$((samples[k] + carry))
+                carry=0
+                if [ "$n" -lt "$tasks" ]; then
+                    local next=$((k + 1))
+                    if [ "$next" -lt "${#ts[@]}" ] && [ "${ts[next]}" = "$expect" ] \
+                        && [ $((samples[next] - tasks)) -ge $((tasks - n)) ]; then
+                        # Reports that slipped into the next period: it carries them.
+                        carry=$((n - tasks))
+                    elif [ "$next" -ge "${#ts[@]}" ]; then
+                        break # the last period may still be filling
+                    else
+                        clean_since=""
+                        continue
+                    fi
+                else
+                    carry=$((n - tasks))
                 fi
                 seen_clean=1
                 [ -n "$clean_since" ] || clean_since=$t
-                streak_samples=$((streak_samples + ${samples%.*}))
-            done <<<"$lines"
-            [ "$expect" -ge "$to" ] || { clean_since=""; streak_samples=0; }
+                clean_end=$expect
+            done
             if [ -n "$clean_since" ]; then
-                local periods=$(((to - clean_since) / PERIOD))
-                # Each task reports once a period; a report may slip into the next one.
-                local needed=$((tasks * (periods - 1)))
-                [ "$needed" -ge "$tasks" ] || needed=$tasks
-                if [ $((to - clean_since)) -ge "$BAKE" ] && [ "$streak_samples" -ge "$needed" ]; then
-                    log "Gate passed: $rev clean since $(iso "$clean_since") ($streak_samples reports over $periods period(s))"
+                if [ $((clean_end - clean_since)) -ge "$BAKE" ]; then
+                    log "Gate passed: $rev clean from $(iso "$clean_since") to $(iso "$clean_end"), every task reporting"
                     return 0
                 fi
-                log "Gate: clean for $((to - clean_since))s of ${BAKE}s ($streak_samples reports)"
+                log "Gate: clean for $((clean_end - clean_since))s of ${BAKE}s"
             else
-                log "Gate: waiting for $rev's first clean report"
+                log "Gate: waiting for $rev's first full clean period"
             fi
         fi
         if [ "$t_now" -ge "$deadline" ]; then
-            GATE_REASON="$rev was not clean for ${BAKE}s within $((GRACE + BAKE))s of starting (its tasks never reported, or kept reporting blockers)"
+            GATE_REASON="$rev was not clean for ${BAKE}s within $((GRACE + BAKE))s of the gate's start (its tasks did not all report, or kept reporting blockers)"
             return 1
         fi
         sleep "$POLL"
@@ -343,8 +426,9 @@ gate() {
 # Updates the service to ARN and waits for its rollout.
 roll_to() {
     local td=$1
-    aws_ "" ecs update-service --cluster "$CLUSTER" --service "$SERVICE" --task-definition "$td" \
-        --query service.taskDefinition --output text >/dev/null
+    retry aws_ "" ecs update-service --cluster "$CLUSTER" --service "$SERVICE" --task-definition "$td" \
+        --query service.taskDefinition --output text >/dev/null \
+        || { GATE_REASON="ecs update-service to $(revision_of "$td") failed 4 times"; return 1; }
     log "Waiting for the rollout of $(revision_of "$td")"
     local deadline=$(($(now) + GRACE)) state
     while :; do
@@ -374,14 +458,17 @@ rolling_deploy() {
     local previous release tasks
     previous=$(current_task_definition)
     log "Registering the release of $FAMILY${IMAGE_TAG:+ with $APP_CONTAINER:$IMAGE_TAG}"
-    release=$(register_release)
+    release=$(register_release "$previous")
     tasks=$(desired_count)
     log "Rolling $SERVICE in $CLUSTER from $(revision_of "$previous") to $(revision_of "$release")"
+    UNDO="roll $previous $release"
     if roll_to "$release" && gate "$(revision_of "$release")" "$tasks"; then
+        UNDO=""
         dry_note "if the rollout or the gate fails: the service is updated back to <the running task definition> and the release deregistered"
         log "Deployed $(revision_of "$release")"
         return 0
     fi
+    UNDO=""
     echo "error: the release failed: $GATE_REASON" >&2
     log "Rolling back to $(revision_of "$previous")"
     roll_to "$previous" || echo "error: the rollback did not complete: $GATE_REASON" >&2
@@ -462,7 +549,7 @@ await_primary() {
     while :; do
         primary=$(aws_ "$td" ecs describe-services --cluster "$CLUSTER" --services "$SERVICE" \
             --query "services[0].taskSets[?status=='PRIMARY'].taskDefinition | [0]" --output text)
-        if [ "$primary" = "$td" ]; then
+        if [ "$(revision_of "$primary")" = "$(revision_of "$td")" ]; then
             dry_note "(repeated every ${POLL}s until the task set of $(revision_of "$td") is PRIMARY: production traffic is on it)"
             return 0
         fi
@@ -471,8 +558,15 @@ await_primary() {
     done
 }
 
+# stop_deployment ID: stops it with rollback (CodeDeploy returns production traffic to
+# the original task set and removes the replacement), retried.
+stop_deployment() {
+    retry aws_ "" deploy stop-deployment --deployment-id "$1" --auto-rollback-enabled >/dev/null \
+        || echo "error: could not stop CodeDeploy deployment $1: stop it in the console (CodeDeploy stops it itself after deployment_ready_wait_minutes)" >&2
+}
+
 blue_green_deploy() {
-    local previous open release id task_set tasks
+    local previous open release id task_set tasks answer
     previous=$(current_task_definition)
     open=$(open_deployment)
     if [ "$DRY_RUN" = 0 ] && [ -n "$open" ] && [ "$open" != None ]; then
@@ -481,53 +575,70 @@ blue_green_deploy() {
     fi
     dry_note "if a deployment is not finished: stop here, exit 1"
     log "Registering the release of $FAMILY${IMAGE_TAG:+ with $APP_CONTAINER:$IMAGE_TAG}"
-    release=$(register_release)
+    release=$(register_release "$previous")
     log "Blue-green: $(revision_of "$previous") serves; starting $(revision_of "$release") beside it, without production traffic"
-    id=$(create_deployment "$release" "scripts/deploy.sh: $(revision_of "$release"), gated by Vigil")
+    id=$(create_deployment "$release" "scripts/deploy.sh: $(revision_of "$previous") -> $(revision_of "$release"), gated by Vigil")
+    UNDO="stop $id $release"
     log "CodeDeploy deployment $id"
     if ! await_ready "$id"; then
+        UNDO=""
         echo "error: the release failed: $GATE_REASON" >&2
+        stop_deployment "$id"
         retire "$release"
         return 1
     fi
-    read -r task_set tasks < <(task_set_of "$release")
+    answer=$(task_set_of "$release")
+    read -r task_set tasks <<<"$answer"
     # Until ECS has scaled the task set, its count may read 0: the service's then.
     [[ $tasks =~ ^[1-9][0-9]*$ ]] || [ "$DRY_RUN" = 1 ] || tasks=$(desired_count)
     if gate "$(revision_of "$release")" "$tasks"; then
         log "Shifting production traffic to $(revision_of "$release") (task set $task_set)"
         aws_ "" deploy continue-deployment --deployment-id "$id" --deployment-wait-type READY_WAIT >/dev/null
+        UNDO=""
         await_primary "$release" || { echo "error: $GATE_REASON" >&2; return 1; }
         dry_note "if the gate fails: aws deploy stop-deployment --deployment-id <the deployment's id> --auto-rollback-enabled, then the release is deregistered; exit 1"
         log "Deployed $(revision_of "$release"); $(revision_of "$previous") is kept for '$0 $ENVIRONMENT rollback' until CodeDeploy terminates it"
         return 0
     fi
+    UNDO=""
     echo "error: the gate failed: $GATE_REASON" >&2
     log "Stopping deployment $id: CodeDeploy returns to $(revision_of "$previous")"
-    aws_ "" deploy stop-deployment --deployment-id "$id" --auto-rollback-enabled >/dev/null
+    stop_deployment "$id"
     retire "$release"
     return 1
 }
 
+# The original and the release of a deployment this script created, from its
+# description ("scripts/deploy.sh...: ORIGINAL -> RELEASE..."); nothing otherwise.
+deployment_pair() {
+    local description
+    description=$(aws_ "scripts/deploy.sh: <original-revision> -> <release-revision>" deploy get-deployment \
+        --deployment-id "$1" --query deploymentInfo.description --output text)
+    if [[ $description =~ ^scripts/deploy\.sh[^:]*:\ ([^ ]+)\ -\>\ ([^ ,]+) ]]; then
+        printf '%s %s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+    fi
+}
+
 blue_green_rollback() {
-    local current open kept previous id
+    local current open previous id pair original release
     current=$(current_task_definition)
     open=$(open_deployment)
-    # The original task set, while CodeDeploy still keeps it.
-    kept=$(aws_ "<the original task set's task definition, while kept>" ecs describe-services --cluster "$CLUSTER" --services "$SERVICE" \
-        --query "services[0].taskSets[?status!='PRIMARY' && taskDefinition!='$current'].taskDefinition | [0]" --output text)
     if [ -n "$open" ] && [ "$open" != None ]; then
-        # Traffic on the replacement (after the shift) or not yet (before it): CodeDeploy
-        # returns it to the original task set either way.
-        log "Stopping deployment $open: CodeDeploy returns traffic to the original task set"
-        aws_ "" deploy stop-deployment --deployment-id "$open" --auto-rollback-enabled >/dev/null
-        if [ -n "$kept" ] && [ "$kept" != None ]; then
-            await_primary "$kept" || { echo "error: $GATE_REASON" >&2; return 1; }
-            retire "$current"
-            log "Rolled back to $(revision_of "$kept")"
+        # Before the shift the original serves and the release waits; after it, the
+        # release serves and the original is kept. Stopping with rollback returns
+        # traffic to the original either way.
+        pair=$(deployment_pair "$open")
+        read -r original release <<<"$pair"
+        log "Stopping deployment $open: CodeDeploy returns traffic to ${original:-the original task set}"
+        stop_deployment "$open"
+        if [ -n "$original" ]; then
+            await_primary "$original" || { echo "error: $GATE_REASON" >&2; return 1; }
+            retire "$release"
+            log "Rolled back: $(revision_of "$original") takes production traffic"
         else
-            log "Rolled back: $(revision_of "$current") keeps production traffic, the replacement is removed"
+            log "Deployment $open was not made by this script: CodeDeploy returns traffic to its original task set"
         fi
-        dry_note "if no deployment is open: a new deployment of the previous active revision, continued as soon as it is Ready (no bake)"
+        dry_note "if no deployment is open: a new deployment of the revision that ran before, continued as soon as it is Ready (no bake)"
         [ "$DRY_RUN" = 0 ] && return 0
     fi
     previous=$(previous_task_definition "$current")

@@ -36,6 +36,9 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 STOP_TIMEOUT=30 # ECS's stopTimeout default: SIGKILL 30 s after SIGTERM
 RUN_ID=vigil-img-$$
 DOCKER=${DOCKER:-docker}
+mkdir -p "$CACHE"
+# Scratch directories, removed at the end however it ends.
+SCRATCH=$(mktemp -d)
 
 # The Docker engine: Debian's docker.io (its dockerd has BuildKit built in), started
 # here when none answers.
@@ -69,7 +72,7 @@ ensure_docker() {
 rootfs() {
     local name=$1 include=$2 dir="$CACHE/$1"
     if [ ! -f "$dir/.complete" ]; then
-        echo "==> debootstrap $SUITE ($name: $include) into $dir"
+        echo "==> debootstrap $SUITE ($name: $include) into $dir" >&2
         as_root rm -rf "$dir"
         as_root debootstrap --variant=minbase --include="$include" "$SUITE" "$dir" "$MIRROR" >"$CACHE/$name.log" 2>&1 \
             || { tail -20 "$CACHE/$name.log" >&2; exit 1; }
@@ -82,8 +85,7 @@ rootfs() {
 # the binaries use (the loader, libc, libm, libgcc_s, the NSS modules, CA
 # certificates, /etc/passwd with nonroot 65532, /tmp), taken from the Debian rootfs.
 runtime_image() {
-    local src=$1 out
-    out=$(mktemp -d)
+    local src=$1 out=$SCRATCH/runtime
     mkdir -p "$out/lib/x86_64-linux-gnu" "$out/lib64" "$out/etc/ssl/certs" "$out/tmp" "$out/home/nonroot"
     local lib
     for lib in ld-linux-x86-64.so.2 libc.so.6 libm.so.6 libgcc_s.so.1 libdl.so.2 libpthread.so.0 librt.so.1 \
@@ -96,20 +98,19 @@ runtime_image() {
     printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$out/etc/passwd"
     printf 'root:x:0:\nnonroot:x:65532:\n' >"$out/etc/group"
     chmod 1777 "$out/tmp"
-    tar -C "$out" --owner=0 --group=0 -c . | "$DOCKER" import -c 'USER 65532:65532' - "$RUNTIME_IMAGE" >/dev/null
-    # /home/nonroot owned by the user, as in distroless.
-    rm -rf "$out"
+    # Root owns everything but /home/nonroot, as in distroless.
+    tar -C "$out" --owner=0 --group=0 --exclude=./home/nonroot -c . >"$SCRATCH/runtime.tar"
+    tar -C "$out" --owner=65532 --group=65532 -rf "$SCRATCH/runtime.tar" ./home/nonroot
+    "$DOCKER" import -c 'USER 65532:65532' "$SCRATCH/runtime.tar" "$RUNTIME_IMAGE" >/dev/null
 }
 
 # The binaries, under /out as the builder stage leaves them.
 binaries_image() {
-    local out
-    out=$(mktemp -d)
+    local out=$SCRATCH/binaries
     install -D -m 0755 "target/$PROFILE/watch-together" "$out/out/usr/local/bin/watch-together"
     install -D -m 0755 "target/$PROFILE/vigil" "$out/out/usr/local/bin/vigil"
     install -d -m 0700 "$out/out/var/lib/vigil"
     tar -C "$out" --owner=0 --group=0 -c out | "$DOCKER" import - "$BINARIES_IMAGE" >/dev/null
-    rm -rf "$out"
 }
 
 DOCKERD_PID=""
@@ -118,6 +119,9 @@ cleanup() {
     "$DOCKER" network rm "$RUN_ID" >/dev/null 2>&1 || true
     "$DOCKER" volume rm "$RUN_ID-state" >/dev/null 2>&1 || true
     "$DOCKER" rmi "$BINARIES_IMAGE" >/dev/null 2>&1 || true
+    # Each run re-tags the runtime and the two test images: drop what it untagged.
+    "$DOCKER" image prune -f >/dev/null 2>&1 || true
+    rm -rf "$SCRATCH"
     # The daemon this script started (the images stay in its store for the next run).
     if [ -n "$DOCKERD_PID" ]; then
         kill "$DOCKERD_PID" 2>/dev/null || true
@@ -140,7 +144,8 @@ fail() {
 wait_healthy() {
     local i state
     for i in $(seq 1 120); do
-        state=$("$DOCKER" inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1")
+        state=$("$DOCKER" inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1") \
+            || fail "cannot inspect $1"
         case "$state" in
             "running healthy") echo "ok    $1 is healthy (its image's health check)"; return 0 ;;
             *unhealthy) fail "$1 is unhealthy" ;;
@@ -170,7 +175,7 @@ echo "==> docker build (the runtime stages, from the local bases and binaries)"
 for target in app vigil; do
     DOCKER_BUILDKIT=1 "$DOCKER" build -q --target "$target" \
         --build-arg RUNTIME_IMAGE="$RUNTIME_IMAGE" --build-arg BINARIES="$BINARIES_IMAGE" \
-        --build-arg REVISION="$(git rev-parse --short HEAD)" \
+        --build-arg REVISION="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         -t "vigil-local/$target:test" . >/dev/null
     user=$("$DOCKER" image inspect -f '{{.Config.User}}' "vigil-local/$target:test")
     health=$("$DOCKER" image inspect -f '{{json .Config.Healthcheck.Test}}' "vigil-local/$target:test")

@@ -100,13 +100,15 @@ class FakeCodeDeploy:
                                     containerPort=props["LoadBalancerInfo"]["ContainerPort"])])["taskSet"]
             did = "d-" + uuid.uuid4().hex[:9].upper()
             self.deployments[did] = {"status": "Ready", "original": original["taskSetArn"],
-                                     "replacement": replacement["taskSetArn"], "appspec": appspec}
+                                     "replacement": replacement["taskSetArn"], "appspec": appspec,
+                                     "description": p.get("description", "")}
             return 200, {"deploymentId": did}
         if op == "GetDeployment":
             d = self.deployments.get(p["deploymentId"])
             if d is None:
                 return 400, {"__type": "DeploymentDoesNotExistException", "message": "no such deployment"}
-            return 200, {"deploymentInfo": {"deploymentId": p["deploymentId"], "status": d["status"]}}
+            return 200, {"deploymentInfo": {"deploymentId": p["deploymentId"], "status": d["status"],
+                                            "description": d.get("description", "")}}
         if op == "ContinueDeployment":
             d = self.deployments[p["deploymentId"]]
             self.ecs.update_service_primary_task_set(cluster=self.cluster, service=self.service,
@@ -343,12 +345,44 @@ class DeployTest(unittest.TestCase):
     def test_blue_green_tasks_that_never_report_fail_the_gate(self):
         cluster, arns = self.make_service("production", blue_green=True)
         release = self.next_revision(cluster)
-        r = self.run_deploy("production", "deploy", DEPLOY_STARTUP_GRACE_SECONDS="3")
+        r = self.run_deploy("production", "deploy", DEPLOY_STARTUP_GRACE_SECONDS="3", DEPLOY_BAKE_SECONDS="4")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn("not clean for 3s", r.stderr)
+        self.assertIn("not clean for 4s within 7s", r.stderr)
         self.assertEqual(self.codedeploy.ops()[-1], "StopDeployment")
         self.assertEqual(self.primary(cluster), [arns[1]])
         self.assertEqual(self.status_of(release), "INACTIVE")
+
+    def test_a_task_that_does_not_report_fails_the_gate(self):
+        cluster, arns = self.make_service("production", blue_green=True)
+        release = self.next_revision(cluster)
+        # Two tasks run; one sidecar reports, clean, the other never does.
+        self.sidecars("production", release, lambda t: 0, tasks=1)
+        r = self.run_deploy("production", "deploy", DEPLOY_STARTUP_GRACE_SECONDS="4", DEPLOY_BAKE_SECONDS="3")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("did not all report", r.stderr)
+        self.assertNotIn("ContinueDeployment", self.codedeploy.ops())
+        self.assertEqual(self.primary(cluster), [arns[1]])
+
+    def test_blue_green_rollback_before_the_shift_keeps_the_original_and_retires_the_release(self):
+        cluster, arns = self.make_service("production", blue_green=True)
+        # A release waiting for its gate (another operator's deploy, say): Ready, the
+        # original still PRIMARY.
+        release = self.ecs.register_task_definition(**{
+            k: v for k, v in self.ecs.describe_task_definition(taskDefinition=arns[1])["taskDefinition"].items()
+            if k in ("family", "networkMode", "requiresCompatibilities", "cpu", "memory", "containerDefinitions")
+        })["taskDefinition"]["taskDefinitionArn"]
+        appspec = {"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service", "Properties": {
+            "TaskDefinition": release, "LoadBalancerInfo": {"ContainerName": "app", "ContainerPort": 3000}}}}]}
+        with self.codedeploy.lock:
+            self.codedeploy.answer("CreateDeployment", {
+                "revision": {"appSpecContent": {"content": json.dumps(appspec)}},
+                "description": f"scripts/deploy.sh: {arns[1].split('/')[-1]} -> {release.split('/')[-1]}, gated by Vigil"})
+        r = self.run_deploy("production", "rollback")
+        self.assert_ok(r)
+        self.assertEqual(self.codedeploy.ops(), ["ListDeployments", "GetDeployment", "StopDeployment"])
+        self.assertEqual(self.primary(cluster), [arns[1]])
+        self.assertEqual(self.status_of(release), "INACTIVE")
+        self.assertEqual(self.status_of(arns[1]), "ACTIVE")
 
     def test_blue_green_refuses_to_start_while_a_deployment_is_open(self):
         cluster, arns = self.make_service("production", blue_green=True)
@@ -397,7 +431,8 @@ class DeployTest(unittest.TestCase):
         cluster, arns = self.make_service("staging", blue_green=False)
         release = self.next_revision(cluster)
         self.sidecars("staging", release, lambda t: 0)
-        r = self.run_deploy("staging", "deploy", "--image", "1.1.0")
+        # A leading zero is decimal (bash alone would read 03 as octal, 08 as an error).
+        r = self.run_deploy("staging", "deploy", "--image", "1.1.0", "--bake", "03")
         self.assert_ok(r)
         svc = self.ecs.describe_services(cluster=cluster, services=["watch-together"])["services"][0]
         self.assertTrue(svc["taskDefinition"].endswith(release))
@@ -420,6 +455,21 @@ class DeployTest(unittest.TestCase):
         svc = self.ecs.describe_services(cluster=cluster, services=["watch-together"])["services"][0]
         self.assertEqual(svc["taskDefinition"], arns[0])
         self.assertEqual(self.status_of(arns[1]), "INACTIVE")
+
+    def test_rolling_rollback_returns_to_the_revision_that_ran_not_the_one_below(self):
+        cluster, arns = self.make_service("staging", blue_green=False)
+        # terraform apply registers a revision that never runs; the deploy starts from it.
+        td = self.ecs.describe_task_definition(taskDefinition=arns[1])["taskDefinition"]
+        self.ecs.register_task_definition(**{k: v for k, v in td.items() if k in (
+            "family", "networkMode", "requiresCompatibilities", "cpu", "memory", "containerDefinitions")})
+        release = self.next_revision(cluster)
+        self.sidecars("staging", release, lambda t: 0)
+        self.assert_ok(self.run_deploy("staging", "deploy", "--image", "1.1.0"))
+        r = self.run_deploy("staging", "rollback")
+        self.assert_ok(r)
+        svc = self.ecs.describe_services(cluster=cluster, services=["watch-together"])["services"][0]
+        self.assertEqual(svc["taskDefinition"], arns[1])
+        self.assertEqual(self.status_of(release), "INACTIVE")
 
     def test_a_service_deployed_otherwise_than_the_tfvars_say_is_refused(self):
         self.make_service("production", blue_green=False)
