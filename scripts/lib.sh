@@ -12,6 +12,14 @@ pg_bin_dir() {
     ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
 }
 
+# install_debs PACKAGE...: installs the named Debian packages (none: nothing to do).
+install_debs() {
+    [ $# -gt 0 ] || return 0
+    echo "==> Installing $* (Debian packages)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@"
+}
+
 # Installs the Debian packages the tests and the local run need, when missing.
 ensure_packages() {
     local missing=()
@@ -23,11 +31,7 @@ ensure_packages() {
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     # jq, for scripts/deploy.sh (and its tests).
     command -v jq >/dev/null 2>&1 || missing+=(jq)
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "==> Installing ${missing[*]} (Debian packages)"
-        as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
+    install_debs "${missing[@]}"
 }
 
 # The image tests (scripts/test-images.sh): Debian's docker.io (dockerd with BuildKit
@@ -36,11 +40,7 @@ ensure_image_tools() {
     local missing=()
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "==> Installing ${missing[*]} (Debian packages)"
-        as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
+    install_debs "${missing[@]}"
 }
 
 # The browser tests (tests/browser.rs): Debian's chromium (headless), Node.js, and
@@ -50,11 +50,7 @@ ensure_browser() {
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "==> Installing ${missing[*]} (Debian packages)"
-        as_root apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
+    install_debs "${missing[@]}"
     if [ ! -d tests/browser/node_modules/playwright-core ] \
         || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
         echo "==> Installing playwright-core into tests/browser/node_modules (npm ci)"
