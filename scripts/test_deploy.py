@@ -431,8 +431,8 @@ class DeployTest(unittest.TestCase):
         cluster, arns = self.make_service("staging", blue_green=False)
         release = self.next_revision(cluster)
         self.sidecars("staging", release, lambda t: 0)
-        # A leading zero is decimal (bash alone would read 03 as octal, 08 as an error).
-        r = self.run_deploy("staging", "deploy", "--image", "1.1.0", "--bake", "03")
+        # A leading zero is decimal (bash alone would refuse 08 as a bad octal number).
+        r = self.run_deploy("staging", "deploy", "--image", "1.1.0", "--bake", "08")
         self.assert_ok(r)
         svc = self.ecs.describe_services(cluster=cluster, services=["watch-together"])["services"][0]
         self.assertTrue(svc["taskDefinition"].endswith(release))
