@@ -21,17 +21,17 @@ resource "aws_cloudwatch_log_group" "ecs" {
 # execution role, which injects them into the containers' environment)
 # ---------------------------------------------------------------------------------
 
-# Values Terraform knows: the connection URLs built from the endpoints and the
-# generated passwords.
+# Values Terraform knows: the connection URLs built from the endpoints, and the Redis
+# auth token. The database URL has no password: RDS rotates it, so each task reads the
+# current one at start from RDS's secret (DATABASE_PASSWORD below).
 resource "aws_ssm_parameter" "database_url" {
   name        = "${local.ssm_prefix}/database-url"
-  description = "DATABASE_URL of the app and Vigil: PostgreSQL over TLS (rds.force_ssl)"
+  description = "DATABASE_URL of the app and Vigil: PostgreSQL over TLS (rds.force_ssl); the password is DATABASE_PASSWORD"
   type        = "SecureString"
   key_id      = aws_kms_key.secrets.arn
   value = format(
-    "postgres://%s:%s@%s:%d/%s?sslmode=require",
+    "postgres://%s@%s:%d/%s?sslmode=require",
     aws_db_instance.main.username,
-    urlencode(local.generated["database-password"]),
     aws_db_instance.main.address,
     aws_db_instance.main.port,
     aws_db_instance.main.db_name,
@@ -108,6 +108,13 @@ locals {
     aws_ssm_parameter.vigil_api_token.arn,
   ]
 
+  # The database password: the current `password` key of RDS's master secret, which
+  # the execution role may read (iam.tf). ECS reads it when a task starts.
+  database_password_secret = {
+    name      = "DATABASE_PASSWORD"
+    valueFrom = "${aws_db_instance.main.master_user_secret[0].secret_arn}:password::"
+  }
+
   container_definitions = [
     {
       name      = "app"
@@ -133,6 +140,7 @@ locals {
 
       secrets = [
         { name = "DATABASE_URL", valueFrom = aws_ssm_parameter.database_url.arn },
+        local.database_password_secret,
         { name = "REDIS_URL", valueFrom = aws_ssm_parameter.redis_url.arn },
       ]
 
@@ -221,6 +229,7 @@ locals {
 
       secrets = [
         { name = "DATABASE_URL", valueFrom = aws_ssm_parameter.database_url.arn },
+        local.database_password_secret,
         { name = "REDIS_URL", valueFrom = aws_ssm_parameter.redis_url.arn },
         { name = "VIGIL_API_TOKEN", valueFrom = aws_ssm_parameter.vigil_api_token.arn },
         { name = "VIGIL_HEARTBEAT_URL", valueFrom = aws_ssm_parameter.vigil_heartbeat_url.arn },

@@ -20,7 +20,7 @@ data "aws_iam_policy_document" "ecs_execution_assume" {
 
 resource "aws_iam_role" "ecs_execution" {
   name               = "${local.name}-ecs-execution"
-  description        = "ECS agent for ${local.name}: pull images, write logs, read the task's SSM secrets"
+  description        = "ECS agent for ${local.name}: pull images, write logs, read the task's secrets (SSM, the database master secret)"
   assume_role_policy = data.aws_iam_policy_document.ecs_execution_assume.json
 }
 
@@ -29,7 +29,8 @@ resource "aws_iam_role_policy_attachment" "ecs_execution_managed" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 }
 
-# Exactly the task's parameters, and their key only through SSM.
+# Exactly the task's parameters and RDS's master secret, and their key only through
+# SSM and Secrets Manager.
 data "aws_iam_policy_document" "ecs_execution_secrets" {
   statement {
     sid       = "ReadTheTasksParameters"
@@ -38,14 +39,23 @@ data "aws_iam_policy_document" "ecs_execution_secrets" {
   }
 
   statement {
-    sid       = "DecryptTheTasksParameters"
+    sid       = "ReadTheDatabasePassword"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_db_instance.main.master_user_secret[0].secret_arn]
+  }
+
+  statement {
+    sid       = "DecryptTheTasksSecrets"
     actions   = ["kms:Decrypt"]
     resources = [aws_kms_key.secrets.arn]
 
     condition {
       test     = "StringEquals"
       variable = "kms:ViaService"
-      values   = ["ssm.${var.aws_region}.amazonaws.com"]
+      values = [
+        "ssm.${var.aws_region}.amazonaws.com",
+        "secretsmanager.${var.aws_region}.amazonaws.com",
+      ]
     }
   }
 }

@@ -244,6 +244,68 @@ async fn a_password_appears_in_no_status_metrics_or_log_and_sigterm_stops_cleanl
     assert!(!seen.contains(PASSWORD), "the password leaked:\n{seen}");
 }
 
+/// As on ECS: the DSN carries no password and `DATABASE_PASSWORD` (the RDS-managed
+/// secret's `password` key) does. A rotation changes the password under a running
+/// task: the kept connection stays up, so the rotation alone pages nothing; a new
+/// connection needs the new password, which the restart after a rotation brings
+/// (infrastructure/secrets.tf).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_password_comes_apart_from_the_dsn_and_a_rotation_keeps_the_connection() {
+    const FIRST: &str = "Rotated0001pw";
+    let pg = Postgres::start();
+    pg.require_password(FIRST);
+    let vigil = Vigil::start_with_env(
+        tempfile::tempdir().unwrap(),
+        &format!(
+            "probes:
+  - name: database
+    interval: 100ms
+    postgres:
+      dsn: postgres://postgres@127.0.0.1:{port}/postgres
+      password: ${{DATABASE_PASSWORD:-}}
+  - name: no-password
+    interval: 100ms
+    postgres:
+      dsn: postgres://postgres@127.0.0.1:{port}/postgres
+      password: ${{UNSET_PASSWORD:-}}
+",
+            port = pg.port()
+        ),
+        &[("DATABASE_PASSWORD", FIRST)],
+    );
+    let status = vigil
+        .wait_for("both probes to have run twice", |s| {
+            s["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["checks_total"].as_u64() >= Some(2))
+        })
+        .await;
+    assert_eq!(component(&status, "database")["status"], "ok", "{status}");
+    let refused = component(&status, "no-password");
+    assert_eq!(refused["status"], "down", "{status}");
+    assert!(
+        refused["last_error"].as_str().unwrap().contains("password"),
+        "{status}"
+    );
+
+    pg.require_password("Rotated0002pw");
+    let before = component(&status, "database")["checks_total"]
+        .as_u64()
+        .unwrap();
+    let status = vigil
+        .wait_for("ten more checks after the rotation", |s| {
+            component(s, "database")["checks_total"].as_u64() >= Some(before + 10)
+        })
+        .await;
+    let database = component(&status, "database");
+    assert_eq!(database["status"], "ok", "{status}");
+    assert_eq!(database["failures_total"].as_u64(), Some(0), "{status}");
+    let (_, text) = vigil.get("/status?format=text").await;
+    assert!(!text.contains(FIRST), "the password leaked: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_errors_are_json_and_healthz_answers() {
     let target = HangingListener::start();

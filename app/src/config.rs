@@ -22,6 +22,11 @@ pub struct Config {
     pub bind_localhost: bool,
     /// PostgreSQL connection URL (`DATABASE_URL`).
     pub database_url: String,
+    /// The database password (`DATABASE_PASSWORD`), when it is not in the URL: on ECS
+    /// it is the `password` key of the RDS-managed master secret, which RDS rotates, so
+    /// it cannot be baked into a URL parameter. When set, it takes the place of the
+    /// URL's password. Unset or empty: the URL's own (or none).
+    pub database_password: Option<Password>,
     /// Redis connection URL (`REDIS_URL`).
     pub redis_url: String,
     /// Log format (`LOG_FORMAT`: `json` or `pretty`; default json when not a terminal).
@@ -39,6 +44,23 @@ pub struct Config {
     /// metric, and `/metrics`. Request ids stay either way. Off only to measure what
     /// instrumentation costs (`bench/app.sh`).
     pub metrics: bool,
+}
+
+/// A password: its `Debug` prints `***`, so a logged [`Config`] shows none.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// The value itself, for the connection that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// A setting that could not be read.
@@ -102,6 +124,9 @@ impl Config {
             bind_localhost: matches!(lookup("BIND_LOCALHOST").as_deref(), Some("1" | "true")),
             database_url: lookup("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/watch_together".to_string()),
+            database_password: lookup("DATABASE_PASSWORD")
+                .filter(|p| !p.is_empty())
+                .map(Password),
             redis_url: lookup("REDIS_URL")
                 .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string()),
             log_format,
@@ -153,5 +178,18 @@ mod tests {
         );
         let err = Config::from_lookup(|n| (n == "LOG_FORMAT").then(|| "xml".into())).unwrap_err();
         assert!(err.to_string().starts_with("LOG_FORMAT=\"xml\""));
+    }
+
+    #[test]
+    fn the_database_password_is_read_apart_and_never_printed() {
+        let c = Config::from_lookup(|n| (n == "DATABASE_PASSWORD").then(|| "s3cr3t-pw".into()))
+            .unwrap();
+        assert_eq!(
+            c.database_password.as_ref().map(Password::expose),
+            Some("s3cr3t-pw")
+        );
+        assert!(!format!("{c:?}").contains("s3cr3t-pw"), "{c:?}");
+        let empty = Config::from_lookup(|n| (n == "DATABASE_PASSWORD").then(String::new)).unwrap();
+        assert_eq!(empty.database_password, None);
     }
 }

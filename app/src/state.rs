@@ -29,10 +29,13 @@ pub struct AppState {
 impl AppState {
     /// Creates the pool and the Redis connection manager without connecting yet.
     pub fn connect(config: &Config) -> Result<AppState, crate::StartError> {
-        let options: PgConnectOptions = config
+        let mut options: PgConnectOptions = config
             .database_url
             .parse()
             .map_err(crate::StartError::DatabaseUrl)?;
+        if let Some(password) = &config.database_password {
+            options = options.password(password.expose());
+        }
         // A server-side statement timeout as well, so a query abandoned by our
         // client-side timeout does not keep running on the database.
         let statement_timeout = format!("{}", config.db_timeout.as_millis().max(1));

@@ -14,7 +14,18 @@ async fn start(database_url: String, redis_url: String) -> Running {
 
 /// [`start`] with `METRICS` set to `metrics`.
 async fn start_with(database_url: String, redis_url: String, metrics: &str) -> Running {
+    start_env(database_url, redis_url, metrics, None).await
+}
+
+/// [`start_with`], with `DATABASE_PASSWORD` when `password` is given.
+async fn start_env(
+    database_url: String,
+    redis_url: String,
+    metrics: &str,
+    password: Option<&str>,
+) -> Running {
     let config = Config::from_lookup(|name| match name {
+        "DATABASE_PASSWORD" => password.map(str::to_string),
         "METRICS" => Some(metrics.into()),
         "PORT" => Some("0".into()),
         "BIND_LOCALHOST" => Some("1".into()),
@@ -108,6 +119,34 @@ async fn health_endpoints_answer_ok_with_real_dependencies() {
         text.contains(r#"app_db_query_duration_seconds_count{query="health_select_1"}"#),
         "{text}"
     );
+}
+
+/// As on ECS: `DATABASE_URL` carries no password, `DATABASE_PASSWORD` (the RDS-managed
+/// secret's `password` key) does, and the server connects with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_comes_from_its_own_variable() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    pg.require_password("rotated-0001");
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    // Without it the database refuses the server, which stops at its migrations.
+    let config = Config::from_lookup(|name| match name {
+        "PORT" => Some("0".into()),
+        "BIND_LOCALHOST" => Some("1".into()),
+        "DATABASE_URL" => Some(url.clone()),
+        "REDIS_URL" => Some(redis.url()),
+        _ => None,
+    })
+    .unwrap();
+    let refused = Application::build(config).await.err().expect("refused");
+    assert!(
+        format!("{refused:?}").contains("password authentication failed"),
+        "{refused:?}"
+    );
+
+    let with = start_env(url, redis.url(), "on", Some("rotated-0001")).await;
+    let (status, body) = get(with.local_addr(), "/api/health/database").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

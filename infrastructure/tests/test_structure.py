@@ -47,6 +47,7 @@ ALARM_SUFFIXES = {
     "rds-connections",
     "redis-memory",
     "redis-evictions",
+    "restart-after-rotation-failed",
 }
 TF_FILES = {
     "main.tf",
@@ -130,6 +131,11 @@ class Model:
 MODEL = Model(INFRA)
 
 
+# The RDS-managed master secret, and its current password as an ECS secret names it.
+MASTER_SECRET = "${aws_db_instance.main.master_user_secret[0].secret_arn}"
+MASTER_PASSWORD = "${aws_db_instance.main.master_user_secret[0].secret_arn}:password::"
+
+
 def containers() -> dict[str, dict]:
     definition = MODEL.resources["aws_ecs_task_definition"]["main"]["container_definitions"]
     match = re.fullmatch(r"\$\{jsonencode\((local\.\w+)\)\}", definition.strip())
@@ -143,7 +149,8 @@ def env_of(container: dict) -> dict[str, str]:
 
 
 def secrets_of(container: dict) -> dict[str, str]:
-    return {item["name"]: item["valueFrom"] for item in container.get("secrets", [])}
+    items = [MODEL.value(item) for item in container.get("secrets", [])]
+    return {item["name"]: item["valueFrom"] for item in items}
 
 
 def tfvars(environment: str) -> dict:
@@ -237,7 +244,7 @@ class TaskDefinition(unittest.TestCase):
         env = env_of(self.app)
         self.assertEqual(env["LOG_FORMAT"], "json")
         self.assertIn(env["PORT"], ("3000", "${tostring(local.app_port)}"))
-        self.assertEqual(set(secrets_of(self.app)), {"DATABASE_URL", "REDIS_URL"})
+        self.assertEqual(set(secrets_of(self.app)), {"DATABASE_URL", "DATABASE_PASSWORD", "REDIS_URL"})
 
     def test_vigil_is_not_essential_and_that_is_documented(self):
         self.assertIs(self.vigil["essential"], False)
@@ -301,10 +308,23 @@ class TaskDefinition(unittest.TestCase):
         secrets = secrets_of(self.vigil)
         self.assertEqual(
             set(secrets),
-            {"DATABASE_URL", "REDIS_URL", "VIGIL_LEASE_REDIS_URL", "VIGIL_HEARTBEAT_URL", "VIGIL_API_TOKEN"},
+            {
+                "DATABASE_URL",
+                "DATABASE_PASSWORD",
+                "REDIS_URL",
+                "VIGIL_LEASE_REDIS_URL",
+                "VIGIL_HEARTBEAT_URL",
+                "VIGIL_API_TOKEN",
+            },
         )
+        # The database password is the RDS-managed secret's current `password` key:
+        # RDS rotates it, so it is read at each task's start, never baked into a URL.
+        for container in (self.app, self.vigil):
+            self.assertEqual(secrets_of(container)["DATABASE_PASSWORD"], MASTER_PASSWORD)
         parameters = MODEL.resources["aws_ssm_parameter"]
         for name, value_from in {**secrets, **secrets_of(self.app)}.items():
+            if name == "DATABASE_PASSWORD":
+                continue
             with self.subTest(secret=name):
                 match = re.fullmatch(r"aws_ssm_parameter\.(\w+)\.arn", ref(value_from))
                 self.assertIsNotNone(match, value_from)
@@ -313,7 +333,9 @@ class TaskDefinition(unittest.TestCase):
                 self.assertEqual(parameter["key_id"], "${aws_kms_key.secrets.arn}")
         self.assertIn("rediss://", parameters["redis_url"]["value"])
         self.assertEqual(secrets["VIGIL_LEASE_REDIS_URL"], secrets["REDIS_URL"])
-        self.assertIn('local.generated["database-password"]', parameters["database_url"]["value"])
+        database_url = parameters["database_url"]["value"]
+        self.assertNotIn("password", database_url)
+        self.assertRegex(database_url, r'^\$\{format\("postgres://%s@%s:%d/%s\?sslmode=require"')
         self.assertIn('local.generated["redis-auth-token"]', parameters["redis_url"]["value"])
 
     def test_every_variable_the_shipped_config_needs_is_given(self):
@@ -464,16 +486,25 @@ class Iam(unittest.TestCase):
         self.assertEqual(len(ssm), 1)
         allowed = set(MODEL.resolve(ssm[0]["resources"]))
         used = {value for c in containers().values() for value in secrets_of(c).values()}
-        self.assertEqual(allowed, used)
+        self.assertEqual(allowed, used - {MASTER_PASSWORD})
         kms = [s for s in statements if s["actions"] == ["kms:Decrypt"]]
         self.assertEqual(kms[0]["resources"], ["${aws_kms_key.secrets.arn}"])
+        via = {v for c in kms[0]["condition"] if c["variable"] == "kms:ViaService" for v in c["values"]}
+        self.assertEqual(via, {"ssm.${var.aws_region}.amazonaws.com", "secretsmanager.${var.aws_region}.amazonaws.com"})
+        # The master secret, read by ARN; nothing else of Secrets Manager.
+        sm = [s for s in statements if any(a.startswith("secretsmanager:") for a in s["actions"])]
+        self.assertEqual(len(sm), 1)
+        self.assertEqual(sm[0]["actions"], ["secretsmanager:GetSecretValue"])
+        self.assertEqual(sm[0]["resources"], [MASTER_SECRET])
 
 
 class Alarms(unittest.TestCase):
     def test_every_alarm_notifies_and_resolves_through_its_runbook_class_topic(self):
         # The runbook classes latency above 2 s as a warning (e-mail), like Vigil's
         # HighLatency; every other backstop pages.
-        warnings = {"alb_target_response_time"}
+        # A failed restart after a rotation is warned: the tasks still serve on their
+        # open connections, and Vigil pages if the database becomes unreachable.
+        warnings = {"alb_target_response_time", "restart_after_rotation_failed"}
         alarms = MODEL.resources["aws_cloudwatch_metric_alarm"]
         self.assertTrue(alarms)
         self.assertLessEqual(warnings, set(alarms))
@@ -485,7 +516,7 @@ class Alarms(unittest.TestCase):
                 self.assertEqual(alarm["alarm_actions"], [topic])
                 self.assertEqual(alarm["ok_actions"], [topic])
 
-    def test_the_nine_backstop_alarms_exist_with_the_names_the_dashboard_lists(self):
+    def test_the_ten_backstop_alarms_exist_with_the_names_the_dashboard_lists(self):
         names = {alarm["alarm_name"] for alarm in MODEL.resources["aws_cloudwatch_metric_alarm"].values()}
         self.assertEqual(names, {"${var.environment}-" + suffix for suffix in ALARM_SUFFIXES})
         listed = set(
@@ -638,7 +669,7 @@ class Data(unittest.TestCase):
 class Secrets(unittest.TestCase):
     def test_generated_passwords_live_in_secrets_manager_and_never_in_a_plan(self):
         generated = MODEL.locals["generated_secrets"]
-        self.assertEqual(set(generated), {"database-password", "redis-auth-token"})
+        self.assertEqual(set(generated), {"redis-auth-token"})
         secret = MODEL.resources["aws_secretsmanager_secret"]["generated"]
         self.assertEqual(secret["kms_key_id"], "${aws_kms_key.secrets.arn}")
         version = MODEL.resources["aws_secretsmanager_secret_version"]["generated"]
@@ -649,8 +680,57 @@ class Secrets(unittest.TestCase):
         )
         self.assertEqual(version["secret_string_wo_version"], 1)
         self.assertNotIn("secret_string", version)
+
+    def test_rds_manages_and_rotates_the_master_password_in_the_maintenance_window(self):
         db = MODEL.resources["aws_db_instance"]["main"]
-        self.assertEqual(db["password"], '${local.generated["database-password"]}')
+        self.assertNotIn("password", db)
+        self.assertIs(db["manage_master_user_password"], True)
+        self.assertEqual(db["master_user_secret_kms_key_id"], "${aws_kms_key.secrets.arn}")
+        rotation = MODEL.resources["aws_secretsmanager_secret_rotation"]["database_master"]
+        self.assertEqual(rotation["secret_id"], MASTER_SECRET)
+        self.assertNotIn("rotation_lambda_arn", rotation, "RDS rotates its own secret")
+        rules = rotation["rotation_rules"][0]
+        # The runbook's maintenance window: the second Sunday of the month, 02:00-04:00 UTC.
+        self.assertEqual(rules["schedule_expression"], "cron(0 2 ? * SUN#2 *)")
+        self.assertEqual(rules["duration"], "2h")
+
+    def test_every_task_restarts_after_a_rotation_one_at_a_time_or_rolling(self):
+        # A running task keeps the password it started with: its open connections
+        # live on, new ones are refused. After each rotation, every task is replaced.
+        rule = MODEL.resources["aws_cloudwatch_event_rule"]["database_password_rotated"]
+        pattern = MODEL.locals["rotation_succeeded_pattern"]
+        self.assertEqual(rule["event_pattern"], "${jsonencode(local.rotation_succeeded_pattern)}")
+        self.assertEqual(pattern["source"], ["aws.secretsmanager"])
+        self.assertEqual(pattern["detail"]["eventName"], ["RotationSucceeded"])
+        self.assertEqual(pattern["detail"]["additionalEventData"]["SecretId"], [MASTER_SECRET])
+        target = MODEL.resources["aws_cloudwatch_event_target"]["restart_tasks"]
+        self.assertEqual(target["arn"], "${aws_sfn_state_machine.restart_tasks.arn}")
+        machine = MODEL.resources["aws_sfn_state_machine"]["restart_tasks"]
+        self.assertEqual(machine["definition"], "${local.restart_tasks_definition}")
+        definition = MODEL.locals["restart_tasks_definition"]
+        self.assertRegex(
+            definition,
+            r"var\.blue_green_deployments \? jsonencode\(local\.restart_one_at_a_time\) : jsonencode\(local\.restart_rolling\)",
+        )
+        rolling = MODEL.locals["restart_rolling"]["States"]
+        update = rolling[MODEL.locals["restart_rolling"]["StartAt"]]
+        self.assertEqual(update["Resource"], "arn:${local.partition}:states:::aws-sdk:ecs:updateService")
+        self.assertIs(update["Parameters"]["ForceNewDeployment"], True)
+        # Under CODE_DEPLOY a forced deployment is refused: stop one task at a time and
+        # wait until the service runs as many as it wants before the next.
+        one = MODEL.locals["restart_one_at_a_time"]
+        each = one["States"]["StopEachInTurn"]
+        self.assertEqual(each["Type"], "Map")
+        self.assertEqual(each["MaxConcurrency"], 1)
+        inner = each["Iterator"]["States"]
+        self.assertEqual(inner["StopTask"]["Resource"], "arn:${local.partition}:states:::aws-sdk:ecs:stopTask")
+        self.assertEqual(
+            inner["Replaced"]["Choices"][0]["NumericGreaterThanEqualsPath"], "$.desired"
+        )
+        # A restart that fails is an alarm on the warning topic, not silence.
+        alarm = MODEL.resources["aws_cloudwatch_metric_alarm"]["restart_after_rotation_failed"]
+        self.assertEqual(alarm["metric_name"], "ExecutionsFailed")
+        self.assertEqual(alarm["alarm_actions"], ["${aws_sns_topic.warning.arn}"])
 
 
 class Audit(unittest.TestCase):

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use super::{Observation, Probe, Sample};
 use crate::settings::Collector;
-use crate::settings::secret::SecretUrl;
+use crate::settings::secret::{Secret, SecretUrl};
 
 /// One round trip for the figures: client connections, the server's limit, and the
 /// age in seconds of the longest running statement (ours excluded).
@@ -27,6 +27,11 @@ const FIGURES: &str = "SELECT \
 pub struct PostgresSettings {
     /// `postgres://user:password@host:port/db?sslmode=...`; usually `${DATABASE_URL}`.
     dsn: Spanned<String>,
+    /// The password, when it is not in the DSN; usually `${DATABASE_PASSWORD:-}`, the
+    /// `password` key of the RDS-managed master secret that ECS puts in the task's
+    /// environment. It takes the place of the DSN's password. Empty: none.
+    #[serde(default)]
+    password: Option<Spanned<String>>,
 }
 
 /// Validated `postgres` settings.
@@ -34,6 +39,8 @@ pub struct PostgresSettings {
 pub struct PostgresSpec {
     /// The DSN, password kept secret.
     pub dsn: SecretUrl,
+    /// The password given apart from the DSN, if any.
+    pub password: Option<Secret>,
 }
 
 impl PostgresSettings {
@@ -61,7 +68,12 @@ impl PostgresSettings {
             );
             return None;
         }
-        Some(PostgresSpec { dsn })
+        let password = self
+            .password
+            .map(|p| p.value)
+            .filter(|p| !p.is_empty())
+            .map(Secret::new);
+        Some(PostgresSpec { dsn, password })
     }
 }
 
@@ -80,9 +92,12 @@ pub struct PostgresProbe {
 impl PostgresProbe {
     /// A probe for `spec`.
     pub fn new(spec: PostgresSpec) -> Result<PostgresProbe, String> {
-        let options = PgConnectOptions::from_str(spec.dsn.expose())
+        let mut options = PgConnectOptions::from_str(spec.dsn.expose())
             .map_err(|e| spec.dsn.scrub(&e.to_string()))?
             .application_name("vigil");
+        if let Some(password) = &spec.password {
+            options = options.password(password.expose());
+        }
         Ok(PostgresProbe {
             spec,
             options,

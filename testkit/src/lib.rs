@@ -289,6 +289,59 @@ impl Postgres {
         }
     }
 
+    /// Makes TCP connections authenticate as RDS's do: `postgres` gets `password`
+    /// and every connection over 127.0.0.1 must give it (SCRAM-SHA-256); the
+    /// socket stays trusted, for the test's own administration. Called again, it
+    /// changes the password as a rotation does: connections already open stay open,
+    /// only new ones need the new password.
+    pub fn require_password(&self, password: &str) {
+        let quoted = password.replace('\'', "''");
+        self.psql(&format!("ALTER ROLE postgres PASSWORD '{quoted}'"));
+        std::fs::write(
+            self.data_dir().join("pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("writing pg_hba.conf");
+        let mut reload = self.command("pg_ctl");
+        reload.arg("-D").arg(self.data_dir()).args(["-s", "reload"]);
+        run(&mut reload);
+        // The reload is a signal: wait until a connection without the password is refused.
+        let url = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        );
+        wait_until(
+            "pg_hba.conf to be reloaded",
+            Duration::from_secs(30),
+            || {
+                !self
+                    .command("psql")
+                    .args([url.as_str(), "-w", "-tAc", "SELECT 1"])
+                    .env("PGPASSWORD", "")
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+        );
+    }
+
+    /// Runs one statement as `postgres` over the socket.
+    pub fn psql(&self, statement: &str) {
+        let mut psql = self.command("psql");
+        psql.arg("-h")
+            .arg(self.socket_dir())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-qc", statement]);
+        run(&mut psql);
+    }
+
     /// The server's log so far, for a failing test's message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
