@@ -1,13 +1,17 @@
-"""Time from killing Redis to the SNS publish, and from its return to the resolve.
+"""Time from killing Redis or PostgreSQL to the SNS publish, and from its return to
+the resolve.
 
-Vigil probes Redis every second (rule `for: 0s`, as a 1 s Prometheus setup would
-be) and pages through moto_server's SNS; this script kills redis-server with
-SIGKILL, polls moto every 2 ms until the ALARM is there, restarts Redis, and polls
-until the OK is there. Prints each round and the medians.
+Vigil probes the target every INTERVAL (default 1s; rule `for: 0s`, as a Prometheus
+setup at that interval would be) and pages through moto_server's SNS; this script
+kills the server (redis-server with SIGKILL, PostgreSQL with `pg_ctl stop -m
+immediate`, a crash's SIGQUIT), polls moto every 2 ms until the ALARM is there,
+restarts it, and polls until the OK is there. Prints each round and the medians.
+TARGET=redis (default) or postgres; ROUNDS (default 15).
 
 Run: bench/paging.sh (builds Vigil, installs moto, then runs this with the venv).
 """
 
+import glob
 import json
 import os
 import random
@@ -23,6 +27,69 @@ import urllib.request
 ROUNDS = int(os.environ.get("ROUNDS", "15"))
 VIGIL = os.environ.get("VIGIL", "target/release/vigil")
 MOTO = os.environ.get("MOTO", ".venv/bin/moto_server")
+INTERVAL = os.environ.get("INTERVAL", "1s")
+TARGET = os.environ.get("TARGET", "redis")
+PG_BIN = os.environ.get("PG_BIN") or sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+
+
+def seconds(duration):
+    """`500ms`, `1s`, `10s` as seconds."""
+    return float(duration[:-2]) / 1000 if duration.endswith("ms") else float(duration[:-1])
+
+
+class Redis:
+    """A throw-away redis-server; kill() is SIGKILL."""
+
+    probe = "cache"
+
+    def __init__(self, work, port):
+        self.port, self.proc = port, None
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc:
+            self.proc.kill()
+
+    def spec(self):
+        return f"redis:\n      url: redis://127.0.0.1:{self.port}/0"
+
+
+class Postgres:
+    """A throw-away cluster; kill() is `pg_ctl stop -m immediate`, as a crash."""
+
+    probe = "database"
+
+    def __init__(self, work, port):
+        self.port, self.data = port, os.path.join(work, "pg")
+        subprocess.run([f"{PG_BIN}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust"],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def pg_ctl(self, *args):
+        subprocess.run([f"{PG_BIN}/pg_ctl", "-D", self.data, "-s", "-w", *args], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def start(self):
+        self.pg_ctl("-l", self.data + ".log", "-o",
+                    f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1", "start")
+        wait_port(self.port)
+
+    def kill(self):
+        self.pg_ctl("-m", "immediate", "stop")
+
+    def stop(self):
+        subprocess.run([f"{PG_BIN}/pg_ctl", "-D", self.data, "-s", "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def spec(self):
+        return f"postgres:\n      dsn: postgres://postgres@127.0.0.1:{self.port}/postgres"
 
 
 def free_port():
@@ -66,14 +133,10 @@ def wait_for_count(moto_port, arn, n):
 
 def main():
     work = tempfile.mkdtemp(prefix="vigil-bench-paging-")
-    moto_port, redis_port, vigil_port = free_port(), free_port(), free_port()
+    moto_port, target_port, vigil_port = free_port(), free_port(), free_port()
+    target = {"redis": Redis, "postgres": Postgres}[TARGET](work, target_port)
+    interval = seconds(INTERVAL)
     procs = []
-
-    def start_redis():
-        p = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        wait_port(redis_port)
-        return p
 
     try:
         procs.append(subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(moto_port)],
@@ -83,14 +146,14 @@ def main():
         post(f"http://127.0.0.1:{moto_port}/", "Action=CreateTopic&Name=critical&Version=2010-03-31",
              {"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"})
         arn = "arn:aws:sns:us-east-1:123456789012:critical"
-        redis = start_redis()
+        target.start()
         with open(os.path.join(work, "rules.yaml"), "w") as f:
             f.write("""groups:
   - name: critical
     rules:
-      - alert: CacheDown
-        expr: vigil_probe_success{probe="cache"} == 0
-        labels: {severity: critical, component: cache}
+      - alert: ComponentDown
+        expr: vigil_probe_success == 0
+        labels: {severity: critical}
 """)
         # group_interval 1s: every round is a new incident of the same alert; the
         # shipped 5m damps only a re-fire within 5 minutes of the previous page.
@@ -112,11 +175,10 @@ rule_files: [rules.yaml]
 routing: routing.yaml
 evaluation_interval: 1s
 probes:
-  - name: cache
-    interval: 1s
+  - name: {target.probe}
+    interval: {INTERVAL}
     timeout: 500ms
-    redis:
-      url: redis://127.0.0.1:{redis_port}/0
+    {target.spec()}
 """)
         env = dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{moto_port}", AWS_ACCESS_KEY_ID="bench",
                    AWS_SECRET_ACCESS_KEY="bench", AWS_EC2_METADATA_DISABLED="true", RUST_LOG="warn")
@@ -124,18 +186,18 @@ probes:
                                        os.path.join(work, "vigil.yaml")], env=env,
                                       stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "vigil.log"), "w")))
         wait_port(vigil_port)
-        time.sleep(4)  # warm-up: the first probe and evaluation
+        time.sleep(4)  # warm-up: the first probe (within 1 s) and evaluation
         pages, resolves = [], []
+        print(f"{TARGET} probed every {INTERVAL}, {ROUNDS} rounds", flush=True)
         for i in range(ROUNDS):
             n = len(sns_messages(moto_port, arn))
-            time.sleep(random.random())  # a random phase against the probe's ticks
+            time.sleep(random.random() * interval)  # a random phase against the probe's ticks
             t0 = time.monotonic()
-            redis.send_signal(signal.SIGKILL)
-            redis.wait()
+            target.kill()
             t1 = wait_for_count(moto_port, arn, n + 1)
-            time.sleep(1.5 + random.random())  # an outage of one or two probe intervals
+            time.sleep(1.5 + random.random())  # an outage of a second or two
             t2 = time.monotonic()
-            redis = start_redis()
+            target.start()
             t3 = wait_for_count(moto_port, arn, n + 2)
             pages.append(t1 - t0)
             resolves.append(t3 - t2)
@@ -144,8 +206,8 @@ probes:
         print(f"page:    median {statistics.median(pages):.3f} s (min {min(pages):.3f}, max {max(pages):.3f})")
         print(f"resolve: median {statistics.median(resolves):.3f} s (min {min(resolves):.3f}, max {max(resolves):.3f})")
         print(f"messages: {len(sns_messages(moto_port, arn))} for {ROUNDS} rounds (expected {2 * ROUNDS})")
-        redis.kill()
     finally:
+        target.stop()
         for p in procs:
             p.kill()
 

@@ -90,6 +90,16 @@ pub trait Probe: Send + Sync + 'static {
     /// behind when cancelled (take a connection out of its slot while using it).
     fn check(&self) -> impl Future<Output = Observation> + Send;
 
+    /// Resolves when a connection the probe keeps between checks is seen closed by the
+    /// peer (a killed server, a failover, an idle timeout), having dropped it, so that
+    /// the check the scheduler runs at once connects afresh: a lost connection is a
+    /// reason to look, not a verdict. Never resolves for probes that keep nothing, or
+    /// while nothing is kept. The scheduler drops it when the tick comes first, so it
+    /// must be cancel-safe.
+    fn lost(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
+
     /// What is checked, for `/status` and the `target` label, with secrets redacted.
     fn target(&self) -> String;
 }
@@ -129,8 +139,12 @@ impl ProbeSpec {
     pub fn build(&self, timeout: std::time::Duration) -> Result<AnyProbe, String> {
         Ok(match self {
             ProbeSpec::Http(s) => AnyProbe::Http(http::HttpProbe::new(s.clone(), timeout)?),
-            ProbeSpec::Postgres(s) => AnyProbe::Postgres(postgres::PostgresProbe::new(s.clone())?),
-            ProbeSpec::Redis(s) => AnyProbe::Redis(redis::RedisProbe::new(s.clone(), timeout)?),
+            ProbeSpec::Postgres(s) => {
+                AnyProbe::Postgres(Box::new(postgres::PostgresProbe::new(s.clone())?))
+            }
+            ProbeSpec::Redis(s) => {
+                AnyProbe::Redis(Box::new(redis::RedisProbe::new(s.clone(), timeout)?))
+            }
             ProbeSpec::Tcp(s) => AnyProbe::Tcp(tcp::TcpProbe::new(s.clone())),
             ProbeSpec::Disk(s) => AnyProbe::Disk(disk::DiskProbe::new(s.clone())),
             ProbeSpec::Journey(s) => {
@@ -144,10 +158,10 @@ impl ProbeSpec {
 pub enum AnyProbe {
     /// See [`http::HttpProbe`].
     Http(http::HttpProbe),
-    /// See [`postgres::PostgresProbe`].
-    Postgres(postgres::PostgresProbe),
-    /// See [`redis::RedisProbe`].
-    Redis(redis::RedisProbe),
+    /// See [`postgres::PostgresProbe`]; boxed, as its options and listener are large.
+    Postgres(Box<postgres::PostgresProbe>),
+    /// See [`redis::RedisProbe`]; boxed, as it holds two clients.
+    Redis(Box<redis::RedisProbe>),
     /// See [`tcp::TcpProbe`].
     Tcp(tcp::TcpProbe),
     /// See [`disk::DiskProbe`].
@@ -165,6 +179,16 @@ impl Probe for AnyProbe {
             AnyProbe::Tcp(p) => p.check().await,
             AnyProbe::Disk(p) => p.check().await,
             AnyProbe::Journey(p) => p.check().await,
+        }
+    }
+
+    async fn lost(&self) {
+        match self {
+            AnyProbe::Postgres(p) => p.lost().await,
+            AnyProbe::Redis(p) => p.lost().await,
+            AnyProbe::Http(_) | AnyProbe::Tcp(_) | AnyProbe::Disk(_) | AnyProbe::Journey(_) => {
+                std::future::pending().await
+            }
         }
     }
 

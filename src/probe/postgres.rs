@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Row};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Mutex;
 
 use super::{Observation, Probe, Sample};
@@ -79,6 +79,8 @@ impl PostgresSettings {
 
 /// Checks a PostgreSQL server over one kept connection, reconnecting when it breaks.
 /// Keeping it avoids an authentication (SCRAM is deliberately CPU-costly) per check.
+/// The connection is a [`PgListener`]'s, listening on nothing: between checks it reads
+/// the socket, so the server's close is seen at once ([`Probe::lost`]).
 pub struct PostgresProbe {
     /// What to connect to.
     spec: PostgresSpec,
@@ -86,7 +88,7 @@ pub struct PostgresProbe {
     options: PgConnectOptions,
     /// The kept connection; taken out while in use, so that a check cancelled by its
     /// timeout drops a connection in an unknown state instead of putting it back.
-    conn: Mutex<Option<PgConnection>>,
+    conn: Mutex<Option<PgListener>>,
 }
 
 impl PostgresProbe {
@@ -105,7 +107,37 @@ impl PostgresProbe {
         })
     }
 
-    async fn run(&self, conn: &mut PgConnection) -> Result<Vec<Sample>, sqlx::Error> {
+    /// Opens a connection. `PgListener` takes it from a pool, so each gets a pool of
+    /// its own that never takes a connection back (one dropped mid-query is closed).
+    async fn connect(&self) -> Result<PgListener, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .after_release(|_, _| Box::pin(async { Ok(false) }))
+            .connect_lazy_with(self.options.clone());
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.eager_reconnect(false);
+        listener.ignore_pool_close_event(true);
+        Ok(listener)
+    }
+
+    /// See [`Probe::lost`]. Holds the slot while it reads; the check takes it only
+    /// once this is dropped, and `try_recv` is cancel-safe.
+    pub async fn lost(&self) {
+        let mut slot = self.conn.lock().await;
+        let Some(listener) = slot.as_mut() else {
+            drop(slot);
+            return std::future::pending().await;
+        };
+        // Notifications (nobody LISTENs, but NOTIFY may reach us) are not closes.
+        while let Ok(Some(_)) = listener.try_recv().await {}
+        slot.take();
+    }
+
+    async fn run(&self, conn: &mut PgListener) -> Result<Vec<Sample>, sqlx::Error> {
         let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await?;
         if one != 1 {
             return Err(sqlx::Error::Protocol(format!("SELECT 1 returned {one}")));
@@ -129,17 +161,22 @@ impl PostgresProbe {
 impl Probe for PostgresProbe {
     async fn check(&self) -> Observation {
         let mut slot = self.conn.lock().await;
-        let mut conn = match slot.take() {
-            Some(c) => c,
-            None => match PgConnection::connect_with(&self.options).await {
-                Ok(c) => c,
-                Err(e) => {
-                    return Observation::failed(self.spec.dsn.scrub(&format!(
-                        "cannot connect to {}: {e}",
-                        self.spec.dsn.redacted()
-                    )));
-                }
-            },
+        // A kept connection that fails may have been closed since the last check
+        // (a failover, an idle timeout): the verdict is a fresh connection's.
+        if let Some(mut kept) = slot.take()
+            && let Ok(samples) = self.run(&mut kept).await
+        {
+            *slot = Some(kept);
+            return Observation::ok(samples);
+        }
+        let mut conn = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                return Observation::failed(self.spec.dsn.scrub(&format!(
+                    "cannot connect to {}: {e}",
+                    self.spec.dsn.redacted()
+                )));
+            }
         };
         match self.run(&mut conn).await {
             Ok(samples) => {
@@ -151,6 +188,10 @@ impl Probe for PostgresProbe {
                 self.spec.dsn.redacted()
             ))),
         }
+    }
+
+    async fn lost(&self) {
+        PostgresProbe::lost(self).await
     }
 
     fn target(&self) -> String {

@@ -5,6 +5,10 @@
 //! random part of `min(interval, 1 s)`, so probes with the same interval do not fire
 //! together. A check that overruns its slot delays the next one rather than bunching
 //! checks up (`MissedTickBehavior::Delay`).
+//!
+//! Between ticks the scheduler also waits on [`Probe::lost`]: when a kept Redis or
+//! PostgreSQL connection is closed by the server, it checks at once instead of up to
+//! an interval later, and the next tick comes an interval after that check.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +98,10 @@ pub(crate) fn jittered_ticks(interval: Duration) -> tokio::time::Interval {
 async fn run(generation: u64, index: usize, s: Scheduled, reports: mpsc::Sender<Report>) {
     let mut ticks = jittered_ticks(s.interval);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = s.probe.lost() => ticks.reset(),
+        }
         let started = Utc::now();
         let (duration, observation) = check_once(&s.probe, s.timeout).await;
         let report = Report {
