@@ -656,12 +656,14 @@ blue_green_rollback() {
 # Status
 # ---------------------------------------------------------------------------------
 
-# Vigil's verdict on task definition REVISION over the last 5 minutes.
+# Vigil's verdict on task definition REVISION over the last 5 minutes. The window runs
+# a period past now: a report made in the second this reads up to, or by a sidecar
+# whose clock runs ahead of this machine's, is a report (CloudWatch's EndTime excludes).
 verdict_line() {
     [ "$DRY_RUN" = 0 ] || { verdicts "$1" 0 1 60 >/dev/null; return 0; }
     local to from lines
-    to=$(now)
-    from=$((to - 300))
+    from=$(($(now) - 300))
+    to=$((from + 300 + PERIOD))
     lines=$(verdicts "$1" "$from" "$to" "$PERIOD")
     if [ -z "$lines" ]; then
         echo "no report from Vigil in 5 min"

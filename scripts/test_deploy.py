@@ -132,7 +132,7 @@ class Feeder:
     second per task, the value from verdict(seconds since the tasks started), from when
     started() is first true."""
 
-    def __init__(self, cloudwatch, environment, revision, tasks, verdict, started):
+    def __init__(self, cloudwatch, environment, revision, tasks, verdict, started, skew=0.0):
         self.stop_event = threading.Event()
 
         def run():
@@ -147,7 +147,8 @@ class Feeder:
                         "Dimensions": [{"Name": "Environment", "Value": environment},
                                        {"Name": "Service", "Value": "watch-together"},
                                        {"Name": "TaskDefinition", "Value": revision}],
-                        "Timestamp": datetime.datetime.now(datetime.timezone.utc),
+                        "Timestamp": datetime.datetime.now(datetime.timezone.utc)
+                        + datetime.timedelta(seconds=skew),
                         "Value": value, "Unit": "Count", "StorageResolution": 1,
                     } for _ in range(tasks)])
                 self.stop_event.wait(1.0)
@@ -246,12 +247,13 @@ class DeployTest(unittest.TestCase):
         latest = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]["revision"]
         return f"{family}:{latest + 1}"
 
-    def sidecars(self, environment, revision, verdict, tasks=2, running=False):
+    def sidecars(self, environment, revision, verdict, tasks=2, running=False, skew=0.0):
         """Starts the sidecars of `revision`: at once when it runs already or deploys
-        rolling, at CodeDeploy's CreateDeployment under blue-green."""
+        rolling, at CodeDeploy's CreateDeployment under blue-green; their clocks run
+        `skew` seconds ahead of this machine's."""
         deploy = self.codedeploy
         started = (lambda: "CreateDeployment" in deploy.ops()) if deploy and not running else (lambda: True)
-        self.feeders.append(Feeder(self.cloudwatch, environment, revision, tasks, verdict, started))
+        self.feeders.append(Feeder(self.cloudwatch, environment, revision, tasks, verdict, started, skew))
 
     def run_deploy(self, *args, **env):
         environ = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -423,6 +425,20 @@ class DeployTest(unittest.TestCase):
         self.assert_ok(r)
         self.assertIn("blue-green through CodeDeploy", r.stdout)
         self.assertRegex(r.stdout, rf"PRIMARY +{running} ")
+        self.assertIn("Vigil: ok", r.stdout)
+
+    def test_status_counts_a_report_from_a_clock_ahead_of_this_one(self):
+        # The last CI failure: a report made in the second status reads up to (or from a
+        # sidecar whose clock runs ahead of the operator's) fell outside [now - 5 min,
+        # now) and status said "no report from Vigil in 5 min" of a task reporting ok.
+        cluster, arns = self.make_service("production", blue_green=True)
+        running = arns[1].split("/")[-1]
+        self.sidecars("production", running, lambda t: 0, running=True, skew=20.0)
+        wait_until(lambda: self.cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName="vigil_deploy_blockers",
+                                                        Dimensions=[{"Name": "TaskDefinition", "Value": running}])["Metrics"],
+                   30, "the sidecars' first report")
+        r = self.run_deploy("production", "status", DEPLOY_GATE_PERIOD_SECONDS="60")
+        self.assert_ok(r)
         self.assertIn("Vigil: ok", r.stdout)
 
     # ------------------------------------------------------------ rolling
