@@ -118,42 +118,45 @@ impl RedisProbe {
 
     /// Opens a connection: watched in RESP3 unless the server refused it once.
     async fn connect(&self) -> redis::RedisResult<Kept> {
-        if !self.resp2_only.load(Ordering::Relaxed) {
-            let (tx, rx) = watch::channel(false);
-            let config = self
-                .config
-                .clone()
-                .set_push_sender(move |info: redis::PushInfo| {
-                    if info.kind == redis::PushKind::Disconnection {
-                        tx.send_replace(true);
-                    }
-                    Ok::<(), std::convert::Infallible>(())
-                });
-            match self
-                .resp3
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
-                Ok(conn) => {
-                    return Ok(Kept {
-                        conn,
-                        closed: Some(rx),
-                    });
-                }
-                // An I/O error says nothing of the protocol; a server error may be
-                // `HELLO` refused: try as the URL says, and remember if that works.
-                Err(e) if e.is_io_error() || e.is_timeout() => return Err(e),
-                Err(e) => {
-                    let conn = self
-                        .plain
-                        .get_multiplexed_async_connection_with_config(&self.config)
-                        .await
-                        .map_err(|_| e)?;
-                    self.resp2_only.store(true, Ordering::Relaxed);
-                    return Ok(Kept { conn, closed: None });
-                }
-            }
+        if self.resp2_only.load(Ordering::Relaxed) {
+            return self.connect_plain().await;
         }
+        match self.connect_resp3().await {
+            // An I/O error says nothing of the protocol; a server error may be `HELLO`
+            // refused: try as the URL says, and remember if that works.
+            Err(e) if !(e.is_io_error() || e.is_timeout()) => {
+                let kept = self.connect_plain().await.map_err(|_| e)?;
+                self.resp2_only.store(true, Ordering::Relaxed);
+                Ok(kept)
+            }
+            result => result,
+        }
+    }
+
+    /// A RESP3 connection whose driver's `Disconnection` push sets its flag.
+    async fn connect_resp3(&self) -> redis::RedisResult<Kept> {
+        let (tx, rx) = watch::channel(false);
+        let config = self
+            .config
+            .clone()
+            .set_push_sender(move |info: redis::PushInfo| {
+                if info.kind == redis::PushKind::Disconnection {
+                    tx.send_replace(true);
+                }
+                Ok::<(), std::convert::Infallible>(())
+            });
+        let conn = self
+            .resp3
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Kept {
+            conn,
+            closed: Some(rx),
+        })
+    }
+
+    /// A connection as the URL says, unwatched.
+    async fn connect_plain(&self) -> redis::RedisResult<Kept> {
         let conn = self
             .plain
             .get_multiplexed_async_connection_with_config(&self.config)
