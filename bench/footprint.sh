@@ -8,6 +8,7 @@
 #   bench/footprint.sh            # 60 s
 #   DURATION=20 bench/footprint.sh
 #   PUBLISH=1 bench/footprint.sh  # also publishing the shipped metrics (as EMF, every 10 s)
+#   VIGIL=path/to/vigil bench/footprint.sh   # another build of the daemon
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -32,7 +33,7 @@ if [ "${PUBLISH:-0}" = 1 ]; then
     } >>"$work/vigil.yaml"
     sed -i 's|^rule_files: \[\(.*\)\]|rule_files: [\1, '"$(pwd)"'/rules/recording.yaml]|' "$work/vigil.yaml"
 fi
-target/release/vigil run --config "$work/vigil.yaml" --log-format json >"$work/vigil.out" 2>"$work/vigil.log" &
+"${VIGIL:-target/release/vigil}" run --config "$work/vigil.yaml" --log-format json >"$work/vigil.out" 2>"$work/vigil.log" &
 vigil=$!
 pids+=("$vigil")
 vigil_addr=$(listening_addr "$work/vigil.log" 30)
@@ -69,6 +70,8 @@ awk -v peak="$peak" -v steady="$steady" -v t0="$start_ticks" -v t1="$end_ticks" 
     printf "  of which        %.1f MiB anonymous (heap, stacks), %.1f MiB file-backed (the binary, libc)\n", anon / 1024, file / 1024
     printf "CPU               %.2f s = %.3f %% of one core\n", cpu, 100 * cpu / dur
 }'
+# Where the resident pages come from: files, the binary's sections, crates.
+as_root python3 bench/pages.py "$vigil" "${TOP:-20}"
 if [ "${PUBLISH:-0}" = 1 ]; then
     echo "EMF lines         $(wc -l <"$work/vigil.out") ($(wc -c <"$work/vigil.out") bytes) in ${DURATION} s"
 fi

@@ -1,0 +1,43 @@
+//! Links the daemon's binaries with packed relative relocations (`-z pack-relative-relocs`,
+//! DT_RELR) on Linux with glibc 2.36 or later: the table the loader reads once at every
+//! start shrinks from about 2 MiB (`.rela.dyn`, 24 bytes per pointer) to a few
+//! kilobytes, and its pages no longer stay resident beside the code
+//! (bench/README.md, footprint). A binary linked so needs glibc 2.36 where it runs
+//! (Debian 12, the images' base); it is only linked so when the glibc it is built
+//! against is that new, so a build on an older system runs there as before.
+//! `VIGIL_RELR=0` turns it off.
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=VIGIL_RELR");
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    if var("VIGIL_RELR") == "0"
+        || var("CARGO_CFG_TARGET_OS") != "linux"
+        || var("CARGO_CFG_TARGET_ENV") != "gnu"
+    {
+        return;
+    }
+    if glibc_at_least(2, 36) {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Whether the build host's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36") is at
+/// least `major.minor`; false when it cannot be told.
+fn glibc_at_least(major: u32, minor: u32) -> bool {
+    let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .trim()
+        .trim_start_matches("glibc ")
+        .split('.')
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
