@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    vigil_fuzz::unwind_like_the_daemon();
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

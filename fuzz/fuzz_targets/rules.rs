@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use vigil::store::{Labels, Store};
 
 fuzz_target!(|data: &[u8]| {
+    vigil_fuzz::unwind_like_the_daemon();
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
