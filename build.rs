@@ -3,9 +3,9 @@
 //! start shrinks from about 2 MiB (`.rela.dyn`, 24 bytes per pointer) to a few
 //! kilobytes, and its pages no longer stay resident beside the code
 //! (bench/README.md, footprint). A binary linked so needs glibc 2.36 where it runs
-//! (Debian 12, the images' base); it is only linked so when the glibc it is built
-//! against is that new, so a build on an older system runs there as before.
-//! `VIGIL_RELR=0` turns it off.
+//! (Debian 12, the images' base); it is only linked so for the machine it is built on,
+//! and only when that machine's glibc is that new, so a build on an older system runs
+//! there as before and a cross build is left as it was. `VIGIL_RELR=0` turns it off.
 
 use std::process::Command;
 
@@ -14,6 +14,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=VIGIL_RELR");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     if var("VIGIL_RELR") == "0"
+        || var("HOST") != var("TARGET")
         || var("CARGO_CFG_TARGET_OS") != "linux"
         || var("CARGO_CFG_TARGET_ENV") != "gnu"
     {
@@ -24,7 +25,7 @@ fn main() {
     }
 }
 
-/// Whether the build host's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36") is at
+/// Whether this machine's glibc (`getconf GNU_LIBC_VERSION`: "glibc 2.36") is at
 /// least `major.minor`; false when it cannot be told.
 fn glibc_at_least(major: u32, minor: u32) -> bool {
     let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {

@@ -53,9 +53,10 @@ def sections(binary):
     """[(name, file_offset, size, address)] of the allocated sections."""
     out = []
     for line in subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True).stdout.splitlines():
-        m = re.match(r"\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+\S+\s+(\S*)", line)
-        if m and "A" in m[5]:
-            out.append((m[1], int(m[3], 16), int(m[4], 16), int(m[2], 16)))
+        m = re.match(r"\s*\[\s*\d+\]\s+(\S+)\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+\S+\s+(\S*)", line)
+        # NOBITS sections (.bss, .tbss) hold no bytes of the file.
+        if m and "A" in m[6] and m[2] != "NOBITS":
+            out.append((m[1], int(m[4], 16), int(m[5], 16), int(m[3], 16)))
     return out
 
 
@@ -82,6 +83,7 @@ def main():
     pid = int(sys.argv[1])
     top = int(sys.argv[2]) if len(sys.argv) > 2 else 25
     binary = os.readlink(f"/proc/{pid}/exe")
+    exe = f"/proc/{pid}/exe"  # readable even when the file was since replaced or deleted
     maps = mappings(pid)
 
     by_file = collections.Counter()
@@ -96,8 +98,10 @@ def main():
             print(f"  {kib / 1024:7.2f} MiB  {path}")
 
     own = [m for m in maps if m[4] == binary]
+    if not own:
+        raise SystemExit(f"no mapping of {binary} in /proc/{pid}/smaps")
     base = min(m[0] - m[3] for m in own)  # the load bias: address = base + file offset
-    secs = sections(binary)
+    secs = sections(exe)
     by_section = collections.Counter()
     code_pages = []
     for start, end, perms, off, _, _, _ in own:
@@ -113,7 +117,7 @@ def main():
         if kib >= 16:
             print(f"  {kib / 1024:7.2f} MiB  {name}")
 
-    syms = symbols(binary)
+    syms = symbols(exe)
     addrs = [a for a, _ in syms]
     by_crate = collections.Counter()
     import bisect

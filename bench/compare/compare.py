@@ -278,10 +278,15 @@ def alertmanager(processes, stack, sink, cadence):
         send_resolved: true
 """)
     processes.start(stack, "alertmanager", ["prometheus-alertmanager", f"--config.file={config}",
-                                            f"--storage.path={processes.work}/{stack}-am-data",
+                                            f"--storage.path={processes.work}/{stack}-am-data-{cadence}",
                                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
                                             "--log.level=warn"], port=port)
     return port
+
+
+def group_interval_seconds(cadence):
+    """Vigil's and Alertmanager's group_interval at this cadence."""
+    return 1.0 if cadence == "1s" else 300.0
 
 
 def timeout_for(cadence):
@@ -301,7 +306,7 @@ def start_prometheus(processes, targets, sink, cadence, rules):
     }
     path = write(os.path.join(processes.work, "prometheus.yml"), json.dumps(config, indent=1))
     processes.start("prometheus", "prometheus", ["prometheus", f"--config.file={path}",
-                                                 f"--storage.tsdb.path={processes.work}/prometheus-data",
+                                                 f"--storage.tsdb.path={processes.work}/prometheus-data-{cadence}",
                                                  f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], port=port)
     return port
 
@@ -321,7 +326,7 @@ def start_victoria(processes, targets, sink, cadence, rules):
               "scrape_configs": scrape}
     path = write(os.path.join(processes.work, "victoria-scrape.yml"), json.dumps(config, indent=1))
     processes.start("victoria", "victoria-metrics", ["victoria-metrics", f"-promscrape.config={path}",
-                                                     f"-storageDataPath={processes.work}/victoria-data",
+                                                     f"-storageDataPath={processes.work}/victoria-data-{cadence}",
                                                      f"-httpListenAddr=127.0.0.1:{vm}", "-retentionPeriod=1d",
                                                      "-loggerLevel=WARN", *latency_offset(cadence)], port=vm)
     processes.start("victoria", "vmalert", ["vmalert", *[f"-rule={r}" for r in rules],
@@ -423,14 +428,19 @@ def paging(work, targets, redis, sink, cadence):
         fp = footprint(processes, WINDOW)
         pages = {s: [] for s in STACKS}
         resolves = {s: [] for s in STACKS}
+        t0 = None
         for i in range(ROUNDS):
+            # A new outage, not a flap: the last kill at least a group interval ago (5 min
+            # at 10 s, where Vigil's and Alertmanager's routes would hold a re-fire back).
+            if t0 is not None:
+                time.sleep(max(0.0, t0 + group_interval_seconds(cadence) + 1 - time.monotonic()))
             time.sleep(random.random() * interval)  # a random phase against every tick
             t0 = time.monotonic()
             redis.kill()
             got = sink.wait(STACKS, t0, "CacheDown", "firing", 120 + 10 * interval)
             time.sleep(1.0 + random.random())
+            t2 = time.monotonic()  # Redis's return: its start-up counts, as in bench/paging.py
             redis.start()
-            t2 = time.monotonic()
             back = sink.wait(STACKS, t2, "CacheDown", "resolved", 420 + 10 * interval)
             line = []
             for s in STACKS:
@@ -446,6 +456,17 @@ def paging(work, targets, redis, sink, cadence):
         return fp, pages, resolves
     finally:
         processes.stop()
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def ratio(theirs, ours, better, worse):
+    """'12.3x better' when theirs is the larger, '2.0x worse' when ours is."""
+    if not theirs or not ours:
+        return "-"
+    return f"{theirs / ours:.1f}x {better}" if theirs >= ours else f"{ours / theirs:.1f}x {worse}"
 
 
 def paging_table(cadence, fp, pages, resolves):
@@ -464,13 +485,10 @@ def paging_table(cadence, fp, pages, resolves):
     lines.append("")
     for s in ("prometheus", "victoria"):
         mem, cpu, _ = fp[s]
-        p = (f"{statistics.median(pages[s]) / statistics.median(pages['vigil']):.0f}x"
-             if pages[s] and pages["vigil"] else "-")
-        r = (f"{statistics.median(resolves[s]) / statistics.median(resolves['vigil']):.0f}x"
-             if resolves[s] and resolves["vigil"] else "-")
-        lines.append(f"Vigil against {names[s]}: {mem / v_mem:.1f}x less memory, "
-                     f"{cpu / v_cpu if v_cpu else float('inf'):.1f}x less CPU, page {p} sooner, resolve {r} sooner "
-                     f"(medians).")
+        lines.append(f"Vigil against {names[s]}: {ratio(mem, v_mem, 'less memory', 'more memory')}, "
+                     f"{ratio(cpu, v_cpu, 'less CPU', 'more CPU')}, "
+                     f"page {ratio(median(pages[s]), median(pages['vigil']), 'sooner', 'later')}, "
+                     f"resolve {ratio(median(resolves[s]), median(resolves['vigil']), 'sooner', 'later')} (medians).")
     return "\n".join(lines)
 
 
@@ -504,6 +522,9 @@ def workload(work):
         sink = Sink()  # vmalert needs somewhere to send; nothing reads it here
         processes.start("victoria", "vmalert", ["vmalert", f"-rule={rules}", f"-datasource.url=http://127.0.0.1:{vm}",
                                                 f"-notifier.url=http://127.0.0.1:{sink.port}", "-evaluationInterval=10s",
+                                                # Only changes are sent, inside its iteration;
+                                                # the other two send nothing here.
+                                                "-rule.resendDelay=24h",
                                                 f"-httpListenAddr=127.0.0.1:{vmalert}", "-loggerLevel=WARN"],
                         port=vmalert)
         vigil = free_port()
@@ -572,7 +593,7 @@ def workload_table(took, mem, cpu, series):
             continue
         m = statistics.median(xs)
         lines.append(f"| {names[s]} | {1000 * m:.1f} ms ({1000 * min(xs):.1f}-{1000 * max(xs):.1f}) | "
-                     f"{m:.3f} ms | {'' if s == 'vigil' else f'{m / v:.1f}x'} | {mem[s]:.1f} MiB | {cpu[s]:.2f} % |")
+                     f"{m:.3f} ms | {'' if s == 'vigil' else ratio(m, v, 'faster', 'slower')} | {mem[s]:.1f} MiB | {cpu[s]:.2f} % |")
     return "\n".join(lines)
 
 
@@ -594,6 +615,8 @@ def versions():
 
 
 def main():
+    # A SIGTERM (a CI timeout, a kill) unwinds through every `finally`: nothing is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = tempfile.mkdtemp(prefix="vigil-compare-")
     os.chmod(work, 0o777)
     log(f"==> {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores; work in {work}")

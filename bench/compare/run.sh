@@ -9,7 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 
-ensure_packages
 missing=()
 for pair in prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
     prometheus-blackbox-exporter:prometheus-blackbox-exporter \
@@ -18,18 +17,16 @@ for pair in prometheus:prometheus prometheus-alertmanager:prometheus-alertmanage
     prometheus-node-exporter:prometheus-node-exporter victoria-metrics:vmalert; do
     command -v "${pair#*:}" >/dev/null 2>&1 || missing+=("${pair%%:*}")
 done
-# The packages' services must not start on their default ports: the run starts its own.
-if [ ${#missing[@]} -gt 0 ]; then
-    own_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-        as_root chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-    fi
-    install_debs "${missing[@]}"
-    [ "$own_policy" = 0 ] || as_root rm -f /usr/sbin/policy-rc.d
+# The packages' own services must not start (on their default ports, taking CPU beside
+# the run): a policy that refuses them while this script installs, removed at exit.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 755 /usr/sbin/policy-rc.d
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
 fi
+ensure_packages
+install_debs "${missing[@]}"
 
 echo "==> Building the release binaries"
 cargo build -q --release -p vigil -p watch-together
-exec python3 bench/compare/compare.py
+python3 bench/compare/compare.py
