@@ -197,8 +197,12 @@ BRIDGE = """groups:
   # What Vigil measures itself, from the exporters' series (Prometheus and vmalert only).
   - name: bridge
     rules:
+      # As Vigil and df count it: used / (used + available to users), root's reserve left out.
       - record: vigil_disk_used_ratio
-        expr: 1 - node_filesystem_avail_bytes{mountpoint="/"} / node_filesystem_size_bytes{mountpoint="/"}
+        expr: >-
+          (node_filesystem_size_bytes{mountpoint="/"} - node_filesystem_free_bytes{mountpoint="/"})
+          / (node_filesystem_size_bytes{mountpoint="/"} - node_filesystem_free_bytes{mountpoint="/"}
+             + node_filesystem_avail_bytes{mountpoint="/"})
       - record: vigil_postgres_longest_query_seconds
         expr: max(pg_stat_activity_max_tx_duration)
 """
@@ -265,12 +269,16 @@ def start_exporters(processes, stack, targets):
 
 
 def alertmanager(processes, stack, sink, cadence):
-    """An Alertmanager sending to the sink: its defaults at 10 s; at 1 s, group_wait 0s
-    and group_interval 1s."""
+    """An Alertmanager sending to the sink, one group per alert as Vigil's routing has
+    it (with no group_by, whatever fires all along — CacheHitRatioLow on an idle cache,
+    its `for:` at 0s — holds every new alert of the one group to the next
+    group_interval); its default timers at 10 s (group_wait 30s, group_interval 5m),
+    group_wait 0s and group_interval 1s at 1 s."""
     port = free_port()
     route = "" if cadence != "1s" else "  group_wait: 0s\n  group_interval: 1s\n"
     config = write(os.path.join(processes.work, f"{stack}-alertmanager.yml"), f"""route:
   receiver: sink
+  group_by: ['...']
 {route}receivers:
   - name: sink
     webhook_configs:
@@ -416,6 +424,7 @@ def fmt_s(xs):
 def paging(work, targets, redis, sink, cadence):
     processes = Processes(work)
     interval = seconds(cadence)
+    started = time.monotonic()
     try:
         rules = shipped_rules(work)
         bridge = write(os.path.join(work, "bridge.yaml"), BRIDGE)
@@ -425,6 +434,11 @@ def paging(work, targets, redis, sink, cadence):
         warmup = max(30, 6 * interval)
         log(f"==> {cadence}: the three stacks started; {warmup:.0f} s of warm-up, then {WINDOW} s measured")
         time.sleep(warmup)
+        with sink.cond:
+            for s in STACKS:
+                firing = sorted({a for t, stack, seen in sink.events
+                                 if stack == s and t > started for a, st in seen if st == "firing"})
+                log(f"    {s} has notified, before any kill: {', '.join(firing) or 'nothing'}")
         fp = footprint(processes, WINDOW)
         pages = {s: [] for s in STACKS}
         resolves = {s: [] for s in STACKS}
@@ -470,7 +484,8 @@ def ratio(theirs, ours, better, worse):
 
 
 def paging_table(cadence, fp, pages, resolves):
-    title = ("10 s scrape and evaluation, each tool's default grouping" if cadence == "10s"
+    title = ("10 s scrape and evaluation, each tool's default timers (Alertmanager's group_wait 30s, "
+             "group_interval 5m), one group per alert" if cadence == "10s"
              else f"{cadence} scrape and evaluation, group_wait 0s (group_interval 1s; VictoriaMetrics's "
                   f"-search.latencyOffset {cadence})")
     v_mem, v_cpu, _ = fp["vigil"]
@@ -604,11 +619,11 @@ def versions():
     out = []
     for argv in (["prometheus", "--version"], ["prometheus-alertmanager", "--version"],
                  ["prometheus-node-exporter", "--version"], ["prometheus-postgres-exporter", "--version"],
-                 ["prometheus-blackbox-exporter", "--version"], ["victoria-metrics", "-version"],
-                 ["vmalert", "-version"], [VIGIL, "--version"]):
+                 ["prometheus-blackbox-exporter", "--version"], [VIGIL, "--version"]):
         r = subprocess.run(argv, capture_output=True, text=True)
         first = (r.stdout + r.stderr).strip().splitlines()
         out.append(first[0] if first else f"{argv[0]}: no version printed")
+    # Debian's redis exporter and VictoriaMetrics print no version of their own.
     pkg = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "prometheus-redis-exporter",
                           "victoria-metrics"], capture_output=True, text=True).stdout.strip().splitlines()
     return out + pkg
