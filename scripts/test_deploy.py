@@ -414,32 +414,31 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(self.primary(cluster), [arns[0]])
         self.assertEqual(self.status_of(arns[1]), "INACTIVE")
 
-    def test_status_prints_each_task_set_with_vigils_verdict(self):
+    def status_beside_running_sidecars(self, skew=0.0):
+        """`status` of a blue-green production whose running task set's sidecars have
+        reported (their clocks `skew` seconds ahead): the revision and the output."""
         cluster, arns = self.make_service("production", blue_green=True)
         running = arns[1].split("/")[-1]
-        self.sidecars("production", running, lambda t: 0, running=True)
+        self.sidecars("production", running, lambda t: 0, running=True, skew=skew)
         wait_until(lambda: self.cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName="vigil_deploy_blockers",
                                                         Dimensions=[{"Name": "TaskDefinition", "Value": running}])["Metrics"],
                    30, "the sidecars' first report")
         r = self.run_deploy("production", "status", DEPLOY_GATE_PERIOD_SECONDS="60")
         self.assert_ok(r)
-        self.assertIn("blue-green through CodeDeploy", r.stdout)
-        self.assertRegex(r.stdout, rf"PRIMARY +{running} ")
-        self.assertIn("Vigil: ok", r.stdout)
+        return running, r.stdout
+
+    def test_status_prints_each_task_set_with_vigils_verdict(self):
+        running, out = self.status_beside_running_sidecars()
+        self.assertIn("blue-green through CodeDeploy", out)
+        self.assertRegex(out, rf"PRIMARY +{running} ")
+        self.assertIn("Vigil: ok", out)
 
     def test_status_counts_a_report_from_a_clock_ahead_of_this_one(self):
         # The last CI failure: a report made in the second status reads up to (or from a
         # sidecar whose clock runs ahead of the operator's) fell outside [now - 5 min,
         # now) and status said "no report from Vigil in 5 min" of a task reporting ok.
-        cluster, arns = self.make_service("production", blue_green=True)
-        running = arns[1].split("/")[-1]
-        self.sidecars("production", running, lambda t: 0, running=True, skew=20.0)
-        wait_until(lambda: self.cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName="vigil_deploy_blockers",
-                                                        Dimensions=[{"Name": "TaskDefinition", "Value": running}])["Metrics"],
-                   30, "the sidecars' first report")
-        r = self.run_deploy("production", "status", DEPLOY_GATE_PERIOD_SECONDS="60")
-        self.assert_ok(r)
-        self.assertIn("Vigil: ok", r.stdout)
+        _, out = self.status_beside_running_sidecars(skew=20.0)
+        self.assertIn("Vigil: ok", out)
 
     # ------------------------------------------------------------ rolling
 
