@@ -28,39 +28,10 @@ trap cleanup EXIT
 
 target_port=$(free_port)
 prom_port=$(free_port)
-python3 bench/rules_workload.py rules "$work/rules.yaml"
+python3 bench/rules_workload.py configs "$work" "$target_port" 0
 python3 bench/rules_workload.py serve "$target_port" &
 pids+=($!)
 wait_port "$target_port" 30 "the workload target"
-
-cat >"$work/vigil.yaml" <<YAML
-listen: 127.0.0.1:0
-state_dir: vigil-state
-rule_files: [rules.yaml]
-evaluation_interval: 10s
-store:
-  retention: 10m
-  max_series: 50000
-scrape:
-  - job: bench
-    url: http://127.0.0.1:$target_port/metrics
-    interval: 10s
-probes:
-  - name: target
-    interval: 10s
-    tcp:
-      address: 127.0.0.1:$target_port
-YAML
-cat >"$work/prometheus.yml" <<YAML
-global:
-  scrape_interval: 10s
-  evaluation_interval: 10s
-rule_files: [rules.yaml]
-scrape_configs:
-  - job_name: bench
-    static_configs:
-      - targets: ['127.0.0.1:$target_port']
-YAML
 
 target/release/vigil run --config "$work/vigil.yaml" --log-format json >"$work/vigil.log" 2>&1 &
 vigil=$!

@@ -7,6 +7,10 @@
   rules_workload.py serve PORT     serves /metrics with 10 000 series whose counters grow
                                    at every scrape (100 services x (20 request counters +
                                    60 latency buckets) + 2 000 gauges)
+  rules_workload.py configs DIR TARGET_PORT VIGIL_PORT
+                                   writes DIR/rules.yaml, and DIR/vigil.yaml and
+                                   DIR/prometheus.yml scraping the target and evaluating
+                                   those rules every 10 s (VIGIL_PORT 0: any free port)
 """
 import http.server
 import random
@@ -41,6 +45,38 @@ def write_rules(path):
         f.write("groups:\n  - name: bench\n    rules:\n")
         for name, expr in rules:
             f.write(f"      - alert: {name}\n        expr: '{expr}'\n        for: 1m\n        labels:\n          severity: warning\n")
+
+
+def write_configs(directory, target_port, vigil_port):
+    write_rules(f"{directory}/rules.yaml")
+    with open(f"{directory}/vigil.yaml", "w") as f:
+        f.write(f"""listen: 127.0.0.1:{vigil_port}
+state_dir: vigil-state
+rule_files: [rules.yaml]
+evaluation_interval: 10s
+store:
+  retention: 10m
+  max_series: 50000
+scrape:
+  - job: bench
+    url: http://127.0.0.1:{target_port}/metrics
+    interval: 10s
+probes:
+  - name: target
+    interval: 10s
+    tcp:
+      address: 127.0.0.1:{target_port}
+""")
+    with open(f"{directory}/prometheus.yml", "w") as f:
+        f.write(f"""global:
+  scrape_interval: 10s
+  evaluation_interval: 10s
+rule_files: [rules.yaml]
+scrape_configs:
+  - job_name: bench
+    static_configs:
+      - targets: ['127.0.0.1:{target_port}']
+""")
 
 
 class State:
@@ -82,5 +118,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 if __name__ == "__main__":
     if sys.argv[1] == "rules":
         write_rules(sys.argv[2])
+    elif sys.argv[1] == "configs":
+        write_configs(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler).serve_forever()

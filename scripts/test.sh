@@ -24,6 +24,8 @@ scripts/dev-setup.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+# The fuzz crate is outside the workspace (scripts/fuzz.sh builds it with sanitizers).
+rustfmt --edition 2024 --check fuzz/src/*.rs fuzz/fuzz_targets/*.rs
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"

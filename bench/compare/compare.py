@@ -24,7 +24,8 @@ and Vigil's vigil_rule_evaluation_duration_seconds.
 
 Environment: QUICK=1 (a few minutes: 1 s cadence only, 2 rounds, 20 s windows, 60 s of
 workload), ROUNDS (5), WINDOW (60 s), CADENCES ("10s 1s"), WORKLOAD_SECONDS (180),
-PARTS ("paging workload"), VIGIL and APP (the release binaries).
+PARTS ("paging workload"), VIGIL and APP (the release binaries), KEEP=1 (keep the work
+directory: every process's log and configuration).
 """
 
 import http.server
@@ -304,7 +305,6 @@ def timeout_for(cadence):
 def start_prometheus(processes, targets, sink, cadence, rules):
     scrape = start_exporters(processes, "prometheus", targets)
     am = alertmanager(processes, "prometheus", sink, cadence)
-    port = free_port()
     config = {
         "global": {"scrape_interval": cadence, "evaluation_interval": cadence,
                    "scrape_timeout": "900ms" if cadence == "1s" else "10s"},
@@ -313,10 +313,39 @@ def start_prometheus(processes, targets, sink, cadence, rules):
         "scrape_configs": scrape,
     }
     path = write(os.path.join(processes.work, "prometheus.yml"), json.dumps(config, indent=1))
-    processes.start("prometheus", "prometheus", ["prometheus", f"--config.file={path}",
-                                                 f"--storage.tsdb.path={processes.work}/prometheus-data-{cadence}",
+    port = run_prometheus(processes, path, f"{processes.work}/prometheus-data-{cadence}")
+    return {"prometheus": port, "alertmanager": am}
+
+
+def run_prometheus(processes, config, data):
+    port = free_port()
+    processes.start("prometheus", "prometheus", ["prometheus", f"--config.file={config}",
+                                                 f"--storage.tsdb.path={data}",
                                                  f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"], port=port)
     return port
+
+
+def run_victoria(processes, scrape_config, data, *flags):
+    port = free_port()
+    processes.start("victoria", "victoria-metrics", ["victoria-metrics", f"-promscrape.config={scrape_config}",
+                                                     f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",
+                                                     "-retentionPeriod=1d", "-loggerLevel=WARN", *flags], port=port)
+    return port
+
+
+def run_vmalert(processes, rules, vm, notifier, cadence, *flags):
+    port = free_port()
+    processes.start("victoria", "vmalert", ["vmalert", *[f"-rule={r}" for r in rules],
+                                            f"-datasource.url=http://127.0.0.1:{vm}",
+                                            f"-notifier.url=http://127.0.0.1:{notifier}",
+                                            f"-evaluationInterval={cadence}", f"-httpListenAddr=127.0.0.1:{port}",
+                                            "-loggerLevel=WARN", *flags], port=port)
+    return port
+
+
+def run_vigil(processes, config, port):
+    processes.start("vigil", "vigil", [VIGIL, "run", "--log-format", "json", "--config", config],
+                    env={"RUST_LOG": "warn"}, port=port)
 
 
 def latency_offset(cadence):
@@ -329,22 +358,13 @@ def latency_offset(cadence):
 def start_victoria(processes, targets, sink, cadence, rules):
     scrape = start_exporters(processes, "victoria", targets)
     am = alertmanager(processes, "victoria", sink, cadence)
-    vm, vmalert = free_port(), free_port()
     config = {"global": {"scrape_interval": cadence, "scrape_timeout": "900ms" if cadence == "1s" else "10s"},
               "scrape_configs": scrape}
     path = write(os.path.join(processes.work, "victoria-scrape.yml"), json.dumps(config, indent=1))
-    processes.start("victoria", "victoria-metrics", ["victoria-metrics", f"-promscrape.config={path}",
-                                                     f"-storageDataPath={processes.work}/victoria-data-{cadence}",
-                                                     f"-httpListenAddr=127.0.0.1:{vm}", "-retentionPeriod=1d",
-                                                     "-loggerLevel=WARN", *latency_offset(cadence)], port=vm)
-    processes.start("victoria", "vmalert", ["vmalert", *[f"-rule={r}" for r in rules],
-                                            f"-datasource.url=http://127.0.0.1:{vm}",
-                                            f"-notifier.url=http://127.0.0.1:{am}",
-                                            # the bridge's recording rules are written back to VM
-                                            f"-remoteWrite.url=http://127.0.0.1:{vm}",
-                                            f"-evaluationInterval={cadence}", f"-httpListenAddr=127.0.0.1:{vmalert}",
-                                            "-loggerLevel=WARN"], port=vmalert)
-    return vm
+    vm = run_victoria(processes, path, f"{processes.work}/victoria-data-{cadence}", *latency_offset(cadence))
+    # the bridge's recording rules are written back to VictoriaMetrics
+    vmalert = run_vmalert(processes, rules, vm, am, cadence, f"-remoteWrite.url=http://127.0.0.1:{vm}")
+    return {"victoria-metrics": vm, "vmalert": vmalert, "alertmanager": am}
 
 
 def start_vigil(processes, targets, sink, cadence, rules):
@@ -389,9 +409,8 @@ probes:
     disk:
       paths: [/]
 """)
-    processes.start("vigil", "vigil", [VIGIL, "run", "--log-format", "json", "--config", config],
-                    env={"RUST_LOG": "warn"}, port=port)
-    return port
+    run_vigil(processes, config, port)
+    return {"vigil": port}
 
 
 # ------------------------------------------------------------------ reading /metrics
@@ -412,6 +431,43 @@ def values(text, prefix):
     return out
 
 
+def get_json(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError) as e:
+        return f"{path}: {e}"
+
+
+def holdings(apis, alertname):
+    """What a silent stack's parts hold of `alertname`: the rule evaluator's alerts (state,
+    active since) and Alertmanager's (state, starts, ends, updated), to say which part
+    kept the page."""
+    out = []
+    for part, port in apis.items():
+        if part in ("prometheus", "vmalert"):
+            body = get_json(port, "/api/v1/alerts")
+            alerts = body.get("data", {}).get("alerts", []) if isinstance(body, dict) else body
+            if isinstance(alerts, list):
+                alerts = [f"{a.get('state')} since {a.get('activeAt')}" for a in alerts
+                          if a.get("labels", {}).get("alertname") == alertname]
+            out.append(f"{part}: {alerts or 'no alert'}")
+        elif part == "alertmanager":
+            body = get_json(port, f"/api/v2/alerts?filter=alertname%3D%22{alertname}%22")
+            if isinstance(body, list):
+                body = [f"{a.get('status', {}).get('state')} {a.get('startsAt')}..{a.get('endsAt')} "
+                        f"updated {a.get('updatedAt')}" for a in body]
+            out.append(f"alertmanager: {body or 'no alert'}")
+        elif part == "victoria-metrics":
+            body = get_json(port, "/api/v1/query?query=vigil_probe_success%7Bprobe%3D%22cache%22%7D")
+            if isinstance(body, dict):
+                body = [r.get("value") for r in body.get("data", {}).get("result", [])]
+            out.append(f"victoria-metrics: cache probe {body}")
+        elif part == "vigil":
+            out.append(f"vigil: {get_json(port, '/api/alerts')}")
+    return "; ".join(out)
+
+
 # ------------------------------------------------------------------ part 1
 
 
@@ -428,9 +484,9 @@ def paging(work, targets, redis, sink, cadence):
     try:
         rules = shipped_rules(work)
         bridge = write(os.path.join(work, "bridge.yaml"), BRIDGE)
-        start_prometheus(processes, targets, sink, cadence, rules + [bridge])
-        start_victoria(processes, targets, sink, cadence, rules + [bridge])
-        start_vigil(processes, targets, sink, cadence, rules)
+        apis = {"prometheus": start_prometheus(processes, targets, sink, cadence, rules + [bridge]),
+                "victoria": start_victoria(processes, targets, sink, cadence, rules + [bridge]),
+                "vigil": start_vigil(processes, targets, sink, cadence, rules)}
         warmup = max(30, 6 * interval)
         log(f"==> {cadence}: the three stacks started; {warmup:.0f} s of warm-up, then {WINDOW} s measured")
         time.sleep(warmup)
@@ -465,6 +521,9 @@ def paging(work, targets, redis, sink, cadence):
                 line.append(f"{s} page {got[s] - t0:.3f} s" if s in got else f"{s} page none")
                 line.append(f"resolve {back[s] - t2:.3f} s" if s in back else "resolve none")
             log(f"  round {i + 1}: " + ", ".join(line))
+            for s in STACKS:
+                if s not in got or s not in back:
+                    log(f"    {s} was silent; what it holds now: {holdings(apis[s], 'CacheDown')}")
             processes.check_alive()
             time.sleep(2 * interval)  # every stack sees Redis up before the next kill
         return fp, pages, resolves
@@ -511,57 +570,26 @@ def paging_table(cadence, fp, pages, resolves):
 
 
 def workload(work):
+    """bench/rules_workload.py's rules, target and configurations, in their own directory."""
     processes = Processes(work)
-    target = free_port()
-    rules = os.path.join(work, "workload-rules.yaml")
-    subprocess.run([sys.executable, os.path.join(BENCH, "rules_workload.py"), "rules", rules], check=True)
+    here = os.path.join(work, "workload")
+    os.makedirs(here)
+    target, vigil = free_port(), free_port()
+    subprocess.run([sys.executable, os.path.join(BENCH, "rules_workload.py"), "configs", here, str(target), str(vigil)],
+                   check=True)
+    rules = os.path.join(here, "rules.yaml")
     try:
         processes.start("target", "workload", [sys.executable, os.path.join(BENCH, "rules_workload.py"), "serve",
                                                str(target)], port=target)
-        scrape_cfg = [{"job_name": "bench", "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}]
-        prom = free_port()
-        path = write(os.path.join(work, "w-prometheus.yml"), json.dumps(
-            {"global": {"scrape_interval": "10s", "evaluation_interval": "10s"}, "rule_files": [rules],
-             "scrape_configs": scrape_cfg}))
-        processes.start("prometheus", "prometheus", ["prometheus", f"--config.file={path}",
-                                                     f"--storage.tsdb.path={work}/w-prometheus-data",
-                                                     f"--web.listen-address=127.0.0.1:{prom}", "--log.level=warn"],
-                        port=prom)
-        vm, vmalert = free_port(), free_port()
-        path = write(os.path.join(work, "w-victoria.yml"), json.dumps(
-            {"global": {"scrape_interval": "10s"}, "scrape_configs": scrape_cfg}))
-        processes.start("victoria", "victoria-metrics", ["victoria-metrics", f"-promscrape.config={path}",
-                                                         f"-storageDataPath={work}/w-victoria-data",
-                                                         f"-httpListenAddr=127.0.0.1:{vm}", "-retentionPeriod=1d",
-                                                         "-loggerLevel=WARN"], port=vm)
+        prom = run_prometheus(processes, os.path.join(here, "prometheus.yml"), os.path.join(here, "prometheus-data"))
+        path = write(os.path.join(here, "victoria.yml"), json.dumps(
+            {"global": {"scrape_interval": "10s"},
+             "scrape_configs": [{"job_name": "bench", "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}]}))
+        vm = run_victoria(processes, path, os.path.join(here, "victoria-data"))
         sink = Sink()  # vmalert needs somewhere to send; nothing reads it here
-        processes.start("victoria", "vmalert", ["vmalert", f"-rule={rules}", f"-datasource.url=http://127.0.0.1:{vm}",
-                                                f"-notifier.url=http://127.0.0.1:{sink.port}", "-evaluationInterval=10s",
-                                                # Only changes are sent, inside its iteration;
-                                                # the other two send nothing here.
-                                                "-rule.resendDelay=24h",
-                                                f"-httpListenAddr=127.0.0.1:{vmalert}", "-loggerLevel=WARN"],
-                        port=vmalert)
-        vigil = free_port()
-        config = write(os.path.join(work, "w-vigil.yaml"), f"""listen: 127.0.0.1:{vigil}
-state_dir: w-vigil-state
-rule_files: [{rules}]
-evaluation_interval: 10s
-store:
-  retention: 10m
-  max_series: 50000
-scrape:
-  - job: bench
-    url: http://127.0.0.1:{target}/metrics
-    interval: 10s
-probes:
-  - name: target
-    interval: 10s
-    tcp:
-      address: 127.0.0.1:{target}
-""")
-        processes.start("vigil", "vigil", [VIGIL, "run", "--log-format", "json", "--config", config],
-                        env={"RUST_LOG": "warn"}, port=vigil)
+        # Only changes are sent, inside its iteration; the other two send nothing here.
+        vmalert = run_vmalert(processes, [rules], vm, sink.port, "10s", "-rule.resendDelay=24h")
+        run_vigil(processes, os.path.join(here, "vigil.yaml"), vigil)
         half = WORKLOAD_SECONDS // 2
         log(f"==> the rule workload: 1 000 rules over 10 000 series, every 10 s, {WORKLOAD_SECONDS} s "
             f"(the second half measured)")
@@ -670,7 +698,10 @@ def main():
             pg.stop()
     log("\n==> the tables, for bench/README.md\n")
     log("\n\n".join(results))
-    subprocess.run(["rm", "-rf", work])
+    if os.environ.get("KEEP") == "1":
+        log(f"==> every process's log kept in {work}")
+    else:
+        subprocess.run(["rm", "-rf", work])
 
 
 if __name__ == "__main__":
