@@ -25,7 +25,8 @@ and Vigil's vigil_rule_evaluation_duration_seconds.
 Environment: QUICK=1 (a few minutes: 1 s cadence only, 2 rounds, 20 s windows, 60 s of
 workload), ROUNDS (5), WINDOW (60 s), CADENCES ("10s 1s"), WORKLOAD_SECONDS (180),
 PARTS ("paging workload"), VIGIL and APP (the release binaries), KEEP=1 (keep the work
-directory: every process's log and configuration).
+directory: every process's log and configuration, the Alertmanagers' at debug level,
+which logs each flush of a group).
 """
 
 import http.server
@@ -53,6 +54,7 @@ WINDOW = int(os.environ.get("WINDOW", "20" if QUICK else "60"))
 CADENCES = os.environ.get("CADENCES", "1s" if QUICK else "10s 1s").split()
 WORKLOAD_SECONDS = int(os.environ.get("WORKLOAD_SECONDS", "60" if QUICK else "180"))
 PARTS = os.environ.get("PARTS", "paging workload").split()
+KEEP = os.environ.get("KEEP") == "1"
 VIGIL = os.path.abspath(os.environ.get("VIGIL", os.path.join(ROOT, "target/release/vigil")))
 APP = os.path.abspath(os.environ.get("APP", os.path.join(ROOT, "target/release/watch-together")))
 STACKS = ("prometheus", "victoria", "vigil")
@@ -289,7 +291,7 @@ def alertmanager(processes, stack, sink, cadence):
     processes.start(stack, "alertmanager", ["prometheus-alertmanager", f"--config.file={config}",
                                             f"--storage.path={processes.work}/{stack}-am-data-{cadence}",
                                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                                            "--log.level=warn"], port=port)
+                                            f"--log.level={'debug' if KEEP else 'warn'}"], port=port)
     return port
 
 
@@ -472,9 +474,11 @@ def holdings(apis, alertname):
 
 
 def fmt_s(xs):
+    """Median (min-max) of the arrivals, and how many rounds had none (ROUNDS were run)."""
+    missing = f"none in {ROUNDS - len(xs)} of {ROUNDS} rounds" if len(xs) < ROUNDS else ""
     if not xs:
-        return "none arrived"
-    return f"{statistics.median(xs):.3f} s ({min(xs):.3f}-{max(xs):.3f})"
+        return missing or "none arrived"
+    return f"{statistics.median(xs):.3f} s ({min(xs):.3f}-{max(xs):.3f})" + (f"; {missing}" if missing else "")
 
 
 def paging(work, targets, redis, sink, cadence):
@@ -698,7 +702,7 @@ def main():
             pg.stop()
     log("\n==> the tables, for bench/README.md\n")
     log("\n\n".join(results))
-    if os.environ.get("KEEP") == "1":
+    if KEEP:
         log(f"==> every process's log kept in {work}")
     else:
         subprocess.run(["rm", "-rf", work])
