@@ -441,6 +441,11 @@ def get_json(port, path):
         return f"{path}: {e}"
 
 
+def labels_of(alert):
+    labels = alert.get("labels", {})
+    return labels if isinstance(labels, dict) else dict(labels)
+
+
 def holdings(apis, alertname):
     """What a silent stack's parts hold of `alertname`: the rule evaluator's alerts (state,
     active since) and Alertmanager's (state, starts, ends, updated), to say which part
@@ -452,21 +457,27 @@ def holdings(apis, alertname):
             alerts = body.get("data", {}).get("alerts", []) if isinstance(body, dict) else body
             if isinstance(alerts, list):
                 alerts = [f"{a.get('state')} since {a.get('activeAt')}" for a in alerts
-                          if a.get("labels", {}).get("alertname") == alertname]
+                          if labels_of(a).get("alertname") == alertname]
             out.append(f"{part}: {alerts or 'no alert'}")
         elif part == "alertmanager":
             body = get_json(port, f"/api/v2/alerts?filter=alertname%3D%22{alertname}%22")
             if isinstance(body, list):
                 body = [f"{a.get('status', {}).get('state')} {a.get('startsAt')}..{a.get('endsAt')} "
                         f"updated {a.get('updatedAt')}" for a in body]
-            out.append(f"alertmanager: {body or 'no alert'}")
+            # its API leaves out what has ended: received and resolved, or never received
+            out.append(f"alertmanager: {body or 'nothing unresolved'}")
         elif part == "victoria-metrics":
             body = get_json(port, "/api/v1/query?query=vigil_probe_success%7Bprobe%3D%22cache%22%7D")
             if isinstance(body, dict):
                 body = [r.get("value") for r in body.get("data", {}).get("result", [])]
             out.append(f"victoria-metrics: cache probe {body}")
         elif part == "vigil":
-            out.append(f"vigil: {get_json(port, '/api/alerts')}")
+            body = get_json(port, "/api/alerts")
+            if isinstance(body, dict):
+                body = [f"{a.get('state')} active {a.get('active_at')} fired {a.get('fired_at')} "
+                        f"resolved {a.get('resolved_at')}" for a in body.get("alerts", [])
+                        if labels_of(a).get("alertname") == alertname]
+            out.append(f"vigil: {body or 'no alert'}")
     return "; ".join(out)
 
 
@@ -482,6 +493,8 @@ def fmt_s(xs):
 
 
 def paging(work, targets, redis, sink, cadence):
+    work = os.path.join(work, cadence)  # each cadence's configurations, data and logs
+    os.makedirs(work)
     processes = Processes(work)
     interval = seconds(cadence)
     started = time.monotonic()
@@ -512,6 +525,9 @@ def paging(work, targets, redis, sink, cadence):
             t0 = time.monotonic()
             redis.kill()
             got = sink.wait(STACKS, t0, "CacheDown", "firing", 120 + 10 * interval)
+            for s in STACKS:
+                if s not in got:  # asked now, while Redis is still down
+                    log(f"    {s} has not paged; what it holds: {holdings(apis[s], 'CacheDown')}")
             time.sleep(1.0 + random.random())
             t2 = time.monotonic()  # Redis's return: its start-up counts, as in bench/paging.py
             redis.start()
@@ -526,8 +542,8 @@ def paging(work, targets, redis, sink, cadence):
                 line.append(f"resolve {back[s] - t2:.3f} s" if s in back else "resolve none")
             log(f"  round {i + 1}: " + ", ".join(line))
             for s in STACKS:
-                if s not in got or s not in back:
-                    log(f"    {s} was silent; what it holds now: {holdings(apis[s], 'CacheDown')}")
+                if s not in back:
+                    log(f"    {s} has not resolved; what it holds: {holdings(apis[s], 'CacheDown')}")
             processes.check_alive()
             time.sleep(2 * interval)  # every stack sees Redis up before the next kill
         return fp, pages, resolves
@@ -575,9 +591,9 @@ def paging_table(cadence, fp, pages, resolves):
 
 def workload(work):
     """bench/rules_workload.py's rules, target and configurations, in their own directory."""
-    processes = Processes(work)
     here = os.path.join(work, "workload")
     os.makedirs(here)
+    processes = Processes(here)
     target, vigil = free_port(), free_port()
     subprocess.run([sys.executable, os.path.join(BENCH, "rules_workload.py"), "configs", here, str(target), str(vigil)],
                    check=True)
