@@ -244,14 +244,13 @@ pub struct Manager {
     notify: Option<Notify>,
     /// What of the state file could not be read, for the view.
     state_problems: Vec<String>,
-    /// The latest time seen (a sample's or an evaluation's, ms), to notice the wall
-    /// clock stepping back.
+    /// The latest wall-clock reading (a batch's arrival or an evaluation's, ms), to
+    /// notice the clock stepping back.
     clock_high: i64,
 }
 
-/// How far behind the latest time seen a sample or an evaluation may be before it
-/// counts as the clock stepping back: probes stamp samples when their check starts,
-/// so batches from different sources arrive a little out of order.
+/// How far behind the latest wall-clock reading a new one may be before it counts as
+/// the clock stepping back (readings taken on different threads, a slewing clock).
 const CLOCK_STEP_MS: i64 = 2_000;
 
 /// What of an alert is persisted on change: its state and the times of its moves.
@@ -445,9 +444,36 @@ impl Manager {
         self.clock_high = t;
     }
 
-    /// Stores a batch, marking stale what the source no longer reports.
+    /// A batch as the daemon receives it, at `now` (ms, the wall clock on arrival):
+    /// stored, and every group evaluated at once when a probe's verdict `changed`.
+    ///
+    /// Whether the wall clock stepped back is judged by `now`, not by the batch's
+    /// time `t`: a probe stamps its samples when its check starts, so a check that
+    /// took seconds (a timeout) arrives seconds behind the others, and taking that
+    /// for a step forgot every other source's samples since `t`. A `t` after `now`
+    /// (a check that started before the clock stepped back) is taken as `now`.
+    pub fn receive(
+        &mut self,
+        now: i64,
+        source: String,
+        t: i64,
+        samples: Vec<(Labels, f64)>,
+        timed: Vec<(Labels, i64, f64)>,
+        changed: bool,
+    ) {
+        self.clock(now);
+        let t = t.min(now);
+        self.ingest(source, t, samples);
+        self.ingest_timed(t, timed);
+        if changed {
+            self.evaluate(now, true);
+        }
+    }
+
+    /// Stores a batch, marking stale what the source no longer reports (a sample
+    /// older than its series' last is refused; [`Manager::receive`] notices the
+    /// clock stepping back first).
     pub fn ingest(&mut self, source: String, t: i64, samples: Vec<(Labels, f64)>) {
-        self.clock(t);
         let mut now: HashSet<Labels> = HashSet::with_capacity(samples.len());
         for (labels, v) in samples {
             if self.store.append(&labels, t, v).is_ok() {
@@ -659,11 +685,7 @@ impl Manager {
                 input = inputs.recv() => match input {
                     None => return,
                     Some(Input::Samples { source, t, samples, timed, changed }) => {
-                        self.ingest(source, t, samples);
-                        self.ingest_timed(t, timed);
-                        if changed {
-                            self.evaluate(Utc::now().timestamp_millis().max(t), true);
-                        }
+                        self.receive(Utc::now().timestamp_millis(), source, t, samples, timed, changed);
                     }
                     Some(Input::Rules { groups, default_interval }) => {
                         self.default_interval = default_interval;
@@ -877,8 +899,37 @@ mod tests {
 
     fn down(m: &mut Manager, t: i64, v: f64) {
         let l = Labels::from_pairs("vigil_probe_success", &[("probe", "cache")]);
-        m.ingest("probe/cache".into(), t, vec![(l, v)]);
-        m.evaluate(t, true);
+        m.receive(t, "probe/cache".into(), t, vec![(l, v)], vec![], true);
+    }
+
+    #[test]
+    fn a_check_that_reports_late_is_not_the_clock_stepping_back() {
+        // A probe stamps its samples when its check starts; one that timed out after
+        // 4 s arrives 4 s behind what the others have reported since. That is not the
+        // wall clock stepping back: the cache's samples since, and the alert they
+        // raised, stay.
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(EngineView::default());
+        let mut m = manager(groups(), dir.path(), tx);
+        let t = 10_000_000;
+        down(&mut m, t, 1.0);
+        down(&mut m, t + 5_000, 0.0);
+        assert_eq!(rx.borrow().alerts.len(), 1);
+        let pending = rx.borrow().alerts[0].clone();
+        let app = Labels::from_pairs("vigil_probe_success", &[("probe", "app")]);
+        m.receive(
+            t + 5_500,
+            "probe/app".into(),
+            t + 1_500,
+            vec![(app, 1.0)],
+            vec![],
+            false,
+        );
+        m.evaluate(t + 6_000, true);
+        let alerts = rx.borrow().alerts.clone();
+        assert_eq!(alerts.len(), 1, "the cache's zeros are kept");
+        assert_eq!(alerts[0].active_at, pending.active_at);
+        assert_eq!(alerts[0].state, State::Pending);
     }
 
     fn rules(text: &str) -> Vec<Group> {
