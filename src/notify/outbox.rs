@@ -129,14 +129,47 @@ fn open_db(path: &Path, set_aside: &mut Vec<String>) -> Result<Database, OutboxE
     match Database::create(path) {
         Ok(db) => Ok(db),
         Err(e) if is_corrupt(&e) => {
-            let aside = crate::clock::aside_path(path);
-            std::fs::rename(path, &aside).map_err(err)?;
-            tracing::error!(message = "The outbox file is unreadable; it is kept aside and a new one started. Alerts paged before may be paged again.", file = %aside.display(), error = %e);
-            set_aside.push(aside.display().to_string());
+            keep_aside(path, set_aside, &e)?;
             Database::create(path).map_err(err)
         }
         Err(e) => Err(err(e)),
     }
+}
+
+/// Renames the unreadable file at `path` aside, where an operator can look at it.
+fn keep_aside(
+    path: &Path,
+    set_aside: &mut Vec<String>,
+    why: &dyn std::fmt::Display,
+) -> Result<(), OutboxError> {
+    let aside = crate::clock::aside_path(path);
+    std::fs::rename(path, &aside).map_err(err)?;
+    tracing::error!(message = "The outbox file is unreadable; it is kept aside and a new one started. Alerts paged before may be paged again.", file = %aside.display(), error = %why);
+    set_aside.push(aside.display().to_string());
+    Ok(())
+}
+
+/// Runs a call into redb, turning a panic into an error: redb returns errors for
+/// most damage but panics on some (a stored key whose bytes are no longer UTF-8,
+/// one flipped bit), and one damaged file must not stop paging.
+fn unwinding<T>(f: impl FnOnce() -> Result<T, OutboxError>) -> Result<T, Unwound> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(Unwound::Error),
+        Err(payload) => Err(Unwound::Panic(
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic inside redb".into()),
+        )),
+    }
+}
+
+/// How a call into redb failed: an error it returned, or a panic (the file's
+/// content is damaged where redb does not check it).
+enum Unwound {
+    Error(OutboxError),
+    Panic(String),
 }
 
 /// Whether opening failed because the file is not a database redb can read (rather
@@ -389,23 +422,21 @@ impl Outbox {
     /// it, and writes memory into it when memory holds more.
     fn reconnect(&self, inner: &mut Inner) {
         inner.last_try = Some(Instant::now());
-        let result = (|| {
-            if inner.db.is_none() {
-                inner.db = Some(open_db(&self.path, &mut inner.set_aside)?);
+        let result = match unwinding(|| self.sync_file(inner)) {
+            Ok(()) => Ok(()),
+            Err(Unwound::Error(e)) => Err(e),
+            Err(Unwound::Panic(why)) => {
+                // Damaged past what opening checks: as unreadable as a bad header.
+                inner.db = None;
+                keep_aside(&self.path, &mut inner.set_aside, &why).and_then(|()| {
+                    match unwinding(|| self.sync_file(inner)) {
+                        Ok(()) => Ok(()),
+                        Err(Unwound::Error(e)) => Err(e),
+                        Err(Unwound::Panic(why)) => Err(err(why)),
+                    }
+                })
             }
-            let db = inner.db.as_ref().expect("just opened");
-            if !inner.loaded {
-                let file = read_all(db)?;
-                merge(&mut inner.mem, file);
-                inner.loaded = true;
-                inner.dirty = true;
-            }
-            if inner.dirty {
-                write_all(db, &inner.mem)?;
-                inner.dirty = false;
-            }
-            Ok::<(), OutboxError>(())
-        })();
+        };
         match result {
             Ok(()) => {
                 if inner.error.take().is_some() {
@@ -415,6 +446,26 @@ impl Outbox {
             }
             Err(e) => self.failed(inner, e),
         }
+    }
+
+    /// Opens the file if it is closed, merges it into memory if memory did not start
+    /// from it, and writes memory into it if memory holds more.
+    fn sync_file(&self, inner: &mut Inner) -> Result<(), OutboxError> {
+        if inner.db.is_none() {
+            inner.db = Some(open_db(&self.path, &mut inner.set_aside)?);
+        }
+        let db = inner.db.as_ref().expect("just opened");
+        if !inner.loaded {
+            let file = read_all(db)?;
+            merge(&mut inner.mem, file);
+            inner.loaded = true;
+            inner.dirty = true;
+        }
+        if inner.dirty {
+            write_all(db, &inner.mem)?;
+            inner.dirty = false;
+        }
+        Ok(())
     }
 
     fn failed(&self, inner: &mut Inner, e: OutboxError) {
@@ -439,9 +490,12 @@ impl Outbox {
     fn change_locked(&self, inner: &mut Inner, change: Change<'_>) {
         change.apply_mem(&mut inner.mem);
         if inner.db.is_some() && !inner.dirty {
-            let result = change.apply_db(inner.db.as_ref().expect("checked"));
-            if let Err(e) = result {
-                self.failed(inner, e);
+            let db = inner.db.as_ref().expect("checked");
+            // A panic leaves the file to the next reconnect, which sets it aside.
+            match unwinding(|| change.apply_db(db)) {
+                Ok(()) => {}
+                Err(Unwound::Error(e)) => self.failed(inner, e),
+                Err(Unwound::Panic(why)) => self.failed(inner, err(why)),
             }
         } else {
             inner.dirty = true;
@@ -859,6 +913,45 @@ mod tests {
         assert_eq!(h.set_aside.len(), 1, "{h:?}");
         assert!(h.set_aside[0].contains("notify.redb.unreadable-"));
         assert_eq!(std::fs::read(&h.set_aside[0]).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_file_redb_opens_but_cannot_read_is_kept_aside_and_paging_goes_on() {
+        // One byte of a stored key no longer UTF-8: redb opens the file, and reading
+        // the key panics inside redb. That must not stop the daemon at every start.
+        let dir = tempfile::tempdir().unwrap();
+        let key = "silence-0123456789abcdef0123456789abcdef";
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            o.put_silence(key, b"{}").unwrap();
+            o.commit(&[note("a/sns")], &[]).unwrap();
+        }
+        let path = dir.path().join("notify.redb");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut hits = 0;
+        for at in 0..bytes.len().saturating_sub(key.len()) {
+            if &bytes[at..at + key.len()] == key.as_bytes() {
+                bytes[at + 8] = 0xff;
+                hits += 1;
+            }
+        }
+        assert!(hits > 0, "the key is in the file");
+        std::fs::write(&path, &bytes).unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        o.commit(&[note("b/sns")], &[]).unwrap();
+        assert!(o.head("b/sns").unwrap().is_some());
+        let h = o.health();
+        assert!(h.ok, "{h:?}");
+        assert_eq!(h.set_aside.len(), 1, "{h:?}");
+        // Kept for an operator (redb has written to it since: not byte for byte).
+        assert!(h.set_aside[0].contains("notify.redb.unreadable-"), "{h:?}");
+        assert!(std::fs::metadata(&h.set_aside[0]).unwrap().len() > 0);
+        drop(o);
+        let o = Outbox::open(dir.path()).unwrap();
+        assert!(
+            o.head("b/sns").unwrap().is_some(),
+            "the new file holds the page"
+        );
     }
 
     #[test]
