@@ -14,6 +14,11 @@
 //!   matters as much as the page, and Alertmanager's default `group_interval` would hold
 //!   it for 5 minutes. Sent whatever mutes the alert, so no incident is left open.
 //!
+//! A page the group's timers hold back is not forgotten when its alert resolves
+//! before they let it go (an outage that began within `group_interval` of the last
+//! page and lasted less than the rest of it): when they do, the page goes out and
+//! its resolve after it. Alertmanager sends nothing for such an outage.
+//!
 //! Silences, maintenance windows, inhibition and the lease only hold pages back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -119,6 +124,22 @@ struct GroupState {
     first_seen: Option<i64>,
     /// When it last sent a page (ms).
     last_flush: Option<i64>,
+    /// Pages the group's timers hold back, by `receiver \0 fingerprint`: kept until
+    /// one is sent, so that an alert resolving meanwhile is still told.
+    held: BTreeMap<String, Held>,
+}
+
+/// A page held back by its group's timers.
+#[derive(Debug, Clone)]
+struct Held {
+    /// Its receiver.
+    receiver: String,
+    /// The page as it would have gone out.
+    event: AlertEvent,
+    /// When the timers let it go (ms).
+    ready: i64,
+    /// The longest they hold a page (the route's `group_wait` or `group_interval`).
+    longest: i64,
 }
 
 /// The router's state between steps.
@@ -207,11 +228,15 @@ impl Router {
             }
         }
         for n in &d.notifications {
-            if n.events.iter().any(|e| e.firing)
-                && let Some(g) = self.groups.get_mut(&n.group_key)
-            {
+            let Some(g) = self.groups.get_mut(&n.group_key) else {
+                continue;
+            };
+            if n.events.iter().any(|e| e.firing) {
                 g.last_flush = Some(now);
                 g.first_seen = None;
+            }
+            for e in &n.events {
+                g.held.remove(&sent_key(&n.receiver, &e.fingerprint));
             }
         }
     }
@@ -325,6 +350,10 @@ impl Router {
         let mut due: BTreeMap<String, (&Route, Vec<AlertEvent>)> = BTreeMap::new();
         let mut routed: HashSet<String> = HashSet::new();
         let mut live_groups: HashSet<String> = HashSet::new();
+        // Held pages whose alert fires now (they go out, or stay held, as any page),
+        // and when those no longer firing ended, where known.
+        let mut firing_now: HashSet<String> = HashSet::new();
+        let mut ended: HashMap<String, i64> = HashMap::new();
         for a in alerts {
             let id = Identity::of(&self.environment, &a.labels);
             let get = |n: &str| a.label(n);
@@ -353,8 +382,17 @@ impl Router {
                     (false, Some(s)) if s.firing => {
                         Some(self.event(a, &id, "resolved", false, now))
                     }
-                    (false, _) => None,
-                    (true, _) if muted.is_some() => None,
+                    (false, _) => {
+                        ended.insert(key.clone(), a.resolved_at.unwrap_or(now));
+                        None
+                    }
+                    (true, _) if muted.is_some() => {
+                        // Muted now: what was held back is not told either.
+                        if let Some(g) = self.groups.get_mut(&gk) {
+                            g.held.remove(&key);
+                        }
+                        None
+                    }
                     (true, Some(s)) if s.firing => {
                         if now.saturating_sub(s.at) >= ms(route.repeat_interval) {
                             Some(self.event(a, &id, "repeat", true, now))
@@ -376,10 +414,20 @@ impl Router {
                             *last = (*last).min(now);
                             ready = ready.max(last.saturating_add(ms(route.group_interval)));
                         }
+                        firing_now.insert(key.clone());
                         if now >= ready {
                             Some(self.event(a, &id, "first", true, now))
                         } else {
                             d.next_wake = Some(d.next_wake.map_or(ready, |w| w.min(ready)));
+                            let held = Held {
+                                receiver: route.receiver.clone(),
+                                event: self.event(a, &id, "first", true, now),
+                                ready,
+                                longest: ms(route.group_wait.max(route.group_interval)),
+                            };
+                            if let Some(g) = self.groups.get_mut(&gk) {
+                                g.held.insert(key.clone(), held);
+                            }
                             None
                         }
                     }
@@ -419,9 +467,34 @@ impl Router {
         for (gk, (route, events)) in due {
             self.notify(&routing, &route.receiver, &gk, events, now, &mut d);
         }
+        // Held pages whose alert is over: told when the timers let them go, the
+        // page then its resolve (cleared from `held` once committed).
+        let mut late: Vec<(String, Held, AlertEvent)> = Vec::new();
+        for (gk, g) in &self.groups {
+            for (key, h) in g.held.iter().filter(|(k, _)| !firing_now.contains(*k)) {
+                // Times from before a backward clock step do not hold it longer.
+                let ready = h.ready.min(now.saturating_add(h.longest));
+                if now < ready {
+                    d.next_wake = Some(d.next_wake.map_or(ready, |w| w.min(ready)));
+                    continue;
+                }
+                let mut resolve = h.event.clone();
+                let at = time(ended.get(key).copied().unwrap_or(now).min(now));
+                resolve.firing = false;
+                resolve.reason = "resolved".into();
+                resolve.ends_at = Some(at);
+                resolve.changed_at = at;
+                late.push((gk.clone(), h.clone(), resolve));
+            }
+        }
+        for (gk, h, resolve) in late {
+            self.notify(&routing, &h.receiver, &gk, vec![h.event], now, &mut d);
+            self.notify(&routing, &h.receiver, &gk, vec![resolve], now, &mut d);
+        }
         // Groups with nothing firing start afresh (group_wait again).
         self.groups.retain(|k, g| {
             live_groups.contains(k)
+                || !g.held.is_empty()
                 || g.last_flush
                     .is_some_and(|t| now.saturating_sub(t) < ms(DEFAULT_GROUP_FORGET))
         });
@@ -647,6 +720,56 @@ lease:
         assert_eq!(d.next_wake, Some(T + 60_000));
         let d = step(&mut r, &[again], &[], LeaseState::Holder, T + 60_000);
         assert_eq!(d.notifications.len(), 1);
+    }
+
+    #[test]
+    fn an_outage_the_group_interval_held_back_is_told_even_when_over_by_then() {
+        // Paged and resolved; the cache goes down again a second later, which the
+        // group interval holds back (1 m after the last page), and is back before
+        // the hold ends. The outage is still told when it ends: its page, then its
+        // resolve, once. Whether the alert stays listed resolved or vanishes.
+        for vanishes in [false, true] {
+            let mut r = router();
+            let cache = |firing, t| alert("CacheDown", "critical", "cache", firing, t);
+            step(&mut r, &[cache(true, T)], &[], LeaseState::Holder, T);
+            step(
+                &mut r,
+                &[cache(false, T + 1000)],
+                &[],
+                LeaseState::Holder,
+                T + 1000,
+            );
+            let d = step(
+                &mut r,
+                &[cache(true, T + 2000)],
+                &[],
+                LeaseState::Holder,
+                T + 2000,
+            );
+            assert!(d.notifications.is_empty());
+            let back = if vanishes {
+                vec![]
+            } else {
+                vec![cache(false, T + 30_000)]
+            };
+            let d = step(&mut r, &back, &[], LeaseState::Holder, T + 30_000);
+            assert!(d.notifications.is_empty(), "still held");
+            assert_eq!(d.next_wake, Some(T + 60_000), "vanishes: {vanishes}");
+            let d = step(&mut r, &back, &[], LeaseState::Holder, T + 60_000);
+            assert_eq!(
+                states(&d),
+                [
+                    ("critical/sns".into(), "CacheDown".into(), true),
+                    ("critical/sns".into(), "CacheDown".into(), false)
+                ],
+                "vanishes: {vanishes}"
+            );
+            assert_eq!(d.notifications[0].events[0].starts_at, time(T + 2000));
+            assert_eq!(d.notifications[0].events[0].reason, "first");
+            let d = step(&mut r, &back, &[], LeaseState::Holder, T + 61_000);
+            assert!(d.notifications.is_empty(), "told once");
+            assert!(r.sent.values().all(|s| !s.firing));
+        }
     }
 
     #[test]
