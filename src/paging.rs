@@ -370,6 +370,39 @@ impl RouterTask {
         }
     }
 
+    /// Takes what the outbox's file held when it is merged in after the start (it
+    /// could not be read then): the notification log, so that pages sent before the
+    /// restart get their resolve and are not sent again, and the silences. Answers
+    /// whether it did.
+    async fn absorb_late_file(&mut self) -> bool {
+        let (outbox, silences) = (self.outbox.clone(), self.silences.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            outbox
+                .take_merged()
+                .then(|| (outbox.sent(), silences.reload(Utc::now())))
+        })
+        .await;
+        let (sent, reloaded) = match read {
+            Ok(Some(r)) => r,
+            Ok(None) => return false,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return false,
+        };
+        match sent {
+            Ok(sent) => self.router.reload_sent(sent),
+            Err(e) => {
+                tracing::error!(message = "Cannot read the notification log merged in.", error = %e);
+            }
+        }
+        if let Err(e) = reloaded {
+            tracing::error!(message = "Cannot read the silences merged in.", error = %e);
+        }
+        tracing::info!(
+            message = "The outbox file, unreadable at the start, is merged in: pages and silences from before the restart are known again."
+        );
+        true
+    }
+
     /// One decision, committed and handed to the workers.
     async fn step(&mut self, wakes: &HashMap<String, Arc<Notify>>) -> Option<i64> {
         if !self.outbox.health().ok {
@@ -382,6 +415,7 @@ impl RouterTask {
                 std::panic::resume_unwind(e.into_panic());
             }
         }
+        self.absorb_late_file().await;
         let alerts = self.alerts.borrow_and_update().clone()?;
         let lease = *self.lease.borrow_and_update();
         let silences = self.silences.list();
@@ -397,6 +431,10 @@ impl RouterTask {
             match result {
                 Ok(Ok(())) => {
                     self.router.committed(&d, now_ms);
+                    // The commit may have merged in the file: decide again at once.
+                    if self.absorb_late_file().await {
+                        next = Some(now_ms);
+                    }
                     for n in &d.notifications {
                         for e in &n.events {
                             tracing::info!(

@@ -676,6 +676,67 @@ async fn a_full_state_disk_still_pages_and_loses_nothing_once_space_is_freed() {
     drop(fs);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_locked_at_the_start_still_gets_the_resolve_of_the_page_sent_before() {
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let mut redis = Redis::start();
+    // A timeout no busy machine reaches: the counts of messages are exact.
+    let probe = format!(
+        "  - name: cache\n    interval: 1s\n    timeout: 900ms\n    redis:\n      url: {}\n",
+        redis.url()
+    );
+    let (dir, body) = setup(&arn, "", &probe);
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    redis.kill();
+    let m = wait_messages(&moto, &arn, 1, &vigil).await;
+    let (state, alarm) = pagerduty_view(&m[0]);
+    assert_eq!(state, "ALARM");
+    vigil
+        .wait_for("the page recorded as delivered", |s| {
+            let t = &s["paging"]["targets"]["critical/sns"];
+            t["delivered"].as_u64() == Some(1) && t["depth"].as_u64() == Some(0)
+        })
+        .await;
+    // The daemon dies; the cache comes back while it is away; and as it starts
+    // again, another process holds its outbox file (a copy still stopping).
+    let dir = vigil.kill();
+    redis.restart();
+    let holder = redb::Database::create(dir.path().join("state/notify.redb")).unwrap();
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache up and the outbox file failing", |s| {
+            component(s, "cache")["status"] == "ok" && s["paging"]["storage"]["error"].is_string()
+        })
+        .await;
+    more_evaluations(&vigil, 3).await;
+    assert_eq!(
+        moto.messages(&arn).len(),
+        1,
+        "nothing known to resolve yet: {:?}",
+        moto.messages(&arn)
+            .iter()
+            .map(pagerduty_view)
+            .collect::<Vec<_>>()
+    );
+    // The file is let go: merged in, it says what was paged, and the page is resolved.
+    drop(holder);
+    let m = wait_messages(&moto, &arn, 2, &vigil).await;
+    assert_eq!(
+        pagerduty_view(&m[1]),
+        ("OK".to_string(), alarm),
+        "{}",
+        vigil.log_text()
+    );
+    more_evaluations(&vigil, 5).await;
+    assert_eq!(moto.messages(&arn).len(), 2, "{:#?}", moto.messages(&arn));
+}
+
 /// Routing for several tasks: the shared database and cache page from the lease
 /// holder, alerts about a task's app or host from that task.
 fn per_task_routing(lease: &Redis) -> String {

@@ -114,6 +114,12 @@ struct Inner {
     last_try: Option<Instant>,
     /// Files moved aside.
     set_aside: Vec<String>,
+    /// Whether [`Outbox::open`] has returned: a file read after that was merged
+    /// into a memory others had already read from.
+    started: bool,
+    /// Whether the file was merged in after the start and [`Outbox::take_merged`]
+    /// has not said so yet.
+    merged_late: bool,
 }
 
 /// The outbox database.
@@ -402,6 +408,8 @@ impl Outbox {
             failing_since: None,
             last_try: None,
             set_aside: Vec::new(),
+            started: false,
+            merged_late: false,
         };
         let outbox = Outbox {
             path,
@@ -410,6 +418,7 @@ impl Outbox {
         {
             let mut inner = outbox.lock();
             outbox.reconnect(&mut inner);
+            inner.started = true;
         }
         Ok(outbox)
     }
@@ -460,6 +469,7 @@ impl Outbox {
             merge(&mut inner.mem, file);
             inner.loaded = true;
             inner.dirty = true;
+            inner.merged_late = inner.started;
         }
         if inner.dirty {
             write_all(db, &inner.mem)?;
@@ -626,7 +636,14 @@ impl Outbox {
         Ok(())
     }
 
-    /// The notification log.
+    /// Whether the file, unreadable at the start, has been merged in since the last
+    /// call: what was read from memory before (the notification log, the silences)
+    /// is to be read again, since it now holds what was paged before the restart.
+    pub fn take_merged(&self) -> bool {
+        std::mem::take(&mut self.lock().merged_late)
+    }
+
+    /// The notification log: what each receiver was last sent, per alert.
     pub fn sent(&self) -> Result<HashMap<String, Sent>, OutboxError> {
         let inner = self.lock();
         let mut out = HashMap::new();
@@ -890,6 +907,33 @@ mod tests {
         o.remove("a/sns", a).unwrap();
         let (b, _) = o.head("a/sns").unwrap().unwrap();
         assert!(b > a);
+    }
+
+    #[test]
+    fn a_file_merged_after_the_start_says_so_once_with_what_was_paged_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let paged = Sent {
+            firing: true,
+            at: 1_000,
+            event: event(1.0, 0.0),
+        };
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            o.commit(&[], &[("a\0before".into(), Some(paged.clone()))])
+                .unwrap();
+            o.put_silence("s1", b"{}").unwrap();
+            assert!(!o.take_merged(), "read at the start: nothing merged late");
+        }
+        let holder = Database::create(dir.path().join("notify.redb")).unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        assert!(o.sent().unwrap().is_empty(), "the file is not read yet");
+        assert!(!o.take_merged());
+        drop(holder);
+        o.try_file_now();
+        assert!(o.take_merged(), "merged after the start");
+        assert!(!o.take_merged(), "said once");
+        assert!(o.sent().unwrap()["a\0before"].firing);
+        assert_eq!(o.silences().unwrap().len(), 1);
     }
 
     #[test]

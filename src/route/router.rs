@@ -210,6 +210,13 @@ impl Router {
         Some(local)
     }
 
+    /// Takes the notification log again (the outbox merged in a file it could not
+    /// read at the start): pages sent before the restart get their resolve, and
+    /// are not sent again as new.
+    pub fn reload_sent(&mut self, sent: HashMap<String, Sent>) {
+        self.sent = sent;
+    }
+
     /// Replaces the routing (a reload); what was sent is kept.
     pub fn set_routing(&mut self, routing: Arc<Routing>) {
         self.routing = routing;
@@ -770,6 +777,45 @@ lease:
             assert!(d.notifications.is_empty(), "told once");
             assert!(r.sent.values().all(|s| !s.firing));
         }
+    }
+
+    #[test]
+    fn a_notification_log_read_late_resolves_what_was_paged_before_the_restart() {
+        // Paged before a restart whose outbox file could not be read at first: the
+        // router starts knowing nothing, then takes the log once the file is merged.
+        let mut before = router();
+        step(
+            &mut before,
+            &[alert("CacheDown", "critical", "cache", true, T)],
+            &[],
+            LeaseState::Holder,
+            T,
+        );
+        let mut r = router();
+        let back = alert("CacheDown", "critical", "cache", false, T + 60_000);
+        assert!(
+            step(
+                &mut r,
+                std::slice::from_ref(&back),
+                &[],
+                LeaseState::Holder,
+                T + 60_000
+            )
+            .notifications
+            .is_empty()
+        );
+        r.reload_sent(before.sent.clone());
+        let d = step(
+            &mut r,
+            std::slice::from_ref(&back),
+            &[],
+            LeaseState::Holder,
+            T + 61_000,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "CacheDown".into(), false)]
+        );
     }
 
     #[test]

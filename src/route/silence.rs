@@ -145,6 +145,32 @@ pub enum SilenceError {
     Storage(String),
 }
 
+/// The silences kept in `outbox`, stale ones forgotten (and deleted), oldest first.
+fn read(
+    outbox: &crate::notify::outbox::Outbox,
+    now: DateTime<Utc>,
+) -> Result<Vec<Silence>, SilenceError> {
+    let mut list: Vec<Silence> = outbox
+        .silences()
+        .map_err(|e| SilenceError::Storage(e.to_string()))?
+        .into_iter()
+        .filter_map(|(id, bytes)| match serde_json::from_slice(&bytes) {
+            Ok(s) => Some(s),
+            // Left in place, for a person to look at; it mutes nothing.
+            Err(e) => {
+                tracing::error!(message = "A stored silence cannot be read; it is ignored.", id = %id, error = %e);
+                None
+            }
+        })
+        .collect();
+    for s in list.iter().filter(|s| s.is_stale(now)) {
+        let _ = outbox.delete_silence(&s.id);
+    }
+    list.retain(|s| !s.is_stale(now));
+    list.sort_by_key(|s| s.updated_at);
+    Ok(list)
+}
+
 /// The silences, kept in memory and persisted in the outbox database.
 pub struct SilenceStore {
     /// Where they persist.
@@ -161,29 +187,21 @@ impl SilenceStore {
         outbox: std::sync::Arc<crate::notify::outbox::Outbox>,
         now: DateTime<Utc>,
     ) -> Result<SilenceStore, SilenceError> {
-        let mut list: Vec<Silence> = outbox
-            .silences()
-            .map_err(|e| SilenceError::Storage(e.to_string()))?
-            .into_iter()
-            .filter_map(|(id, bytes)| match serde_json::from_slice(&bytes) {
-                Ok(s) => Some(s),
-                // Left in place, for a person to look at; it mutes nothing.
-                Err(e) => {
-                    tracing::error!(message = "A stored silence cannot be read; it is ignored.", id = %id, error = %e);
-                    None
-                }
-            })
-            .collect();
-        for s in list.iter().filter(|s| s.is_stale(now)) {
-            let _ = outbox.delete_silence(&s.id);
-        }
-        list.retain(|s| !s.is_stale(now));
-        list.sort_by_key(|s| s.updated_at);
+        let list = read(&outbox, now)?;
         Ok(SilenceStore {
             outbox,
             list: std::sync::Mutex::new(list),
             changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Reads the silences from the outbox again (it merged in a file it could not
+    /// read at the start, with the silences set before the restart).
+    pub fn reload(&self, now: DateTime<Utc>) -> Result<(), SilenceError> {
+        let list = read(&self.outbox, now)?;
+        *self.lock() = list;
+        self.changed.notify_one();
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Silence>> {
@@ -212,7 +230,12 @@ impl SilenceStore {
     pub async fn add(&self, new: NewSilence, now: DateTime<Utc>) -> Result<Silence, SilenceError> {
         let s = new.validate(now).map_err(SilenceError::Invalid)?;
         self.persist(&s).await?;
-        self.lock().push(s.clone());
+        {
+            // A reload meanwhile may have read it from the outbox already.
+            let mut list = self.lock();
+            list.retain(|x| x.id != s.id);
+            list.push(s.clone());
+        }
         self.changed.notify_one();
         tracing::info!(message = "Silence added.", id = %s.id, matchers = %s.matchers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","), ends_at = %s.ends_at, created_by = %s.created_by, comment = %s.comment);
         Ok(s)
