@@ -418,6 +418,9 @@ impl Outbox {
         {
             let mut inner = outbox.lock();
             outbox.reconnect(&mut inner);
+            if !inner.loaded {
+                inner.mem.next_id = inner.mem.next_id.max(memory_first_id());
+            }
             inner.started = true;
         }
         Ok(outbox)
@@ -689,20 +692,41 @@ impl Outbox {
     }
 }
 
+/// The first id of entries queued in memory while the file cannot be read: above
+/// any the file holds, so that both keep their ids when the file is merged in (a
+/// worker delivering a page from memory meanwhile removes that page by its id).
+/// The file's ids count from 1, or from an earlier start's such id: the wall clock
+/// (65 536 ids a millisecond) keeps this one above those.
+fn memory_first_id() -> u64 {
+    let now = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+    now.saturating_mul(1 << 16).max(1 << 40)
+}
+
 /// Merges what the file held (`file`) into what memory gathered while the file
-/// could not be read: the file's queue keeps its ids and order, memory's entries
-/// follow it with new ids; memory's log entries and silences are the newer.
+/// could not be read: every entry keeps its id (memory's are above the file's, so
+/// they follow the file's in order), one that would collide takes a new one; memory's
+/// log entries and silences are the newer.
 fn merge(mem: &mut Tables, file: Tables) {
     let gathered = std::mem::take(mem);
     *mem = file;
-    let mut next = mem.next_id.max(1);
-    for ((target, _), v) in gathered.queue {
-        mem.queue.insert((target, next), v);
-        next = next.saturating_add(1);
+    let mut next = mem.next_id.max(gathered.next_id).max(1);
+    for ((target, id), v) in gathered.queue {
+        let id = if mem.queue.contains_key(&(target.clone(), id)) {
+            next = next.saturating_add(1);
+            next - 1
+        } else {
+            id
+        };
+        mem.queue.insert((target, id), v);
     }
-    for ((target, _), v) in gathered.dead {
-        mem.dead.insert((target, next), v);
-        next = next.saturating_add(1);
+    for ((target, id), v) in gathered.dead {
+        let id = if mem.dead.contains_key(&(target.clone(), id)) {
+            next = next.saturating_add(1);
+            next - 1
+        } else {
+            id
+        };
+        mem.dead.insert((target, id), v);
     }
     mem.next_id = next;
     mem.nflog.extend(gathered.nflog);
@@ -934,6 +958,35 @@ mod tests {
         assert!(!o.take_merged(), "said once");
         assert!(o.sent().unwrap()["a\0before"].firing);
         assert_eq!(o.silences().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_page_delivered_while_the_file_is_merged_in_removes_itself_not_another() {
+        // The file holds a page not yet delivered when the daemon restarts; it is
+        // locked at the start, so a new page is queued in memory and a worker takes
+        // it. The file is merged in while that page is on its way; the worker's
+        // removal must take that page, not the file's.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            let mut n = note("a/sns");
+            n.receiver = "before".into();
+            o.commit(&[n], &[]).unwrap();
+        }
+        let holder = Database::create(dir.path().join("notify.redb")).unwrap();
+        let o = Outbox::open(dir.path()).unwrap();
+        let mut n = note("a/sns");
+        n.receiver = "during".into();
+        o.commit(&[n], &[]).unwrap();
+        let (id, on_its_way) = o.head("a/sns").unwrap().unwrap();
+        assert_eq!(on_its_way.receiver, "during");
+        drop(holder);
+        o.try_file_now();
+        assert!(o.health().ok, "{:?}", o.health());
+        o.remove("a/sns", id).unwrap();
+        assert_eq!(o.queued().unwrap(), 1);
+        let (_, left) = o.head("a/sns").unwrap().unwrap();
+        assert_eq!(left.receiver, "before", "the file's page is still to go");
     }
 
     #[test]
