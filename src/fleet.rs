@@ -15,7 +15,9 @@
 //! show as missing. Without Redis the page shows this task alone, and says why.
 //!
 //! What other sidecars wrote is read as untrusted input: at most [`MAX_TASKS`] tasks
-//! and [`MAX_SNAPSHOT_BYTES`] per snapshot; one that cannot be read is shown as such.
+//! and [`MAX_SNAPSHOT_BYTES`] per snapshot, bounded in Redis before anything is
+//! sent (one script reads the set and a prefix of each snapshot); one that cannot
+//! be read is shown as such.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -246,7 +248,7 @@ async fn round(
 ) -> redis::RedisResult<FleetView> {
     let now_ms = me.seen_at.timestamp_millis();
     let body = serde_json::to_vec(me).unwrap_or_default();
-    let (members,): (Vec<(String, f64)>,) = redis::pipe()
+    let (members,): (Vec<redis::Value>,) = redis::pipe()
         .cmd("SET")
         .arg(spec.snapshot_key(&me.task))
         .arg(body)
@@ -263,21 +265,59 @@ async fn round(
         .arg("-inf")
         .arg(now_ms - FORGET_AFTER.as_millis() as i64)
         .ignore()
-        .cmd("ZREVRANGE")
+        .cmd("EVAL")
+        .arg(READ)
+        .arg(1)
         .arg(&spec.key)
-        .arg(0)
-        .arg(MAX_TASKS as i64 - 1)
-        .arg("WITHSCORES")
+        .arg(MAX_TASKS)
+        .arg(MAX_SNAPSHOT_BYTES)
+        .arg(MAX_TASK_BYTES)
         .query_async(c)
         .await?;
-    let keys: Vec<String> = members.iter().map(|(t, _)| spec.snapshot_key(t)).collect();
-    let snapshots: Vec<Option<Vec<u8>>> = if keys.is_empty() {
-        Vec::new()
-    } else {
-        redis::cmd("MGET").arg(&keys).query_async(c).await?
-    };
+    let (members, snapshots) = members
+        .chunks_exact(3)
+        .map(|t| {
+            let text = |v: &redis::Value| match v {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Value::SimpleString(s) => s.clone(),
+                _ => String::new(),
+            };
+            let snapshot = match &t[2] {
+                redis::Value::BulkString(b) => Some(b.clone()),
+                _ => None,
+            };
+            ((text(&t[0]), text(&t[1]).parse().unwrap_or(0.0)), snapshot)
+        })
+        .unzip();
     Ok(assemble(me, members, snapshots, me.seen_at))
 }
+
+/// The longest task name read from the fleet's set (an ECS task id is 32 characters).
+const MAX_TASK_BYTES: usize = 256;
+
+/// Reads the fleet in Redis, bounded whatever its keys hold: the newest
+/// [`MAX_TASKS`] members of the set with their last seen, a name longer than
+/// [`MAX_TASK_BYTES`] skipped, and at most one byte past [`MAX_SNAPSHOT_BYTES`] of
+/// each snapshot (enough to call it unreadable; nil when it is not a string). A
+/// flat array of (task, last seen, snapshot).
+const READ: &str = r"
+local members = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local out = {}
+for i = 1, #members, 2 do
+  local task = members[i]
+  if #task <= tonumber(ARGV[3]) then
+    local key = KEYS[1] .. ':' .. task
+    local snapshot = false
+    if redis.call('TYPE', key)['ok'] == 'string' then
+      snapshot = redis.call('GETRANGE', key, 0, tonumber(ARGV[2]))
+    end
+    out[#out + 1] = task
+    out[#out + 1] = members[i + 1]
+    out[#out + 1] = snapshot
+  end
+end
+return out
+";
 
 /// Writes this task's snapshot and reads the fleet every round until the
 /// shutdown token fires; then takes this task out of the fleet.
@@ -414,6 +454,76 @@ mod tests {
             proptest::prop_assert_eq!(v.tasks.len(), 2);
             proptest::prop_assert!(v.tasks[1].state != TaskState::Present);
         }
+    }
+
+    /// Redis's count of the bytes it has sent to clients.
+    async fn sent_by_redis(c: &mut redis::aio::MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(c)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_huge_snapshot_or_task_name_in_redis_is_not_read_whole() {
+        // Anything that can write to the lease's Redis (another sidecar gone wrong,
+        // any client) could make every sidecar read hundreds of MB a round.
+        let redis = vigil_testkit::Redis::start();
+        let spec = Spec::new(
+            SecretUrl::parse(&redis.url()).unwrap(),
+            "test",
+            Duration::from_secs(15),
+        );
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let now = Utc::now();
+        let long_name = "t".repeat(1 << 20);
+        let _: () = redis::pipe()
+            .cmd("ZADD")
+            .arg(&spec.key)
+            .arg(now.timestamp_millis())
+            .arg("big")
+            .ignore()
+            .cmd("SET")
+            .arg(spec.snapshot_key("big"))
+            .arg(vec![b'x'; 8 << 20])
+            .ignore()
+            .cmd("ZADD")
+            .arg(&spec.key)
+            .arg(now.timestamp_millis())
+            .arg(&long_name)
+            .ignore()
+            .cmd("HSET")
+            .arg(spec.snapshot_key("hash"))
+            .arg("f")
+            .arg("v")
+            .ignore()
+            .cmd("ZADD")
+            .arg(&spec.key)
+            .arg(now.timestamp_millis())
+            .arg("hash")
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let before = sent_by_redis(&mut c).await;
+        let v = round(&spec, &mut c, &snap("me", now)).await.unwrap();
+        let read = sent_by_redis(&mut c).await - before;
+        assert!(read < 1 << 20, "{read} bytes read in one round");
+        let got: Vec<_> = v.tasks.iter().map(|t| (t.task.as_str(), t.state)).collect();
+        assert_eq!(
+            got,
+            [
+                ("me", TaskState::Present),
+                ("big", TaskState::Unreadable),
+                ("hash", TaskState::Missing),
+            ]
+        );
     }
 
     #[test]
