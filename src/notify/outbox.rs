@@ -702,6 +702,24 @@ fn memory_first_id() -> u64 {
     now.saturating_mul(1 << 16).max(1 << 40)
 }
 
+/// Adds `from`'s entries to `into` under their own ids; one whose id `into` already
+/// holds takes `next` (which then moves on).
+fn keep_ids(
+    into: &mut BTreeMap<(String, u64), Vec<u8>>,
+    from: BTreeMap<(String, u64), Vec<u8>>,
+    next: &mut u64,
+) {
+    for ((target, id), v) in from {
+        let id = if into.contains_key(&(target.clone(), id)) {
+            *next = next.saturating_add(1);
+            *next - 1
+        } else {
+            id
+        };
+        into.insert((target, id), v);
+    }
+}
+
 /// Merges what the file held (`file`) into what memory gathered while the file
 /// could not be read: every entry keeps its id (memory's are above the file's, so
 /// they follow the file's in order), one that would collide takes a new one; memory's
@@ -710,24 +728,8 @@ fn merge(mem: &mut Tables, file: Tables) {
     let gathered = std::mem::take(mem);
     *mem = file;
     let mut next = mem.next_id.max(gathered.next_id).max(1);
-    for ((target, id), v) in gathered.queue {
-        let id = if mem.queue.contains_key(&(target.clone(), id)) {
-            next = next.saturating_add(1);
-            next - 1
-        } else {
-            id
-        };
-        mem.queue.insert((target, id), v);
-    }
-    for ((target, id), v) in gathered.dead {
-        let id = if mem.dead.contains_key(&(target.clone(), id)) {
-            next = next.saturating_add(1);
-            next - 1
-        } else {
-            id
-        };
-        mem.dead.insert((target, id), v);
-    }
+    keep_ids(&mut mem.queue, gathered.queue, &mut next);
+    keep_ids(&mut mem.dead, gathered.dead, &mut next);
     mem.next_id = next;
     mem.nflog.extend(gathered.nflog);
     mem.silences.extend(gathered.silences);
