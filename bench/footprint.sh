@@ -24,14 +24,7 @@ start_targets "$work"
 # PUBLISH=1: also publish what the shipped config publishes, every 10 s, as EMF lines
 # (the same aggregation and queue as PutMetricData, without needing an AWS).
 if [ "${PUBLISH:-0}" = 1 ]; then
-    {
-        echo "publish:"
-        echo "  cloudwatch:"
-        echo "    mode: emf"
-        echo "    interval: 10s"
-        sed -n '/^    metrics:/,$p' vigil.example.yaml
-    } >>"$work/vigil.yaml"
-    sed -i 's|^rule_files: \[\(.*\)\]|rule_files: [\1, '"$(pwd)"'/rules/recording.yaml]|' "$work/vigil.yaml"
+    add_publishing "$work/vigil.yaml"
 fi
 "${VIGIL:-target/release/vigil}" run --config "$work/vigil.yaml" --log-format json >"$work/vigil.out" 2>"$work/vigil.log" &
 vigil=$!
@@ -72,6 +65,8 @@ awk -v peak="$peak" -v steady="$steady" -v t0="$start_ticks" -v t1="$end_ticks" 
 }'
 # Where the resident pages come from: files, the binary's sections, crates.
 as_root python3 bench/pages.py "$vigil" "${TOP:-20}"
+# The code's layout: whether the build's symbol ordering file still names its functions.
+python3 bench/hot_functions.py --found link/hot-functions.txt "${VIGIL:-target/release/vigil}"
 if [ "${PUBLISH:-0}" = 1 ]; then
     echo "EMF lines         $(wc -l <"$work/vigil.out") ($(wc -c <"$work/vigil.out") bytes) in ${DURATION} s"
 fi

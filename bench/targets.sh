@@ -52,6 +52,20 @@ probes:
 YAML
 }
 
+# add_publishing FILE: adds to a config written by start_targets what the shipped
+# config publishes, every 10 s, as EMF lines on stdout (the same aggregation and queue
+# as PutMetricData, without needing an AWS), and the recording rules it reads.
+add_publishing() {
+    {
+        echo "publish:"
+        echo "  cloudwatch:"
+        echo "    mode: emf"
+        echo "    interval: 10s"
+        sed -n '/^    metrics:/,$p' vigil.example.yaml
+    } >>"$1"
+    sed -i 's|^rule_files: \[\(.*\)\]|rule_files: [\1, '"$(pwd)"'/rules/recording.yaml]|' "$1"
+}
+
 # Stops what start_targets started (and whatever else is in pids), removes its directory.
 stop_targets() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
