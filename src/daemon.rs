@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -82,6 +83,10 @@ pub struct Daemon {
     listener: TcpListener,
     /// One entry per probe, in config order.
     probes: Vec<(Component, Scheduled)>,
+    /// SIGHUP, listened for from `build` on: a SIGHUP while the stages start (reading
+    /// the ECS metadata or AWS credentials can take seconds) is a reload once they
+    /// have, not the end of the process, which is what SIGHUP does unheard.
+    hangups: Option<Signal>,
 }
 
 /// Builds every probe of `config`.
@@ -134,6 +139,13 @@ impl Daemon {
             source,
         })?;
         let probes = build_probes(&config)?;
+        let hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(message = "Cannot listen for SIGHUP; reload through POST /-/reload.", error = %e);
+                None
+            }
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -145,6 +157,7 @@ impl Daemon {
             config,
             listener,
             probes,
+            hangups,
         })
     }
 
@@ -359,6 +372,7 @@ impl Daemon {
             paging,
             supervisor: supervisor.clone(),
             targets,
+            hangups: self.hangups,
         };
         stages.spawn("the reload control", control.run(reload_rx));
         Ok(Started {
@@ -557,6 +571,8 @@ struct Control {
     supervisor: Arc<Supervisor>,
     /// The scrape targets' views.
     targets: crate::scrape::Targets,
+    /// SIGHUP, when it could be listened for.
+    hangups: Option<Signal>,
 }
 
 /// Starts one task per scrape target of `config` into `tasks`, and resets the
@@ -587,15 +603,7 @@ fn start_scrapes(
 
 impl Control {
     async fn run(mut self, mut requests: mpsc::Receiver<crate::api::ReloadRequest>) {
-        let mut hangups = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        ) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(message = "Cannot listen for SIGHUP; reload through POST /-/reload.", error = %e);
-                None
-            }
-        };
+        let mut hangups = self.hangups.take();
         loop {
             let mut replies = tokio::select! {
                 r = requests.recv() => match r {

@@ -174,3 +174,64 @@ async fn reloading_over_http_needs_the_token_and_a_reload_resets_no_unchanged_pr
         "{body}"
     );
 }
+
+/// A SIGHUP while the daemon is still starting (here held reading its ECS task
+/// metadata, which can take seconds on ECS; AWS credentials can too) is a reload once
+/// it has started, not the end of the process: until the reload control ran, SIGHUP
+/// had no handler, and its default action killed the daemon.
+#[tokio::test]
+async fn a_sighup_while_starting_is_a_reload_once_started_not_the_end() {
+    use std::io::{Read, Write};
+    let (arrived_tx, arrived_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    // The task metadata endpoint: holds the first request until told, answers `{}`.
+    let metadata = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", metadata.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut first = true;
+        for conn in metadata.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.read(&mut [0u8; 4096]);
+            if std::mem::take(&mut first) {
+                let _ = arrived_tx.send(());
+                let _ = go_rx.recv();
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    let starting = Vigil::spawn_with_env(
+        tempfile::tempdir().unwrap(),
+        "probes:\n  - name: disk\n    disk:\n      paths: [/]\n",
+        &[("ECS_CONTAINER_METADATA_URI_V4", &endpoint)],
+    );
+    arrived_rx
+        .recv_timeout(common::DEADLINE)
+        .expect("vigil asks for its task metadata while it starts");
+    let pid = starting.child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    go_tx.send(()).unwrap();
+    // Fails at once if the SIGHUP ended the process.
+    let mut vigil = starting.listening();
+    let start = std::time::Instant::now();
+    while !vigil
+        .log_text()
+        .contains("Reload asked for; no file changed, so nothing restarts.")
+    {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "the SIGHUP was not a reload:\n{}",
+            vigil.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(vigil.child.0.try_wait().unwrap().is_none(), "vigil ended");
+    vigil.component("disk").await;
+}

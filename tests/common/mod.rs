@@ -71,6 +71,12 @@ impl Vigil {
 
     /// [`Vigil::start_in`] with extra environment variables.
     pub fn start_with_env(dir: tempfile::TempDir, body: &str, env: &[(&str, &str)]) -> Vigil {
+        Vigil::spawn_with_env(dir, body, env).listening()
+    }
+
+    /// Starts the daemon as [`Vigil::start_with_env`] does, without waiting for it to
+    /// listen.
+    pub fn spawn_with_env(dir: tempfile::TempDir, body: &str, env: &[(&str, &str)]) -> Starting {
         let config = dir.path().join("vigil.yaml");
         let mut f = std::fs::File::create(&config).unwrap();
         write!(
@@ -90,28 +96,12 @@ impl Vigil {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting vigil");
-        let child = ChildGuard(child);
-        let start = Instant::now();
-        let addr = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let found = text.lines().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v["message"] == "Listening.").then(|| v["addr"].as_str()?.parse().ok())?
-            });
-            if let Some(a) = found {
-                break a;
-            }
-            assert!(start.elapsed() < DEADLINE, "vigil did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Vigil {
-            addr,
-            child,
+        Starting {
+            child: ChildGuard(child),
             log,
             dir,
         }
     }
-
     /// `POST /-/reload` with `token`; the status code and the JSON answer.
     pub async fn reload_with(&self, token: Option<&str>) -> (u16, Value) {
         let mut req = reqwest::Client::new().post(format!("http://{}/-/reload", self.addr));
@@ -250,6 +240,44 @@ impl Vigil {
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A `vigil run` process started, not yet known to listen.
+pub struct Starting {
+    /// The process.
+    pub child: ChildGuard,
+    /// Its log file (stderr).
+    pub log: PathBuf,
+    /// Holds the config, the state dir and the log.
+    pub dir: tempfile::TempDir,
+}
+
+impl Starting {
+    /// Waits for the "Listening." log line; fails at once if the process ends first.
+    pub fn listening(mut self) -> Vigil {
+        let start = Instant::now();
+        let addr = loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let found = text.lines().find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "Listening.").then(|| v["addr"].as_str()?.parse().ok())?
+            });
+            if let Some(a) = found {
+                break a;
+            }
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                panic!("vigil ended ({status}) before it listened:\n{text}");
+            }
+            assert!(start.elapsed() < DEADLINE, "vigil did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Vigil {
+            addr,
+            child: self.child,
+            log: self.log,
+            dir: self.dir,
+        }
     }
 }
 
