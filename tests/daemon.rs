@@ -395,6 +395,44 @@ async fn api_errors_are_json_and_healthz_answers() {
     let (code, body) = vigil.get("/nope").await;
     assert_eq!(code, 404);
     assert!(body.contains("\"reason\""), "{body}");
+    // What axum's extractors refuse on their own is JSON too, with their reason.
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", vigil.addr);
+    for (what, req, code, says) in [
+        (
+            "a query parameter twice",
+            client.get(url("/status?format=json&format=html")),
+            400,
+            "duplicate field",
+        ),
+        (
+            "a path that is not UTF-8",
+            client.get(url("/badge/%FF/status.svg")),
+            400,
+            "",
+        ),
+        (
+            "a body over the limit",
+            client.post(url("/api/silences")).body(vec![b' '; 3 << 20]),
+            413,
+            "length limit",
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), code, "{what}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{what}: {:?}",
+            resp.headers()
+        );
+        let v: serde_json::Value = resp.json().await.unwrap();
+        let reason = v["reason"].as_str().unwrap_or_default();
+        assert!(!reason.is_empty() && reason.contains(says), "{what}: {v}");
+        assert!(v["error"].is_string(), "{what}: {v}");
+    }
     let resp = reqwest::Client::new()
         .post(format!("http://{}/status", vigil.addr))
         .send()

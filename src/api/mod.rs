@@ -106,6 +106,9 @@ pub struct ApiState {
     pub external_url: String,
 }
 
+/// How long a request may take before it is answered 503.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -127,10 +130,49 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(10),
+            API_TIMEOUT,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Every error answered in plain text or with no body — what axum's extractors say of a
+/// query that does not parse, a body over the limit or of the wrong type, a path that
+/// is not UTF-8, and the timeout's empty 503 — becomes the JSON every other error is,
+/// `{"error": kind, "reason": text}`, its text the reason. A 5xx in plain text is left
+/// as it is: that is `/status?format=text` saying the service is down.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let kind = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(kind.is_empty() || kind.starts_with("text/plain") && status.is_client_error()) {
+        return response;
+    }
+    // The texts are a line; a longer body is cut, not buffered whole.
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let reason = match (text.is_empty(), status) {
+        (false, _) => text,
+        (true, StatusCode::SERVICE_UNAVAILABLE) => {
+            format!("no answer within {} s", API_TIMEOUT.as_secs())
+        }
+        (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let kind = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    error(status, &kind, reason)
 }
 
 /// A handler that panicked answers 500 with a JSON reason, and the panic is logged
