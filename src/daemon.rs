@@ -361,6 +361,7 @@ impl Daemon {
         tracing::info!(message = "Listening.", addr = %self.listener.local_addr().map_err(DaemonError::Serve)?);
         // The control owns the probes and scrapes: cancelled at a stop, it drops
         // them, and with them the last senders of reports and samples.
+        let at_start = AtStart::of(&self.config);
         let control = Control {
             config: self.config,
             state: state_tx,
@@ -373,6 +374,7 @@ impl Daemon {
             supervisor: supervisor.clone(),
             targets,
             hangups: self.hangups,
+            at_start,
         };
         stages.spawn("the reload control", control.run(reload_rx));
         Ok(Started {
@@ -573,6 +575,64 @@ struct Control {
     targets: crate::scrape::Targets,
     /// SIGHUP, when it could be listened for.
     hangups: Option<Signal>,
+    /// The settings only a restart applies, as the daemon started with them.
+    at_start: AtStart,
+}
+
+/// The settings a reload cannot change, as the daemon started with them: the API's
+/// address and the state directory; the environment and `external_url` (in the
+/// lease's key, alarm names, the history, pages' links); the store's bounds;
+/// publishing; whether there is a routing file, and its lease's Redis and length. A
+/// reload that changes one says so, in its answer, `/status` and the log, instead of
+/// reporting success while the old value runs on.
+#[derive(Debug, Clone, PartialEq)]
+struct AtStart {
+    listen: SocketAddr,
+    state_dir: std::path::PathBuf,
+    environment: String,
+    external_url: String,
+    store: (Duration, usize, usize),
+    publish: Option<crate::publish::CloudWatchConfig>,
+    routing: bool,
+    lease: Option<(String, Duration)>,
+}
+
+impl AtStart {
+    fn of(c: &Config) -> AtStart {
+        AtStart {
+            listen: c.listen,
+            state_dir: c.state_dir.clone(),
+            environment: c.environment.clone(),
+            external_url: c.external_url.clone(),
+            store: (c.retention, c.max_series, c.max_bytes),
+            publish: c.publish.clone(),
+            routing: c.routing.is_some(),
+            lease: c
+                .routing
+                .as_ref()
+                .and_then(|r| r.lease.as_ref())
+                .map(|l| (l.redis.expose().to_string(), l.ttl)),
+        }
+    }
+
+    /// The settings `config` has otherwise than at the start, by their names in the
+    /// config file.
+    fn restart_needed(&self, config: &Config) -> Vec<&'static str> {
+        let now = AtStart::of(config);
+        [
+            (self.listen != now.listen, "listen"),
+            (self.state_dir != now.state_dir, "state_dir"),
+            (self.environment != now.environment, "environment"),
+            (self.external_url != now.external_url, "external_url"),
+            (self.store != now.store, "store"),
+            (self.publish != now.publish, "publish"),
+            (self.routing != now.routing, "routing"),
+            (self.lease != now.lease, "routing's lease"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, name)| changed.then_some(name))
+        .collect()
+    }
 }
 
 /// Starts one task per scrape target of `config` into `tasks`, and resets the
@@ -629,26 +689,33 @@ impl Control {
         }
     }
 
-    async fn reload(&mut self) -> Result<String, String> {
+    async fn reload(&mut self) -> Result<crate::api::Reloaded, String> {
         let file = self.config.file.clone();
         let outcome = match config::load(&file) {
             Err(problems) => Err(problems.to_string()),
             Ok(new) if new.fingerprint == self.config.fingerprint => {
                 tracing::info!(message = "Reload asked for; no file changed, so nothing restarts.");
-                Ok(self.config.hash.clone())
+                Ok(self.reloaded())
             }
             Ok(new) => match build_probes(&new) {
                 Err(e) => Err(e.to_string()),
                 Ok(probes) => {
                     self.apply(new, probes).await;
-                    Ok(self.config.hash.clone())
+                    Ok(self.reloaded())
                 }
             },
         };
         let at = Utc::now();
         match &outcome {
-            Ok(hash) => {
-                tracing::info!(message = "Reloaded the configuration.", config_hash = %hash)
+            Ok(r) if !r.restart_needed.is_empty() => {
+                tracing::warn!(
+                    message = "Reloaded the configuration; some settings take effect only at the next restart.",
+                    config_hash = %r.config_hash,
+                    restart_needed = %r.restart_needed.join(", ")
+                )
+            }
+            Ok(r) => {
+                tracing::info!(message = "Reloaded the configuration.", config_hash = %r.config_hash)
             }
             Err(e) => {
                 tracing::error!(message = "Reload failed; the previous configuration keeps running.", problems = %e)
@@ -659,18 +726,29 @@ impl Control {
                 at,
                 ok: outcome.is_ok(),
                 error: outcome.as_ref().err().cloned(),
+                restart_needed: outcome
+                    .as_ref()
+                    .map(|r| r.restart_needed.clone())
+                    .unwrap_or_default(),
             });
         });
         outcome
     }
 
+    /// The running config's hash, and what of it waits for a restart.
+    fn reloaded(&self) -> crate::api::Reloaded {
+        crate::api::Reloaded {
+            config_hash: self.config.hash.clone(),
+            restart_needed: self
+                .at_start
+                .restart_needed(&self.config)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        }
+    }
+
     async fn apply(&mut self, new: Config, probes: Vec<(Component, Scheduled)>) {
-        if new.listen != self.config.listen || new.state_dir != self.config.state_dir {
-            tracing::warn!(message = "listen and state_dir take effect at the next restart.");
-        }
-        if new.publish != self.config.publish {
-            tracing::warn!(message = "publish settings take effect at the next restart.");
-        }
         if self.config.publish.is_some() && publish_lag(&new) > publish_lag(&self.config) {
             tracing::warn!(
                 message = "A probe or scrape timeout grew past the publisher's lag: samples of slow checks may miss their CloudWatch window until the next restart.",
@@ -678,15 +756,9 @@ impl Control {
                 needed_seconds = publish_lag(&new).as_secs_f64()
             );
         }
-        match (&self.paging, &new.routing) {
-            (Some(p), Some(r)) => p.reload(r.clone()).await,
-            (None, Some(_)) | (Some(_), None) => {
-                tracing::warn!(
-                    message =
-                        "Adding or removing the routing file takes effect at the next restart."
-                )
-            }
-            (None, None) => {}
+        // Adding or removing the routing file waits for a restart (`AtStart`).
+        if let (Some(p), Some(r)) = (&self.paging, &new.routing) {
+            p.reload(r.clone()).await;
         }
         self.tasks.abort_all();
         self.tasks = JoinSet::new();
@@ -720,8 +792,8 @@ impl Control {
                 default_interval: new.evaluation_interval,
             })
             .await;
+        // The environment shown stays the one the daemon runs with (`AtStart`).
         self.run.send_modify(|r| {
-            r.environment = new.environment.clone();
             r.config_hash = new.hash.clone();
             r.stale_after_seconds = stale_after(&new).as_secs_f64();
         });

@@ -235,3 +235,51 @@ async fn a_sighup_while_starting_is_a_reload_once_started_not_the_end() {
     assert!(vigil.child.0.try_wait().unwrap().is_none(), "vigil ended");
     vigil.component("disk").await;
 }
+
+/// A reload that changes what only a restart applies (the environment, the store's
+/// bounds) says so — in its answer, `/status` and its text — and `/status` goes on
+/// showing the environment the daemon runs with; it once answered a plain success and
+/// showed the new environment while the old one ran on (in the lease's key, alarm
+/// names, the history). Changing them back clears it.
+#[tokio::test]
+async fn a_reload_changing_what_only_a_restart_applies_says_so() {
+    let probe = "probes:\n  - name: disk\n    disk:\n      paths: [/]\n";
+    let vigil = Vigil::start_in(tempfile::tempdir().unwrap(), probe);
+    let file = vigil.dir.path().join("vigil.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        original.replace("environment: test", "environment: staging")
+            + "store:\n  max_series: 1000\n",
+    )
+    .unwrap();
+    let (code, answer) = vigil.reload().await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        answer["restart_needed"],
+        serde_json::json!(["environment", "store"]),
+        "{answer}"
+    );
+    let (_, status) = vigil.status().await;
+    assert_eq!(status["environment"], "test", "the one it runs with");
+    assert_eq!(
+        status["last_reload"]["restart_needed"],
+        serde_json::json!(["environment", "store"]),
+        "{status:#}"
+    );
+    let (_, text) = vigil.get("/status?format=text").await;
+    assert!(
+        text.contains("take effect only at the next restart: environment, store"),
+        "{text}"
+    );
+
+    std::fs::write(&file, &original).unwrap();
+    let (code, answer) = vigil.reload().await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["restart_needed"], serde_json::json!([]), "{answer}");
+    let (_, status) = vigil.status().await;
+    assert!(
+        status["last_reload"].get("restart_needed").is_none(),
+        "{status:#}"
+    );
+}

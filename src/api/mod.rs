@@ -62,11 +62,24 @@ pub struct ReloadOutcome {
     pub ok: bool,
     /// Why not, every problem as file:line:col.
     pub error: Option<String>,
+    /// Settings the reloaded files change that only a restart applies (`environment`,
+    /// `store`, …): until then the daemon runs with those it started with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
+}
+
+/// What a reload that succeeded answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reloaded {
+    /// The new config's hash.
+    pub config_hash: String,
+    /// Settings it changes that take effect only at the next restart.
+    pub restart_needed: Vec<String>,
 }
 
 /// A reload asked through the API (`POST /-/reload`, SIGHUP too); the answer is
-/// the new config hash or the problems.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+/// what was reloaded, or the problems.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<Reloaded, String>>;
 
 /// The API's shared state.
 #[derive(Clone)]
@@ -334,7 +347,12 @@ async fn reload(State(state): State<ApiState>, headers: HeaderMap) -> Response {
         );
     }
     match rx.await {
-        Ok(Ok(hash)) => Json(json!({ "status": "reloaded", "config_hash": hash })).into_response(),
+        Ok(Ok(r)) => Json(json!({
+            "status": "reloaded",
+            "config_hash": r.config_hash,
+            "restart_needed": r.restart_needed,
+        }))
+        .into_response(),
         Ok(Err(problems)) => error(
             StatusCode::BAD_REQUEST,
             "reload_failed",

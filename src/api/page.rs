@@ -357,7 +357,14 @@ small{{color:#59636e}}
         gen = when(now),
     );
     if let Some(reload) = &r.last_reload {
-        if reload.ok {
+        if reload.ok && !reload.restart_needed.is_empty() {
+            let _ = writeln!(
+                out,
+                r#"<p class="err">Reloaded at {}, but <b>{}</b> take effect only at the next restart: the daemon runs with those it started with.</p>"#,
+                when(reload.at),
+                escape(&reload.restart_needed.join(", "))
+            );
+        } else if reload.ok {
             let _ = writeln!(
                 out,
                 "<p><small>last reload {}: ok</small></p>",

@@ -117,6 +117,17 @@ pub fn render_text(r: &StatusReport) -> String {
         r.generated_at.format("%Y-%m-%dT%H:%M:%SZ")
     );
     if let Some(reload) = &r.last_reload
+        && reload.ok
+        && !reload.restart_needed.is_empty()
+    {
+        let _ = writeln!(
+            out,
+            "RELOADED at {}, but these take effect only at the next restart: {}",
+            reload.at.format("%Y-%m-%dT%H:%M:%SZ"),
+            reload.restart_needed.join(", ")
+        );
+    }
+    if let Some(reload) = &r.last_reload
         && !reload.ok
     {
         let _ = writeln!(
