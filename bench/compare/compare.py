@@ -12,15 +12,22 @@ stack would add alike):
               Alertmanager
   vigil       Vigil probing the app, PostgreSQL, Redis and the disk, scraping the app
 
-Every stack notifies one webhook receiver in this process, which timestamps arrivals.
+Every stack notifies a webhook receiver in this process, which timestamps arrivals.
 Per cadence it measures each stack's resident memory (the sum over its processes, the
 median of one sample a second) and CPU over a window, then kills Redis (SIGKILL) ROUNDS
 times: kill to the CacheDown page, and Redis's return to the resolve, per stack.
 
-The second part evaluates bench/rules_workload.py's 1 000 rules over 10 000 series on
-all three at once (10 s scrape and evaluation): Prometheus's
-prometheus_rule_group_last_duration_seconds, vmalert's vmalert_iteration_duration_seconds
-and Vigil's vigil_rule_evaluation_duration_seconds.
+The cadences run at once, each on its own targets (its own PostgreSQL, Redis and app)
+and receiver, the second's stacks started once the first's footprint window is over: a
+10 s round has to wait out Alertmanager's 5 minute group_interval, and the 1 s rounds
+fit in those waits. Each stack's CPU is its own processes' (from /proc), so the other
+cadence's stacks show only as contention for the two cores.
+
+Before them, and alone (its CPU would disturb the rounds), a part evaluates
+bench/rules_workload.py's 1 000 rules over 10 000 series on all three at once (10 s
+scrape and evaluation): Prometheus's prometheus_rule_group_last_duration_seconds,
+vmalert's vmalert_iteration_duration_seconds and Vigil's
+vigil_rule_evaluation_duration_seconds.
 
 Environment: QUICK=1 (a few minutes: 1 s cadence only, 2 rounds, 20 s windows, 60 s of
 workload), ROUNDS (5), WINDOW (60 s), CADENCES ("10s 1s"), WORKLOAD_SECONDS (180),
@@ -65,6 +72,11 @@ def log(*args):
     print(*args, flush=True)
 
 
+# Every Processes of the run, and every target's stop: what main stops at the end, also
+# when a cadence's thread failed or a SIGTERM came.
+STARTED = []
+
+
 def seconds(duration):
     return float(duration[:-2]) / 1000 if duration.endswith("ms") else float(duration[:-1])
 
@@ -78,6 +90,8 @@ class Processes:
     def __init__(self, work):
         self.work = work
         self.by_stack = {}
+        self.lock = threading.Lock()
+        STARTED.append(self)
 
     def start(self, stack, name, argv, env=None, port=None):
         logfile = open(os.path.join(self.work, f"{stack}-{name}.log"), "wb")
@@ -102,6 +116,10 @@ class Processes:
                                      f"its log: {os.path.join(self.work, f'{stack}-{name}.log')}")
 
     def stop(self, stack=None):
+        with self.lock:
+            self._stop(stack)
+
+    def _stop(self, stack):
         stacks = [stack] if stack else list(self.by_stack)
         for s in stacks:
             for _, p in self.by_stack.get(s, []):
@@ -492,13 +510,37 @@ def fmt_s(xs):
     return f"{statistics.median(xs):.3f} s ({min(xs):.3f}-{max(xs):.3f})" + (f"; {missing}" if missing else "")
 
 
-def paging(work, targets, redis, sink, cadence):
+def start_targets(work):
+    """Throw-away PostgreSQL, Redis and the app for one cadence: (targets, redis)."""
+    pg = Postgres(work, free_port())
+    STARTED.append(pg)
+    pg.start()
+    redis = Redis(work, free_port())
+    STARTED.append(redis)
+    redis.start()
+    app_port = free_port()
+    Processes(work).start("target", "app", [APP], env={
+        "PORT": str(app_port), "BIND_LOCALHOST": "1", "LOG_FORMAT": "json",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{pg.port}/postgres",
+        "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"}, port=app_port)
+    return {"pg": pg.port, "redis": redis.port, "app": f"127.0.0.1:{app_port}"}, redis
+
+
+def paging(work, cadence, after, measured):
+    """One cadence on its own targets and receiver: the footprint, then ROUNDS outages.
+    Its stacks start once `after` (an Event, or None) is set; `measured` is set when its
+    footprint window is over."""
     work = os.path.join(work, cadence)  # each cadence's configurations, data and logs
     os.makedirs(work)
+    os.chmod(work, 0o777)
     processes = Processes(work)
     interval = seconds(cadence)
-    started = time.monotonic()
     try:
+        targets, redis = start_targets(work)
+        sink = Sink()
+        if after:
+            after.wait()
+        started = time.monotonic()
         rules = shipped_rules(work)
         bridge = write(os.path.join(work, "bridge.yaml"), BRIDGE)
         apis = {"prometheus": start_prometheus(processes, targets, sink, cadence, rules + [bridge]),
@@ -513,6 +555,8 @@ def paging(work, targets, redis, sink, cadence):
                                  if stack == s and t > started for a, st in seen if st == "firing"})
                 log(f"    {s} has notified, before any kill: {', '.join(firing) or 'nothing'}")
         fp = footprint(processes, WINDOW)
+        measured.set()
+        log(f"==> {cadence}: footprint measured; {ROUNDS} rounds")
         pages = {s: [] for s in STACKS}
         resolves = {s: [] for s in STACKS}
         t0 = None
@@ -527,7 +571,7 @@ def paging(work, targets, redis, sink, cadence):
             got = sink.wait(STACKS, t0, "CacheDown", "firing", 120 + 10 * interval)
             for s in STACKS:
                 if s not in got:  # asked now, while Redis is still down
-                    log(f"    {s} has not paged; what it holds: {holdings(apis[s], 'CacheDown')}")
+                    log(f"    {cadence}: {s} has not paged; what it holds: {holdings(apis[s], 'CacheDown')}")
             time.sleep(1.0 + random.random())
             t2 = time.monotonic()  # Redis's return: its start-up counts, as in bench/paging.py
             redis.start()
@@ -541,14 +585,15 @@ def paging(work, targets, redis, sink, cadence):
                     resolves[s].append(back[s] - t2)
                 line.append(f"{s} page {got[s] - t0:.3f} s" if s in got else f"{s} page none")
                 line.append(f"resolve {back[s] - t2:.3f} s" if s in back else "resolve none")
-            log(f"  round {i + 1}: " + ", ".join(line))
+            log(f"  {cadence} round {i + 1}: " + ", ".join(line))
             for s in STACKS:
                 if s in got and s not in back:
-                    log(f"    {s} has not resolved; what it holds: {holdings(apis[s], 'CacheDown')}")
+                    log(f"    {cadence}: {s} has not resolved; what it holds: {holdings(apis[s], 'CacheDown')}")
             processes.check_alive()
             time.sleep(2 * interval)  # every stack sees Redis up before the next kill
-        return fp, pages, resolves
+        return paging_table(cadence, fp, pages, resolves)
     finally:
+        measured.set()  # a cadence that failed holds no other back
         processes.stop()
 
 
@@ -687,36 +732,37 @@ def main():
     for v in versions():
         log(f"    {v}")
     results = []
-    targets_procs = Processes(work)
-    pg = redis = None
     try:
-        if "paging" in PARTS:
-            pg = Postgres(work, free_port())
-            pg.start()
-            redis = Redis(work, free_port())
-            redis.start()
-            app_port = free_port()
-            targets_procs.start("target", "app", [APP], env={
-                "PORT": str(app_port), "BIND_LOCALHOST": "1", "LOG_FORMAT": "json",
-                "DATABASE_URL": f"postgres://postgres@127.0.0.1:{pg.port}/postgres",
-                "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"}, port=app_port)
-            targets = {"pg": pg.port, "redis": redis.port, "app": f"127.0.0.1:{app_port}"}
-            sink = Sink()
-            for cadence in CADENCES:
-                fp, pages, resolves = paging(work, targets, redis, sink, cadence)
-                table = paging_table(cadence, fp, pages, resolves)
-                log(table)
-                results.append(table)
+        # The rule workload first and alone: its CPU would disturb the rounds' timing.
         if "workload" in PARTS:
             table = workload_table(*workload(work))
             log(table)
             results.append(table)
+        if "paging" in PARTS:
+            tables, threads, after = {}, [], None
+            for cadence in CADENCES:
+                measured = threading.Event()
+
+                def part(cadence=cadence, after=after, measured=measured):
+                    try:
+                        tables[cadence] = paging(work, cadence, after, measured)
+                    except BaseException as e:  # told to main, which stops everything
+                        tables[cadence] = e
+                    log(tables[cadence] if isinstance(tables[cadence], str) else f"==> {cadence} failed")
+
+                threads.append(threading.Thread(target=part, daemon=True))
+                threads[-1].start()
+                after = measured
+            for t, cadence in zip(threads, CADENCES):
+                while t.is_alive() and not any(isinstance(v, BaseException) for v in tables.values()):
+                    t.join(1)
+                for v in tables.values():
+                    if isinstance(v, BaseException):
+                        raise v
+                results.append(tables[cadence])
     finally:
-        targets_procs.stop()
-        if redis:
-            redis.stop()
-        if pg:
-            pg.stop()
+        for started in reversed(STARTED):
+            started.stop()
     log("\n==> the tables, for bench/README.md\n")
     log("\n\n".join(results))
     if KEEP:

@@ -3,7 +3,7 @@
 # with the same rules in the same run (bench/compare/compare.py says what and how).
 # Installs what it needs from Debian's packages, builds the release binaries, runs.
 #
-#   bench/compare/run.sh             # about an hour: both cadences, 5 rounds each
+#   bench/compare/run.sh             # about half an hour: the workload, then both cadences at once, 5 rounds each
 #   QUICK=1 bench/compare/run.sh     # a few minutes: 1 s cadence, 2 rounds
 set -euo pipefail
 cd "$(dirname "$0")/../.."
