@@ -13,7 +13,8 @@
 //! are laid out side by side at the start of the code, so the pages the daemon touches
 //! (and the 64 KiB the kernel maps around each fault) hold its code and little else:
 //! the resident code falls by several MiB (bench/README.md, footprint). A name the
-//! build does not hold is ignored; `VIGIL_SYMBOL_ORDER=0` turns it off.
+//! build does not hold is ignored; `VIGIL_SYMBOL_ORDER=0` turns it off, and a build whose
+//! RUSTFLAGS pick another linker does without it.
 
 use std::process::Command;
 
@@ -24,9 +25,17 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=VIGIL_RELR");
     println!("cargo:rerun-if-env-changed=VIGIL_SYMBOL_ORDER");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     println!("cargo:rerun-if-changed={HOT_FUNCTIONS}");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
+    // The options are lld's (rustc's own linker on this target); a build told to link
+    // with another linker gets none of them.
+    let flags = var("CARGO_ENCODED_RUSTFLAGS");
+    let other_linker = flags.contains("-fuse-ld=") && !flags.contains("-fuse-ld=lld")
+        || flags.contains("linker-features=-lld")
+        || flags.contains("linker-flavor=");
     if var("VIGIL_SYMBOL_ORDER") != "0"
+        && !other_linker
         && var("PROFILE") == "release"
         && var("HOST") == var("TARGET")
         && var("TARGET") == "x86_64-unknown-linux-gnu"

@@ -114,7 +114,9 @@ profile publish "$work/publish.yaml" "$CORE_DURATION"
 profile shipped "$work/shipped.yaml" "$DURATION"
 pages=$(curl -fsS "http://127.0.0.1:$moto_port/moto-api/data.json" | grep -o ProfilePage | wc -l)
 [ "$pages" -gt 0 ] || echo "warning: no page reached SNS while profiling; see $work/shipped-vigil.log" >&2
+# Written aside first: a failed run leaves the committed list as it was.
 python3 bench/hot_functions.py target/release/vigil "$work/footprint.out" "$work/publish.out" "$work/shipped.out" \
-    >link/hot-functions.txt
+    >"$work/hot-functions.txt"
+mv "$work/hot-functions.txt" link/hot-functions.txt
 total=$(nm --defined-only target/release/vigil | grep -c ' [tT] ')
 echo "==> link/hot-functions.txt: $(wc -l <link/hot-functions.txt) of the binary's $total functions ran (SNS got $pages mentions of the page)"

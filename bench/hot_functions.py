@@ -24,6 +24,8 @@ import sys
 
 # Names callgrind gives code it has no symbol for: "0x0000000000a1b2c3".
 ADDRESS = re.compile(r"^0x[0-9a-f]+$")
+# What callgrind appends to a function's name at each level of recursion: "'2".
+RECURSION = re.compile(r"'\d+$")
 
 
 def hot_functions(lines, binary):
@@ -43,7 +45,9 @@ def hot_functions(lines, binary):
         elif line.startswith("ob="):
             ob = os.path.realpath(line[3:]) if line[3:] else None
         elif line.startswith("fn="):
-            fn = line[3:] if ob == binary and not ADDRESS.match(line[3:]) else None
+            name = RECURSION.sub("", line[3:])
+            # "(below main)" and the like are callgrind's, not symbols
+            fn = name if ob == binary and not ADDRESS.match(name) and not name.startswith("(") else None
             if fn is not None:
                 cost[fn] += 0  # ran, even if every instruction was in a call
         elif line.startswith("calls="):

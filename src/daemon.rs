@@ -594,7 +594,7 @@ struct AtStart {
     store: (Duration, usize, usize),
     publish: Option<crate::publish::CloudWatchConfig>,
     routing: bool,
-    lease: Option<(String, Duration)>,
+    lease: Option<(crate::settings::secret::SecretUrl, Duration)>,
 }
 
 impl AtStart {
@@ -611,7 +611,7 @@ impl AtStart {
                 .routing
                 .as_ref()
                 .and_then(|r| r.lease.as_ref())
-                .map(|l| (l.redis.expose().to_string(), l.ttl)),
+                .map(|l| (l.redis.clone(), l.ttl)),
         }
     }
 
@@ -726,10 +726,11 @@ impl Control {
                 at,
                 ok: outcome.is_ok(),
                 error: outcome.as_ref().err().cloned(),
-                restart_needed: outcome
-                    .as_ref()
-                    .map(|r| r.restart_needed.clone())
-                    .unwrap_or_default(),
+                // A reload refused leaves what an earlier one made wait: still said.
+                restart_needed: match &outcome {
+                    Ok(r) => r.restart_needed.clone(),
+                    Err(_) => self.reloaded().restart_needed,
+                },
             });
         });
         outcome

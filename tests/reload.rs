@@ -272,6 +272,17 @@ async fn a_reload_changing_what_only_a_restart_applies_says_so() {
         text.contains("take effect only at the next restart: environment, store"),
         "{text}"
     );
+    // A reload refused after it still says what waits for a restart.
+    std::fs::write(&file, original.clone() + "probes: [\n").unwrap();
+    let (code, _) = vigil.reload().await;
+    assert_eq!(code, 400);
+    let (_, status) = vigil.status().await;
+    assert_eq!(status["last_reload"]["ok"], false, "{status:#}");
+    assert_eq!(
+        status["last_reload"]["restart_needed"],
+        serde_json::json!(["environment", "store"]),
+        "{status:#}"
+    );
 
     std::fs::write(&file, &original).unwrap();
     let (code, answer) = vigil.reload().await;

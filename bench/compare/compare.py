@@ -73,8 +73,10 @@ def log(*args):
 
 
 # Every Processes of the run, and every target's stop: what main stops at the end, also
-# when a cadence's thread failed or a SIGTERM came.
+# when a cadence's thread failed or a SIGTERM came. Once STOPPING is set, nothing more
+# starts: a cadence's thread that would start a process raises instead.
 STARTED = []
+STOPPING = threading.Event()
 
 
 def seconds(duration):
@@ -95,9 +97,12 @@ class Processes:
 
     def start(self, stack, name, argv, env=None, port=None):
         logfile = open(os.path.join(self.work, f"{stack}-{name}.log"), "wb")
-        proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=dict(os.environ, **(env or {})), cwd=self.work)
-        self.by_stack.setdefault(stack, []).append((name, proc))
+        with self.lock:
+            if STOPPING.is_set():
+                raise SystemExit(f"not starting {stack}/{name}: the run is stopping")
+            proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=dict(os.environ, **(env or {})), cwd=self.work)
+            self.by_stack.setdefault(stack, []).append((name, proc))
         if port is not None:
             try:
                 wait_port(port, 60)
@@ -540,6 +545,8 @@ def paging(work, cadence, after, measured):
         sink = Sink()
         if after:
             after.wait()
+        if STOPPING.is_set():
+            raise SystemExit(f"{cadence}: the run is stopping")
         started = time.monotonic()
         rules = shipped_rules(work)
         bridge = write(os.path.join(work, "bridge.yaml"), BRIDGE)
@@ -574,6 +581,8 @@ def paging(work, cadence, after, measured):
                     log(f"    {cadence}: {s} has not paged; what it holds: {holdings(apis[s], 'CacheDown')}")
             time.sleep(1.0 + random.random())
             t2 = time.monotonic()  # Redis's return: its start-up counts, as in bench/paging.py
+            if STOPPING.is_set():
+                raise SystemExit(f"{cadence}: the run is stopping")
             redis.start()
             # a stack that never paged has nothing to resolve: not waited for
             back = sink.wait([s for s in STACKS if s in got], t2, "CacheDown", "resolved", 420 + 10 * interval)
@@ -754,14 +763,17 @@ def main():
                 threads[-1].start()
                 after = measured
             for t, cadence in zip(threads, CADENCES):
-                while t.is_alive() and not any(isinstance(v, BaseException) for v in tables.values()):
+                while t.is_alive() and not any(isinstance(v, BaseException) for v in list(tables.values())):
                     t.join(1)
-                for v in tables.values():
+                for v in list(tables.values()):
                     if isinstance(v, BaseException):
                         raise v
                 results.append(tables[cadence])
     finally:
-        for started in reversed(STARTED):
+        # Nothing starts from here on; a second SIGTERM does not cut the stopping short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        STOPPING.set()
+        for started in reversed(list(STARTED)):
             started.stop()
     log("\n==> the tables, for bench/README.md\n")
     log("\n\n".join(results))
