@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Vigil, component};
 use vigil_testkit::HangingListener;
 
@@ -69,14 +67,7 @@ async fn a_bad_reload_keeps_the_old_config_and_a_good_one_replaces_it() {
             b.addr()
         ),
     );
-    let pid = vigil.child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::send_signal(&vigil.child, "-HUP");
     let status = vigil
         .wait_for("two probes and the rule after the reload", |s| {
             s["components"].as_array().unwrap().len() == 2
@@ -209,14 +200,7 @@ async fn a_sighup_while_starting_is_a_reload_once_started_not_the_end() {
     arrived_rx
         .recv_timeout(common::DEADLINE)
         .expect("vigil asks for its task metadata while it starts");
-    let pid = starting.child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::send_signal(&starting.child, "-HUP");
     go_tx.send(()).unwrap();
     // Fails at once if the SIGHUP ended the process.
     let mut vigil = starting.listening();

@@ -206,14 +206,7 @@ impl Vigil {
 
     /// Sends SIGTERM and waits for the daemon to exit; its exit status.
     pub async fn sigterm(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        send_signal(&self.child, "-TERM");
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {
@@ -279,6 +272,18 @@ impl Starting {
             dir: self.dir,
         }
     }
+}
+
+/// Sends `sig` (`-HUP`, `-TERM`, `-STOP`, …) to a daemon's process with kill(1).
+pub fn send_signal(child: &ChildGuard, sig: &str) {
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// The component named `name` in a `/status` document.

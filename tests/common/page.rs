@@ -2,7 +2,6 @@
 //! critical and a warning alert on the cache, a routing file with a lease, silences
 //! made through the API, and signals sent to a daemon.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -111,12 +110,5 @@ pub async fn silence(vigil: &Vigil, alertname: &str) -> String {
 
 /// Sends `sig` (`-STOP`, `-CONT`, …) to the daemon.
 pub fn signal(vigil: &Vigil, sig: &str) {
-    let pid = vigil.child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    super::send_signal(&vigil.child, sig);
 }
