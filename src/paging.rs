@@ -41,6 +41,10 @@ pub struct PagingView {
     pub lease: Option<LeaseState>,
     /// Firing alerts held back, and why, by alarm name.
     pub muted: BTreeMap<String, Muted>,
+    /// Pages their group's timers hold back (`group_wait`, or `group_interval` after
+    /// the group's last page), by alarm name: when they go out.
+    #[serde(default)]
+    pub held: BTreeMap<String, DateTime<Utc>>,
     /// Maintenance windows: under way until, next start.
     pub windows: Vec<WindowView>,
     /// Silences muting now.
@@ -145,6 +149,13 @@ pub async fn start(
         Err(e) => return Err(fail(&settings.state_dir, &e)),
     };
     let sent = outbox.sent().map_err(|e| fail(&settings.state_dir, &e))?;
+    let held = outbox.held().map_err(|e| fail(&settings.state_dir, &e))?;
+    if !held.is_empty() {
+        tracing::info!(
+            message = "Pages held back by their group's timers before the restart are held again.",
+            held = held.len()
+        );
+    }
     let pending = outbox.queued().map_err(|e| fail(&settings.state_dir, &e))?;
     if pending > 0 {
         tracing::info!(
@@ -182,8 +193,11 @@ pub async fn start(
         lease_tx.send_replace(LeaseState::Holder);
         fixed_lease = Some(lease_tx);
     }
+    let mut router =
+        Router::new(routing.clone(), &settings.environment, sent).for_task(&settings.task);
+    router.restore_held(held);
     let task = RouterTask {
-        router: Router::new(routing.clone(), &settings.environment, sent).for_task(&settings.task),
+        router,
         routing,
         outbox,
         silences: silences.clone(),
@@ -372,17 +386,17 @@ impl RouterTask {
 
     /// Takes what the outbox's file held when it is merged in after the start (it
     /// could not be read then): the notification log, so that pages sent before the
-    /// restart get their resolve and are not sent again, and the silences. Answers
-    /// whether it did.
+    /// restart get their resolve and are not sent again, the pages held back then,
+    /// and the silences. Answers whether it did.
     async fn absorb_late_file(&mut self) -> bool {
         let (outbox, silences) = (self.outbox.clone(), self.silences.clone());
         let read = tokio::task::spawn_blocking(move || {
             outbox
                 .take_merged()
-                .then(|| (outbox.sent(), silences.reload(Utc::now())))
+                .then(|| (outbox.sent(), outbox.held(), silences.reload(Utc::now())))
         })
         .await;
-        let (sent, reloaded) = match read {
+        let (sent, held, reloaded) = match read {
             Ok(Some(r)) => r,
             Ok(None) => return false,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -392,6 +406,12 @@ impl RouterTask {
             Ok(sent) => self.router.reload_sent(sent),
             Err(e) => {
                 tracing::error!(message = "Cannot read the notification log merged in.", error = %e);
+            }
+        }
+        match held {
+            Ok(held) => self.router.restore_held(held),
+            Err(e) => {
+                tracing::error!(message = "Cannot read the held pages merged in.", error = %e);
             }
         }
         if let Err(e) = reloaded {
@@ -423,11 +443,13 @@ impl RouterTask {
         let now_ms = now.timestamp_millis();
         let d = self.router.decide(&alerts, &silences, lease, now_ms);
         let mut next = d.next_wake;
-        if !d.notifications.is_empty() || !d.sent.is_empty() {
+        if !d.notifications.is_empty() || !d.sent.is_empty() || !d.held.is_empty() {
             let outbox = self.outbox.clone();
-            let (notifications, sent) = (d.notifications.clone(), d.sent.clone());
+            let (notifications, sent, held) =
+                (d.notifications.clone(), d.sent.clone(), d.held.clone());
             let result =
-                tokio::task::spawn_blocking(move || outbox.commit(&notifications, &sent)).await;
+                tokio::task::spawn_blocking(move || outbox.commit(&notifications, &sent, &held))
+                    .await;
             match result {
                 Ok(Ok(())) => {
                     self.router.committed(&d, now_ms);
@@ -463,6 +485,7 @@ impl RouterTask {
             routing_file: self.routing_file.clone(),
             lease: self.routing.lease.as_ref().map(|_| lease),
             muted: d.muted,
+            held: self.router.held_pages(now_ms),
             windows: self.routing.windows.iter().map(|w| w.view(now)).collect(),
             active_silences: silences
                 .iter()

@@ -262,6 +262,61 @@ async fn a_page_survives_an_sns_outage_and_a_sigkill_and_is_sent_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_the_group_interval_holds_back_is_paged_after_a_sigkill_during_the_hold() {
+    // Paged and resolved; Redis fails again within the group interval (30 s from the
+    // page), which holds the second page back, and is back before the hold ends. The
+    // sidecar is SIGKILLed during the hold: restarted, it still tells the outage when
+    // the hold ends, its page then its resolve, once.
+    let moto = Moto::start();
+    let arn = moto.create_topic("us-east-1", "critical");
+    let mut redis = Redis::start();
+    let routing = format!(
+        "receivers:\n  - name: critical\n    sns:\n      topic_arn: {arn}\nroute:\n  receiver: critical\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 30s\ndelivery:\n  initial_backoff: 100ms\n  max_backoff: 500ms\n  timeout: 2s\n"
+    );
+    let (dir, body) = setup_with_routing(&routing, &redis_probe(&redis.url()));
+    let vigil = start(dir, &body, &moto);
+    vigil
+        .wait_for("the cache to be up", |s| {
+            component(s, "cache")["status"] == "ok"
+        })
+        .await;
+    redis.kill();
+    let alarm = pagerduty_view(&wait_messages(&moto, &arn, 1, &vigil).await[0]).1;
+    redis.restart();
+    wait_messages(&moto, &arn, 2, &vigil).await;
+    redis.kill();
+    let s = vigil
+        .wait_for("the second page held back", |s| {
+            s["paging"]["held"].get(&alarm).is_some()
+        })
+        .await;
+    assert!(s["paging"]["held"][&alarm].is_string(), "{s:#}");
+    redis.restart();
+    vigil
+        .wait_for_alerts("the second outage resolved", |alerts| {
+            alerts
+                .iter()
+                .all(|a| a["labels"]["alertname"] != "CacheDown")
+        })
+        .await;
+    more_evaluations(&vigil, 2).await;
+    assert_eq!(
+        moto.messages(&arn).len(),
+        2,
+        "the page is still held when the sidecar is killed"
+    );
+    let dir = vigil.kill();
+    let vigil = start(dir, &body, &moto);
+    let m = wait_messages(&moto, &arn, 4, &vigil).await;
+    assert_eq!(pagerduty_view(&m[2]), ("ALARM".to_string(), alarm.clone()));
+    assert_eq!(pagerduty_view(&m[3]), ("OK".to_string(), alarm));
+    more_evaluations(&vigil, 5).await;
+    let (_, s) = vigil.status().await;
+    assert_eq!(s["paging"]["held"], serde_json::json!({}), "{s:#}");
+    assert_eq!(moto.messages(&arn).len(), 4, "{:#?}", moto.messages(&arn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sidecars_page_once_with_the_lease_and_under_one_name_without_it() {
     let moto = Moto::start();
     let arn = moto.create_topic("us-east-1", "critical");

@@ -490,6 +490,12 @@ pub(crate) fn paging_lines(r: &StatusReport) -> Vec<String> {
         };
         out.push(format!("held back: {alarm} ({why})"));
     }
+    for (alarm, at) in &p.held {
+        out.push(format!(
+            "page held by its group's timers: {alarm}, goes out {}",
+            at.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
     for (target, s) in &p.targets {
         let mut l = format!(
             "{target}: {} queued, {} delivered, {} failed attempts",
@@ -709,6 +715,7 @@ mod tests {
                     },
                 )]
                 .into(),
+                held: [("dev-CacheDown-1a2b3c4d".to_string(), t(45))].into(),
                 windows: vec![crate::route::window::WindowView {
                     name: "monthly".into(),
                     active_until: Some(t(3600)),
@@ -853,6 +860,7 @@ PAGING
   lease: held by this sidecar: it pages for shared alerts
   MAINTENANCE WINDOW monthly active until 2026-09-21T15:13:20Z (1h), muting severity=\"warning\"
   held back: dev-DiskSpaceLow-0a1b2c3d (maintenance window monthly)
+  page held by its group's timers: dev-CacheDown-1a2b3c4d, goes out 2026-09-21T14:14:05Z
   critical/sns: 1 queued, 2 delivered, 2 failed attempts, oldest queued 30s ago; last error: dispatch failure: connection refused
 
 SCRAPES

@@ -3,6 +3,8 @@
 //! - every notification until its integration accepted it (`queue`),
 //! - what was sent for which alert (`nflog`: the notification log, so that a restart
 //!   neither pages again nor forgets to resolve),
+//! - the pages a group's timers hold back (`held`: a restart during the hold must
+//!   not forget an outage that is over by the time the hold ends),
 //! - the silences (`silences`),
 //! - entries that could not be decoded (`dead_letters`), kept for a person.
 //!
@@ -45,6 +47,8 @@ const NFLOG: TableDefinition<&str, &[u8]> = TableDefinition::new("nflog");
 /// `/metrics` and shown in `/status` for a person to look at.
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
 const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
+/// Pages held back by their group's timers, by `group key \0 receiver \0 fingerprint`.
+const HELD: TableDefinition<&str, &[u8]> = TableDefinition::new("held");
 /// Counters: `next_id`, so ids grow across removals and restarts.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -61,6 +65,23 @@ pub struct Sent {
     /// The alert's last event, to resolve it even if the alert itself is gone (a
     /// rule removed on reload).
     pub event: super::AlertEvent,
+}
+
+/// A page its group's timers hold back (`group_wait`, or `group_interval` after the
+/// group's last page), kept until it is sent, so that an alert resolving meanwhile, or
+/// a restart, does not make it forgotten.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// Its group.
+    pub group_key: String,
+    /// Its receiver.
+    pub receiver: String,
+    /// The page as it would have gone out.
+    pub event: super::AlertEvent,
+    /// When the timers let it go (ms).
+    pub ready: i64,
+    /// The longest they hold a page (the route's `group_wait` or `group_interval`, ms).
+    pub longest: i64,
 }
 
 /// An outbox error: the database said no.
@@ -92,6 +113,7 @@ struct Tables {
     dead: BTreeMap<(String, u64), Vec<u8>>,
     nflog: BTreeMap<String, Vec<u8>>,
     silences: BTreeMap<String, Vec<u8>>,
+    held: BTreeMap<String, Vec<u8>>,
     next_id: u64,
 }
 
@@ -229,6 +251,11 @@ fn read_all(db: &Database) -> Result<Tables, OutboxError> {
             let (k, v) = row.map_err(err)?;
             t.silences.insert(k.value().to_string(), v.value().to_vec());
         }
+        let held = txn.open_table(HELD).map_err(err)?;
+        for row in held.iter().map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            t.held.insert(k.value().to_string(), v.value().to_vec());
+        }
         let meta = txn.open_table(META).map_err(err)?;
         let stored = meta.get("next_id").map_err(err)?.map_or(1, |v| v.value());
         let highest = t
@@ -270,6 +297,11 @@ fn write_all(db: &Database, t: &Tables) -> Result<(), OutboxError> {
         for (k, v) in &t.silences {
             silences.insert(k.as_str(), v.as_slice()).map_err(err)?;
         }
+        let mut held = txn.open_table(HELD).map_err(err)?;
+        held.retain(|_, _| false).map_err(err)?;
+        for (k, v) in &t.held {
+            held.insert(k.as_str(), v.as_slice()).map_err(err)?;
+        }
         txn.open_table(META)
             .map_err(err)?
             .insert("next_id", t.next_id)
@@ -280,12 +312,13 @@ fn write_all(db: &Database, t: &Tables) -> Result<(), OutboxError> {
 
 /// One change, applied to memory and then to the file.
 enum Change<'a> {
-    /// Queue entries and log changes (one router decision).
-    Commit(
-        &'a [((String, u64), Vec<u8>)],
-        &'a [(String, Option<Vec<u8>>)],
-        u64,
-    ),
+    /// Queue entries, log changes and held pages' changes (one router decision).
+    Commit {
+        queued: &'a [((String, u64), Vec<u8>)],
+        sent: &'a [(String, Option<Vec<u8>>)],
+        held: &'a [(String, Option<Vec<u8>>)],
+        next_id: u64,
+    },
     /// A queue entry delivered or refused.
     Remove(&'a str, u64),
     /// Queue entries moved to the dead letters.
@@ -299,17 +332,24 @@ enum Change<'a> {
 impl Change<'_> {
     fn apply_mem(&self, t: &mut Tables) {
         match self {
-            Change::Commit(queued, sent, next) => {
+            Change::Commit {
+                queued,
+                sent,
+                held,
+                next_id,
+            } => {
                 for (k, v) in *queued {
                     t.queue.insert(k.clone(), v.clone());
                 }
-                for (k, v) in *sent {
-                    match v {
-                        Some(v) => t.nflog.insert(k.clone(), v.clone()),
-                        None => t.nflog.remove(k),
-                    };
+                for (table, changes) in [(&mut t.nflog, sent), (&mut t.held, held)] {
+                    for (k, v) in changes.iter() {
+                        match v {
+                            Some(v) => table.insert(k.clone(), v.clone()),
+                            None => table.remove(k),
+                        };
+                    }
                 }
-                t.next_id = *next;
+                t.next_id = *next_id;
             }
             Change::Remove(target, id) => {
                 t.queue.remove(&(target.to_string(), *id));
@@ -334,24 +374,31 @@ impl Change<'_> {
     fn apply_db(&self, db: &Database) -> Result<(), OutboxError> {
         let txn = db.begin_write().map_err(err)?;
         match self {
-            Change::Commit(queued, sent, next) => {
+            Change::Commit {
+                queued,
+                sent,
+                held,
+                next_id,
+            } => {
                 let mut queue = txn.open_table(QUEUE).map_err(err)?;
                 for ((target, id), v) in *queued {
                     queue
                         .insert((target.as_str(), *id), v.as_slice())
                         .map_err(err)?;
                 }
-                let mut nflog = txn.open_table(NFLOG).map_err(err)?;
-                for (k, v) in *sent {
-                    match v {
-                        Some(v) => nflog.insert(k.as_str(), v.as_slice()).map(|_| ()),
-                        None => nflog.remove(k.as_str()).map(|_| ()),
+                for (table, changes) in [(NFLOG, sent), (HELD, held)] {
+                    let mut table = txn.open_table(table).map_err(err)?;
+                    for (k, v) in changes.iter() {
+                        match v {
+                            Some(v) => table.insert(k.as_str(), v.as_slice()).map(|_| ()),
+                            None => table.remove(k.as_str()).map(|_| ()),
+                        }
+                        .map_err(err)?;
                     }
-                    .map_err(err)?;
                 }
                 txn.open_table(META)
                     .map_err(err)?
-                    .insert("next_id", *next)
+                    .insert("next_id", *next_id)
                     .map_err(err)?;
             }
             Change::Remove(target, id) => {
@@ -551,25 +598,21 @@ impl Outbox {
         }
     }
 
-    /// Queues `notifications` and records `sent` (key → entry, or removal) in one
-    /// synced transaction (in memory first: see the module's documentation).
+    /// Queues `notifications`, records `sent` (key → entry, or removal) and the
+    /// changes to the `held` pages (key → page, or removal) in one synced transaction
+    /// (in memory first: see the module's documentation).
     pub fn commit(
         &self,
         notifications: &[Notification],
         sent: &[(String, Option<Sent>)],
+        held: &[(String, Option<Held>)],
     ) -> Result<(), OutboxError> {
         let mut encoded = Vec::with_capacity(notifications.len());
         for n in notifications {
             encoded.push((n.target.clone(), serde_json::to_vec(n).map_err(err)?));
         }
-        let mut log = Vec::with_capacity(sent.len());
-        for (k, e) in sent {
-            let bytes = match e {
-                Some(e) => Some(serde_json::to_vec(e).map_err(err)?),
-                None => None,
-            };
-            log.push((k.clone(), bytes));
-        }
+        let log = encode_changes(sent)?;
+        let held = encode_changes(held)?;
         // Ids are taken and used under one lock, so two commits never share one.
         let mut inner = self.lock();
         let mut next = inner.mem.next_id;
@@ -578,7 +621,13 @@ impl Outbox {
             queued.push(((target, next), bytes));
             next = next.saturating_add(1);
         }
-        self.change_locked(&mut inner, Change::Commit(&queued, &log, next));
+        let change = Change::Commit {
+            queued: &queued,
+            sent: &log,
+            held: &held,
+            next_id: next,
+        };
+        self.change_locked(&mut inner, change);
         Ok(())
     }
 
@@ -667,6 +716,25 @@ impl Outbox {
         Ok(out)
     }
 
+    /// The pages held back by their group's timers, by their key. One that cannot be
+    /// read is left in place and said (the page it was is lost to the restart, as it
+    /// was before pages were kept; the next commit for its key replaces it).
+    pub fn held(&self) -> Result<HashMap<String, Held>, OutboxError> {
+        let inner = self.lock();
+        let mut out = HashMap::new();
+        for (k, v) in &inner.mem.held {
+            match serde_json::from_slice::<Held>(v) {
+                Ok(h) => {
+                    out.insert(k.clone(), h);
+                }
+                Err(e) => {
+                    tracing::error!(message = "A held page cannot be read; if its outage is over, it is not told.", key = %k.replace('\0', "/"), error = %e)
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every silence kept, as (id, the bytes its store wrote); the silence store
     /// owns their format.
     pub fn silences(&self) -> Result<Vec<(String, Vec<u8>)>, OutboxError> {
@@ -690,6 +758,24 @@ impl Outbox {
         self.change(Change::DeleteSilence(id));
         Ok(())
     }
+}
+
+/// Changes to a table as the file takes them: key → bytes, or removal.
+type Encoded = Vec<(String, Option<Vec<u8>>)>;
+
+/// Encodes a list of changes (key → value, or removal) for the file.
+fn encode_changes<T: Serialize>(changes: &[(String, Option<T>)]) -> Result<Encoded, OutboxError> {
+    changes
+        .iter()
+        .map(|(k, v)| {
+            let bytes = v
+                .as_ref()
+                .map(serde_json::to_vec)
+                .transpose()
+                .map_err(err)?;
+            Ok((k.clone(), bytes))
+        })
+        .collect()
 }
 
 /// The first id of entries queued in memory while the file cannot be read: above
@@ -733,6 +819,7 @@ fn merge(mem: &mut Tables, file: Tables) {
     mem.next_id = next;
     mem.nflog.extend(gathered.nflog);
     mem.silences.extend(gathered.silences);
+    mem.held.extend(gathered.held);
 }
 
 #[cfg(test)]
@@ -744,7 +831,12 @@ mod tests {
         fn insert_raw(&self, target: &str, id: u64, bytes: &[u8]) {
             let queued = [((target.to_string(), id), bytes.to_vec())];
             let next = self.lock().mem.next_id.max(id + 1);
-            self.change(Change::Commit(&queued, &[], next));
+            self.change(Change::Commit {
+                queued: &queued,
+                sent: &[],
+                held: &[],
+                next_id: next,
+            });
         }
     }
 
@@ -763,7 +855,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let o = Outbox::open(dir.path()).unwrap();
-            o.commit(&[note("a/sns"), note("b/webhook"), note("a/sns")], &[])
+            o.commit(&[note("a/sns"), note("b/webhook"), note("a/sns")], &[], &[])
                 .unwrap();
         }
         let o = Outbox::open(dir.path()).unwrap();
@@ -776,7 +868,7 @@ mod tests {
         o.remove("a/sns", second).unwrap();
         assert!(o.head("a/sns").unwrap().is_none());
         // Ids keep growing after removals, so order holds across restarts.
-        o.commit(&[note("a/sns")], &[]).unwrap();
+        o.commit(&[note("a/sns")], &[], &[]).unwrap();
         assert!(o.head("a/sns").unwrap().unwrap().0 > second);
     }
 
@@ -810,7 +902,8 @@ mod tests {
             at: 1,
             event: event(f64::NAN, 0.0),
         };
-        o.commit(&[n.clone()], &[("k".into(), Some(sent))]).unwrap();
+        o.commit(&[n.clone()], &[("k".into(), Some(sent))], &[])
+            .unwrap();
         drop(o);
         let o = Outbox::open(dir.path()).unwrap();
         let (_, back) = o.head("a/sns").unwrap().expect("the page is readable");
@@ -823,7 +916,7 @@ mod tests {
     fn an_undecodable_entry_goes_to_the_dead_letters_and_the_queue_moves_on() {
         let dir = tempfile::tempdir().unwrap();
         let o = Outbox::open(dir.path()).unwrap();
-        o.commit(&[note("a/sns"), note("a/sns")], &[]).unwrap();
+        o.commit(&[note("a/sns"), note("a/sns")], &[], &[]).unwrap();
         o.insert_raw("a/sns", 1, b"{not json");
         let (id, _) = o.head("a/sns").unwrap().unwrap();
         assert_eq!(id, 2);
@@ -872,7 +965,7 @@ mod tests {
 
         proptest! {
             #[test]
-            fn every_persisted_notification_and_log_entry_reads_back(e in events(), at in any::<i64>(), target in text()) {
+            fn every_persisted_notification_log_entry_and_held_page_reads_back(e in events(), at in any::<i64>(), target in text()) {
                 let mut n = note(&target);
                 n.events = vec![e.clone()];
                 let back: Notification = serde_json::from_slice(&serde_json::to_vec(&n).unwrap()).unwrap();
@@ -885,6 +978,12 @@ mod tests {
                 let back: Sent = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
                 prop_assert_eq!(back.at, at);
                 prop_assert!(same_f64(back.event.value, e.value));
+                let h = Held { group_key: target.clone(), receiver: target.clone(), event: e.clone(), ready: at, longest: at };
+                let back: Held = serde_json::from_slice(&serde_json::to_vec(&h).unwrap()).unwrap();
+                prop_assert_eq!((back.ready, back.longest), (at, at));
+                prop_assert_eq!((&back.group_key, &back.receiver), (&target, &target));
+                prop_assert!(same_f64(back.event.value, e.value));
+                prop_assert_eq!(&back.event.labels, &e.labels);
             }
 
             #[test]
@@ -906,7 +1005,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let o = Outbox::open(dir.path()).unwrap();
-            o.commit(&[note("a/sns")], &[]).unwrap();
+            o.commit(&[note("a/sns")], &[], &[]).unwrap();
         }
         // Another process holds the file (a second daemon, a stuck copy).
         let holder = Database::create(dir.path().join("notify.redb")).unwrap();
@@ -915,11 +1014,11 @@ mod tests {
         assert!(!h.ok && h.error.is_some(), "{h:?}");
         let mut n = note("a/sns");
         n.receiver = "during".into();
-        o.commit(&[n], &[("k".into(), None)]).unwrap();
+        o.commit(&[n], &[("k".into(), None)], &[]).unwrap();
         let (id, first) = o.head("a/sns").unwrap().expect("pages go out from memory");
         assert_eq!(first.receiver, "during");
         o.remove("a/sns", id).unwrap();
-        o.commit(&[note("a/sns")], &[]).unwrap();
+        o.commit(&[note("a/sns")], &[], &[]).unwrap();
         drop(holder);
         o.try_file_now();
         assert!(o.health().ok, "{:?}", o.health());
@@ -945,7 +1044,7 @@ mod tests {
         };
         {
             let o = Outbox::open(dir.path()).unwrap();
-            o.commit(&[], &[("a\0before".into(), Some(paged.clone()))])
+            o.commit(&[], &[("a\0before".into(), Some(paged.clone()))], &[])
                 .unwrap();
             o.put_silence("s1", b"{}").unwrap();
             assert!(!o.take_merged(), "read at the start: nothing merged late");
@@ -973,13 +1072,13 @@ mod tests {
             let o = Outbox::open(dir.path()).unwrap();
             let mut n = note("a/sns");
             n.receiver = "before".into();
-            o.commit(&[n], &[]).unwrap();
+            o.commit(&[n], &[], &[]).unwrap();
         }
         let holder = Database::create(dir.path().join("notify.redb")).unwrap();
         let o = Outbox::open(dir.path()).unwrap();
         let mut n = note("a/sns");
         n.receiver = "during".into();
-        o.commit(&[n], &[]).unwrap();
+        o.commit(&[n], &[], &[]).unwrap();
         let (id, on_its_way) = o.head("a/sns").unwrap().unwrap();
         assert_eq!(on_its_way.receiver, "during");
         drop(holder);
@@ -996,7 +1095,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let o = Outbox::open(dir.path()).unwrap();
-            o.commit(&[note("a/sns")], &[]).unwrap();
+            o.commit(&[note("a/sns")], &[], &[]).unwrap();
         }
         let path = dir.path().join("notify.redb");
         let mut bytes = std::fs::read(&path).unwrap();
@@ -1005,7 +1104,7 @@ mod tests {
         }
         std::fs::write(&path, &bytes).unwrap();
         let o = Outbox::open(dir.path()).unwrap();
-        o.commit(&[note("a/sns")], &[]).unwrap();
+        o.commit(&[note("a/sns")], &[], &[]).unwrap();
         assert!(o.head("a/sns").unwrap().is_some());
         let h = o.health();
         assert!(h.ok, "{h:?}");
@@ -1023,7 +1122,7 @@ mod tests {
         {
             let o = Outbox::open(dir.path()).unwrap();
             o.put_silence(key, b"{}").unwrap();
-            o.commit(&[note("a/sns")], &[]).unwrap();
+            o.commit(&[note("a/sns")], &[], &[]).unwrap();
         }
         let path = dir.path().join("notify.redb");
         let mut bytes = std::fs::read(&path).unwrap();
@@ -1037,7 +1136,7 @@ mod tests {
         assert!(hits > 0, "the key is in the file");
         std::fs::write(&path, &bytes).unwrap();
         let o = Outbox::open(dir.path()).unwrap();
-        o.commit(&[note("b/sns")], &[]).unwrap();
+        o.commit(&[note("b/sns")], &[], &[]).unwrap();
         assert!(o.head("b/sns").unwrap().is_some());
         let h = o.health();
         assert!(h.ok, "{h:?}");
@@ -1058,7 +1157,7 @@ mod tests {
         let fs = vigil_testkit::Tmpfs::new("4m");
         let state = fs.path.as_path();
         let o = Outbox::open(state).unwrap();
-        o.commit(&[note("a/sns")], &[]).unwrap();
+        o.commit(&[note("a/sns")], &[], &[]).unwrap();
         assert!(o.health().ok);
         let filler = vigil_testkit::fill(state);
         // Pages big enough that the file must grow: the commit fails on disk.
@@ -1072,8 +1171,12 @@ mod tests {
             at: 5,
             event: big.events[0].clone(),
         };
-        o.commit(&[big.clone(), big.clone()], &[("r\0f".into(), Some(sent))])
-            .unwrap();
+        o.commit(
+            &[big.clone(), big.clone()],
+            &[("r\0f".into(), Some(sent))],
+            &[],
+        )
+        .unwrap();
         let h = o.health();
         assert!(!h.ok && h.failing_since.is_some(), "{h:?}");
         // Paging goes on: the queue is answered from memory, deliveries are removed.

@@ -17,7 +17,10 @@
 //! A page the group's timers hold back is not forgotten when its alert resolves
 //! before they let it go (an outage that began within `group_interval` of the last
 //! page and lasted less than the rest of it): when they do, the page goes out and
-//! its resolve after it. Alertmanager sends nothing for such an outage.
+//! its resolve after it. Alertmanager sends nothing for such an outage. Held pages
+//! are committed to the outbox with each decision ([`Decision::held`]), and a router
+//! started after a restart takes them back ([`Router::restore_held`]): a restart during
+//! the hold does not forget the outage either.
 //!
 //! Silences, maintenance windows, inhibition and the lease only hold pages back.
 
@@ -32,7 +35,7 @@ use sha2::{Digest, Sha256};
 use super::silence::Silence;
 use super::{Route, Routing};
 use crate::notify::lease::LeaseState;
-use crate::notify::outbox::Sent;
+use crate::notify::outbox::{Held, Sent};
 use crate::notify::{AlertEvent, Notification};
 use crate::rules::manager::RoutedAlert;
 
@@ -66,6 +69,8 @@ pub struct Decision {
     pub notifications: Vec<Notification>,
     /// Notification-log changes to commit with them.
     pub sent: Vec<(String, Option<Sent>)>,
+    /// Changes to the pages held back, to commit with them: key → page, or removal.
+    pub held: Vec<(String, Option<Held>)>,
     /// When to run again at the latest (ms), for group waits and repeats.
     pub next_wake: Option<i64>,
     /// Held-back firing alerts and why, by alarm name.
@@ -129,19 +134,6 @@ struct GroupState {
     held: BTreeMap<String, Held>,
 }
 
-/// A page held back by its group's timers.
-#[derive(Debug, Clone)]
-struct Held {
-    /// Its receiver.
-    receiver: String,
-    /// The page as it would have gone out.
-    event: AlertEvent,
-    /// When the timers let it go (ms).
-    ready: i64,
-    /// The longest they hold a page (the route's `group_wait` or `group_interval`).
-    longest: i64,
-}
-
 /// The router's state between steps.
 pub struct Router {
     /// The routing file.
@@ -152,6 +144,8 @@ pub struct Router {
     sent: HashMap<String, Sent>,
     /// Group timing by group key.
     groups: HashMap<String, GroupState>,
+    /// The held pages as the outbox has them, by [`held_key`].
+    kept: HashMap<String, Held>,
     /// This sidecar's task, added as the `task` label to per-task alerts ("" when
     /// not known: they then page like any other).
     task: String,
@@ -167,6 +161,12 @@ fn time(ms: i64) -> DateTime<Utc> {
 
 fn sent_key(receiver: &str, fingerprint: &str) -> String {
     format!("{receiver}\0{fingerprint}")
+}
+
+/// A held page's key in the outbox: `group key \0 receiver \0 fingerprint` (one alert
+/// may be held in two groups, by two routes to one receiver).
+fn held_key(group_key: &str, key: &str) -> String {
+    format!("{group_key}\0{key}")
 }
 
 /// The group key of an alert under a route: the route and the grouped labels.
@@ -188,7 +188,30 @@ impl Router {
             environment: environment.to_string(),
             sent,
             groups: HashMap::new(),
+            kept: HashMap::new(),
             task: String::new(),
+        }
+    }
+
+    /// Takes back the pages held before a restart (from the outbox): each is told
+    /// when its timers let it go, as if the router had never stopped (with its
+    /// resolve, if its alert is over by then). Times from the future (a clock
+    /// stepped back) hold no longer than the route's longest hold from now.
+    pub fn restore_held(&mut self, held: HashMap<String, Held>) {
+        for (k, h) in held {
+            let Some(key) = k
+                .strip_prefix(h.group_key.as_str())
+                .and_then(|rest| rest.strip_prefix('\0'))
+            else {
+                tracing::error!(message = "A held page's key does not match its group; not restored.", key = %k.replace('\0', "/"));
+                continue;
+            };
+            let group = self.groups.entry(h.group_key.clone()).or_default();
+            group
+                .held
+                .entry(key.to_string())
+                .or_insert_with(|| h.clone());
+            self.kept.insert(k, h);
         }
     }
 
@@ -245,6 +268,12 @@ impl Router {
             for e in &n.events {
                 g.held.remove(&sent_key(&n.receiver, &e.fingerprint));
             }
+        }
+        for (k, h) in &d.held {
+            match h {
+                Some(h) => self.kept.insert(k.clone(), h.clone()),
+                None => self.kept.remove(k),
+            };
         }
     }
 
@@ -359,6 +388,8 @@ impl Router {
         let mut live_groups: HashSet<String> = HashSet::new();
         // Held pages whose alert fires now (they go out, or stay held, as any page),
         // and when those no longer firing ended, where known.
+        // A pending alert's held page stays held (its state was lost at a restart, or
+        // it ended and failed again): not told as over while it fails.
         let mut firing_now: HashSet<String> = HashSet::new();
         let mut ended: HashMap<String, i64> = HashMap::new();
         for a in alerts {
@@ -368,7 +399,9 @@ impl Router {
                 // Still failing, only not yet for `for` (its state may have been lost
                 // at a restart): what was paged stays open, nothing new is sent.
                 for route in routing.route.matching(get) {
-                    routed.insert(sent_key(&route.receiver, &id.fingerprint));
+                    let key = sent_key(&route.receiver, &id.fingerprint);
+                    firing_now.insert(key.clone());
+                    routed.insert(key);
                 }
                 continue;
             }
@@ -427,6 +460,7 @@ impl Router {
                         } else {
                             d.next_wake = Some(d.next_wake.map_or(ready, |w| w.min(ready)));
                             let held = Held {
+                                group_key: gk.clone(),
                                 receiver: route.receiver.clone(),
                                 event: self.event(a, &id, "first", true, now),
                                 ready,
@@ -498,6 +532,7 @@ impl Router {
             self.notify(&routing, &h.receiver, &gk, vec![h.event], now, &mut d);
             self.notify(&routing, &h.receiver, &gk, vec![resolve], now, &mut d);
         }
+        d.held = self.held_changes(&d);
         // Groups with nothing firing start afresh (group_wait again).
         self.groups.retain(|k, g| {
             live_groups.contains(k)
@@ -506,6 +541,60 @@ impl Router {
                     .is_some_and(|t| now.saturating_sub(t) < ms(DEFAULT_GROUP_FORGET))
         });
         d
+    }
+
+    /// The pages held back by their group's timers: alarm name → when they go out
+    /// (told then, with their resolve if the alert is over by then).
+    pub fn held_pages(&self, now: i64) -> BTreeMap<String, DateTime<Utc>> {
+        self.groups
+            .values()
+            .flat_map(|g| g.held.values())
+            .map(|h| {
+                let ready = h.ready.min(now.saturating_add(h.longest));
+                (h.event.alarm_name.clone(), time(ready))
+            })
+            .collect()
+    }
+
+    /// What the outbox must change for its held pages to be those still held once
+    /// `d` is committed. A page held again at a later step changes nothing (its
+    /// timers are the same; the event first held is the one a restart tells).
+    fn held_changes(&self, d: &Decision) -> Vec<(String, Option<Held>)> {
+        let told: HashSet<String> = d
+            .notifications
+            .iter()
+            .flat_map(|n| {
+                n.events
+                    .iter()
+                    .map(|e| held_key(&n.group_key, &sent_key(&n.receiver, &e.fingerprint)))
+            })
+            .collect();
+        let mut after: BTreeMap<String, &Held> = BTreeMap::new();
+        for (gk, g) in &self.groups {
+            for (key, h) in &g.held {
+                let k = held_key(gk, key);
+                if !told.contains(&k) {
+                    after.insert(k, h);
+                }
+            }
+        }
+        let mut changes: Vec<(String, Option<Held>)> = after
+            .iter()
+            .filter(|(k, h)| {
+                self.kept.get(*k).is_none_or(|kept| {
+                    (kept.ready, kept.longest, &kept.receiver) != (h.ready, h.longest, &h.receiver)
+                })
+            })
+            .map(|(k, h)| (k.clone(), Some((*h).clone())))
+            .collect();
+        let mut gone: Vec<&String> = self
+            .kept
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .collect();
+        gone.sort();
+        changes.extend(gone.into_iter().map(|k| (k.clone(), None)));
+        changes
     }
 
     /// Turns one group's events into notifications for each integration of
@@ -562,6 +651,7 @@ const DEFAULT_GROUP_FORGET: Duration = Duration::from_secs(3600);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::outbox::Outbox;
     use crate::route::silence::NewSilence;
     use std::path::Path;
 
@@ -777,6 +867,91 @@ lease:
             assert!(d.notifications.is_empty(), "told once");
             assert!(r.sent.values().all(|s| !s.firing));
         }
+    }
+
+    /// A step as the run loop takes it: committed to `outbox`, then to the router.
+    fn step_kept(r: &mut Router, outbox: &Outbox, alerts: &[RoutedAlert], now: i64) -> Decision {
+        let d = r.decide(alerts, &[], LeaseState::Holder, now);
+        outbox.commit(&d.notifications, &d.sent, &d.held).unwrap();
+        r.committed(&d, now);
+        d
+    }
+
+    /// The router of a sidecar (re)started on the state directory `dir`.
+    fn started(dir: &Path) -> (Router, Outbox) {
+        let outbox = Outbox::open(dir).unwrap();
+        let mut r = router();
+        r.reload_sent(outbox.sent().unwrap());
+        r.restore_held(outbox.held().unwrap());
+        (r, outbox)
+    }
+
+    /// Paged at T and resolved at T + 1 s; down again at T + 2 s, a page the group
+    /// interval holds back to T + 60 s.
+    fn held_back(dir: &Path) {
+        let (mut r, outbox) = started(dir);
+        let cache = |firing, t| alert("CacheDown", "critical", "cache", firing, t);
+        step_kept(&mut r, &outbox, &[cache(true, T)], T);
+        step_kept(&mut r, &outbox, &[cache(false, T + 1000)], T + 1000);
+        let d = step_kept(&mut r, &outbox, &[cache(true, T + 2000)], T + 2000);
+        assert!(d.notifications.is_empty(), "held");
+        assert_eq!(d.next_wake, Some(T + 60_000));
+    }
+
+    #[test]
+    fn a_restart_during_the_hold_does_not_forget_an_outage_over_by_then() {
+        let dir = tempfile::tempdir().unwrap();
+        held_back(dir.path());
+        // Over at T + 30 s; the sidecar restarts at T + 40 s, before the hold ends.
+        let back = [alert("CacheDown", "critical", "cache", false, T + 30_000)];
+        let (mut r, outbox) = started(dir.path());
+        let d = step_kept(&mut r, &outbox, &back, T + 40_000);
+        assert!(d.notifications.is_empty(), "still held after the restart");
+        assert_eq!(d.next_wake, Some(T + 60_000));
+        let d = step_kept(&mut r, &outbox, &back, T + 60_000);
+        assert_eq!(
+            states(&d),
+            [
+                ("critical/sns".into(), "CacheDown".into(), true),
+                ("critical/sns".into(), "CacheDown".into(), false)
+            ]
+        );
+        assert_eq!(d.notifications[0].events[0].starts_at, time(T + 2000));
+        assert_eq!(d.notifications[1].events[0].ends_at, Some(time(T + 30_000)));
+        drop((r, outbox));
+        // Told once: the sidecar restarted again holds nothing and tells nothing.
+        let (mut r, outbox) = started(dir.path());
+        assert!(outbox.held().unwrap().is_empty());
+        let d = step_kept(&mut r, &outbox, &back, T + 120_000);
+        assert!(d.notifications.is_empty());
+    }
+
+    #[test]
+    fn a_held_page_whose_alert_the_restart_finds_pending_waits_for_it_to_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        held_back(dir.path());
+        // The restart lost the alert's state: pending again, while the cache is down.
+        let mut pending = alert("CacheDown", "critical", "cache", false, T + 40_000);
+        (pending.pending, pending.resolved_at) = (true, None);
+        let (mut r, outbox) = started(dir.path());
+        for t in [T + 40_000, T + 60_000, T + 65_000] {
+            let d = step_kept(&mut r, &outbox, std::slice::from_ref(&pending), t);
+            assert!(d.notifications.is_empty(), "not told as over at {t}");
+        }
+        let d = step_kept(
+            &mut r,
+            &outbox,
+            &[alert("CacheDown", "critical", "cache", true, T + 70_000)],
+            T + 70_000,
+        );
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "CacheDown".into(), true)]
+        );
+        assert!(
+            outbox.held().unwrap().is_empty(),
+            "no longer held once paged"
+        );
     }
 
     #[test]
