@@ -717,20 +717,32 @@ impl Outbox {
     }
 
     /// The pages held back by their group's timers, by their key. One that cannot be
-    /// read is left in place and said (the page it was is lost to the restart, as it
-    /// was before pages were kept; the next commit for its key replaces it).
+    /// read is said and removed (nothing could ever tell or replace it): the page it
+    /// was is lost, as a held page was to every restart before they were kept.
     pub fn held(&self) -> Result<HashMap<String, Held>, OutboxError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let mut out = HashMap::new();
+        let mut unreadable = Vec::new();
         for (k, v) in &inner.mem.held {
             match serde_json::from_slice::<Held>(v) {
                 Ok(h) => {
                     out.insert(k.clone(), h);
                 }
                 Err(e) => {
-                    tracing::error!(message = "A held page cannot be read; if its outage is over, it is not told.", key = %k.replace('\0', "/"), error = %e)
+                    tracing::error!(message = "A held page cannot be read; it is removed, and if its outage is over, it is not told.", key = %k.replace('\0', "/"), error = %e);
+                    unreadable.push((k.clone(), None));
                 }
             }
+        }
+        if !unreadable.is_empty() {
+            let next_id = inner.mem.next_id;
+            let change = Change::Commit {
+                queued: &[],
+                sent: &[],
+                held: &unreadable,
+                next_id,
+            };
+            self.change_locked(&mut inner, change);
         }
         Ok(out)
     }
@@ -910,6 +922,38 @@ mod tests {
         assert_eq!(back, n);
         assert!(o.sent().unwrap()["k"].event.value.is_nan());
         assert_eq!(o.dead_letters().unwrap(), 0);
+    }
+
+    #[test]
+    fn an_undecodable_held_page_is_removed_and_the_others_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Held {
+            group_key: "0:{}".into(),
+            receiver: "a".into(),
+            event: event(1.0, 0.0),
+            ready: 7,
+            longest: 60_000,
+        };
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            o.commit(&[], &[], &[("0:{}\0a\0f".into(), Some(held.clone()))])
+                .unwrap();
+            let next_id = o.lock().mem.next_id;
+            o.change(Change::Commit {
+                queued: &[],
+                sent: &[],
+                held: &[("0:{}\0a\0g".into(), Some(b"{not json".to_vec()))],
+                next_id,
+            });
+            assert_eq!(o.lock().mem.held.len(), 2);
+        }
+        let o = Outbox::open(dir.path()).unwrap();
+        let read = o.held().unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read["0:{}\0a\0f"], held);
+        drop(o);
+        let o = Outbox::open(dir.path()).unwrap();
+        assert_eq!(o.lock().mem.held.len(), 1, "removed from the file too");
     }
 
     #[test]

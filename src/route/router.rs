@@ -71,6 +71,9 @@ pub struct Decision {
     pub sent: Vec<(String, Option<Sent>)>,
     /// Changes to the pages held back, to commit with them: key → page, or removal.
     pub held: Vec<(String, Option<Held>)>,
+    /// Held pages this decision lets go, sent or dropped, as (group key,
+    /// `receiver \0 fingerprint`): no longer held once it is committed.
+    pub released: Vec<(String, String)>,
     /// When to run again at the latest (ms), for group waits and repeats.
     pub next_wake: Option<i64>,
     /// Held-back firing alerts and why, by alarm name.
@@ -265,8 +268,10 @@ impl Router {
                 g.last_flush = Some(now);
                 g.first_seen = None;
             }
-            for e in &n.events {
-                g.held.remove(&sent_key(&n.receiver, &e.fingerprint));
+        }
+        for (gk, key) in &d.released {
+            if let Some(g) = self.groups.get_mut(gk) {
+                g.held.remove(key);
             }
         }
         for (k, h) in &d.held {
@@ -456,6 +461,7 @@ impl Router {
                         }
                         firing_now.insert(key.clone());
                         if now >= ready {
+                            d.released.push((gk.clone(), key.clone()));
                             Some(self.event(a, &id, "first", true, now))
                         } else {
                             d.next_wake = Some(d.next_wake.map_or(ready, |w| w.min(ready)));
@@ -508,8 +514,16 @@ impl Router {
         for (gk, (route, events)) in due {
             self.notify(&routing, &route.receiver, &gk, events, now, &mut d);
         }
+        // A held page whose receiver was paged for the alert since (under another
+        // group: the routing changed, a second route, the file merged in late) is
+        // told already: dropped, never sent again nor resolved while it fires.
+        for g in self.groups.values_mut() {
+            g.held
+                .retain(|key, _| self.sent.get(key).is_none_or(|s| !s.firing));
+        }
         // Held pages whose alert is over: told when the timers let them go, the
-        // page then its resolve (cleared from `held` once committed).
+        // page then its resolve (cleared from `held` once committed). One whose
+        // receiver is gone from the routing is dropped, and said.
         let mut late: Vec<(String, Held, AlertEvent)> = Vec::new();
         for (gk, g) in &self.groups {
             for (key, h) in g.held.iter().filter(|(k, _)| !firing_now.contains(*k)) {
@@ -517,6 +531,11 @@ impl Router {
                 let ready = h.ready.min(now.saturating_add(h.longest));
                 if now < ready {
                     d.next_wake = Some(d.next_wake.map_or(ready, |w| w.min(ready)));
+                    continue;
+                }
+                d.released.push((gk.clone(), key.clone()));
+                if routing.receiver(&h.receiver).is_none() {
+                    tracing::error!(message = "A page held back before the routing changed has no receiver any more; it is not sent.", alarm = %h.event.alarm_name, receiver = %h.receiver);
                     continue;
                 }
                 let mut resolve = h.event.clone();
@@ -561,13 +580,9 @@ impl Router {
     /// timers are the same; the event first held is the one a restart tells).
     fn held_changes(&self, d: &Decision) -> Vec<(String, Option<Held>)> {
         let told: HashSet<String> = d
-            .notifications
+            .released
             .iter()
-            .flat_map(|n| {
-                n.events
-                    .iter()
-                    .map(|e| held_key(&n.group_key, &sent_key(&n.receiver, &e.fingerprint)))
-            })
+            .map(|(gk, key)| held_key(gk, key))
             .collect();
         let mut after: BTreeMap<String, &Held> = BTreeMap::new();
         for (gk, g) in &self.groups {
@@ -951,6 +966,58 @@ lease:
         assert!(
             outbox.held().unwrap().is_empty(),
             "no longer held once paged"
+        );
+    }
+
+    #[test]
+    fn a_held_page_paged_meanwhile_is_not_told_again_when_its_hold_ends() {
+        // The outbox file, locked at the restart, is merged in late: it holds a page
+        // held back before, for an alert the restarted router has paged since.
+        let dir = tempfile::tempdir().unwrap();
+        held_back(dir.path());
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let mut r = router();
+        let firing = [alert("CacheDown", "critical", "cache", true, T + 2000)];
+        let d = step_kept(&mut r, &outbox, &firing, T + 40_000);
+        assert_eq!(
+            states(&d),
+            [("critical/sns".into(), "CacheDown".into(), true)]
+        );
+        r.restore_held(outbox.held().unwrap());
+        for t in [T + 41_000, T + 60_000, T + 61_000] {
+            let d = step_kept(&mut r, &outbox, &firing, t);
+            assert!(
+                d.notifications.is_empty(),
+                "told twice at {t}: {:?}",
+                states(&d)
+            );
+        }
+        assert!(outbox.held().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_held_page_whose_receiver_the_new_routing_dropped_is_let_go_once() {
+        let dir = tempfile::tempdir().unwrap();
+        held_back(dir.path());
+        // Restarted with the critical receiver renamed.
+        let renamed = ROUTING
+            .replace("name: critical", "name: pager")
+            .replace("receiver: critical", "receiver: pager");
+        let routing = super::super::parse(Path::new("r.yaml"), &renamed, &HashMap::new()).unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let mut r = Router::new(Arc::new(routing), "test", outbox.sent().unwrap());
+        r.restore_held(outbox.held().unwrap());
+        let back = [alert("CacheDown", "critical", "cache", false, T + 30_000)];
+        let d = step_kept(&mut r, &outbox, &back, T + 60_000);
+        assert!(d.notifications.is_empty());
+        assert!(
+            outbox.held().unwrap().is_empty(),
+            "let go, not kept for ever"
+        );
+        let d = step_kept(&mut r, &outbox, &back, T + 61_000);
+        assert!(
+            d.held.is_empty() && d.sent.is_empty() && d.released.is_empty(),
+            "nothing more to commit: {d:?}"
         );
     }
 
