@@ -215,6 +215,9 @@ impl Options {
 pub struct Manager {
     /// The series store.
     store: Store,
+    /// `vigil_store_series_dropped_total`: the store's refusals, as a series of its
+    /// own that the rules can read (the shipped `SeriesRefused` does).
+    dropped_series: Labels,
     /// Rule groups and when each is next due (ms).
     groups: Vec<(Group, i64)>,
     /// Interval of groups that set none.
@@ -277,6 +280,7 @@ impl Manager {
         store.set_max_bytes(options.max_bytes);
         let mut m = Manager {
             store,
+            dropped_series: Labels::from_pairs(crate::families::STORE_SERIES_DROPPED_TOTAL, &[]),
             groups: Vec::new(),
             default_interval: options.default_interval,
             previous: HashMap::new(),
@@ -472,11 +476,18 @@ impl Manager {
 
     /// Stores a batch, marking stale what the source no longer reports (a sample
     /// older than its series' last is refused; [`Manager::receive`] notices the
-    /// clock stepping back first).
+    /// clock stepping back first). A scrape's (`scrape/…`) new series may fill only
+    /// [`Store::max_scraped_series`]: the rest is kept for Vigil's own.
     pub fn ingest(&mut self, source: String, t: i64, samples: Vec<(Labels, f64)>) {
         let mut now: HashSet<Labels> = HashSet::with_capacity(samples.len());
+        let scraped = source.starts_with("scrape/");
         for (labels, v) in samples {
-            if self.store.append(&labels, t, v).is_ok() {
+            let stored = if scraped {
+                self.store.append_scraped(&labels, t, v)
+            } else {
+                self.store.append(&labels, t, v)
+            };
+            if stored.is_ok() {
                 now.insert(labels);
             }
         }
@@ -495,7 +506,7 @@ impl Manager {
         let oldest = now.saturating_sub(self.store.retention_ms());
         for (labels, t, v) in samples {
             if t >= oldest {
-                let _ = self.store.append(&labels, t, v);
+                let _ = self.store.append_scraped(&labels, t, v);
             }
         }
     }
@@ -504,6 +515,9 @@ impl Manager {
     /// trims the store, persists changed alert state and publishes the view.
     pub fn evaluate(&mut self, now: i64, all: bool) {
         self.clock(now);
+        // Made at the first call, before any scrape can fill the store, and kept.
+        let dropped = self.store.dropped_series() as f64;
+        let _ = self.store.append(&self.dropped_series, now, dropped);
         let warm_from = *self
             .warm_from
             .get_or_insert(now + self.warmup.as_millis() as i64);
@@ -1050,6 +1064,49 @@ mod tests {
     }
 
     #[test]
+    fn a_scrape_whose_labels_churn_cannot_starve_the_probes_and_its_refusals_alert() {
+        // A target shows more label values than the store holds. The cache's probe
+        // still stores its samples and its alert fires; the store's refusals are a
+        // series that the shipped rules/warning.yaml's SeriesRefused reads.
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(EngineView::default());
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/warning.yaml"),
+        )
+        .unwrap();
+        let refused = shipped
+            .split("      - alert: ")
+            .find(|r| r.starts_with("SeriesRefused"))
+            .expect("rules/warning.yaml has SeriesRefused");
+        let text = format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: vigil_probe_success == 0\n      - alert: {refused}"
+        );
+        let mut m = manager(rules(&text), dir.path(), tx);
+        let t = 10_000_000;
+        m.evaluate(t, true);
+        let churn: Vec<(Labels, f64)> = (0..150)
+            .map(|i| (Labels::from_pairs("churn", &[("id", &i.to_string())]), 1.0))
+            .collect();
+        m.receive(t + 1000, "scrape/0".into(), t + 1000, churn, vec![], false);
+        down(&mut m, t + 2000, 0.0);
+        let firing: Vec<String> = rx
+            .borrow()
+            .alerts
+            .iter()
+            .filter(|a| a.state == State::Firing)
+            .map(|a| a.name.clone())
+            .collect();
+        assert_eq!(
+            firing,
+            ["Down", "SeriesRefused"],
+            "{:?}",
+            rx.borrow().alerts
+        );
+        // 90 of the 100 for scrapes, one of which the store's own count holds.
+        assert_eq!(rx.borrow().dropped_series, 150 - 89);
+    }
+
+    #[test]
     fn the_store_is_trimmed_without_any_rules() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = watch::channel(EngineView::default());
@@ -1067,9 +1124,10 @@ mod tests {
             m.ingest("probe/cache".into(), t, vec![(l.clone(), 1.0)]);
             m.evaluate(t, false);
         }
-        // One minute of retention at 10 s: a handful of samples, not a hundred.
+        // One minute of retention at 10 s: a handful of samples, not a hundred, for
+        // each of the two series (the probe's, the store's own count).
         let samples = rx.borrow().samples;
-        assert!(samples <= 8, "{samples} samples kept");
+        assert!(samples <= 16, "{samples} samples kept");
     }
 
     mod state_file {

@@ -6,7 +6,10 @@
 //!   costs 16 bytes and no allocation once a series has reached its steady size.
 //! - Bounded three times: samples older than the retention window are dropped
 //!   ([`Store::trim`]); past `max_series` new series are refused and counted
-//!   ([`Store::dropped_series`]); and the store's bytes (every series' labels, index
+//!   ([`Store::dropped_series`]), and scraped series may take no more than
+//!   [`SCRAPED_SHARE_PERCENT`] of it ([`Store::append_scraped`]), so that a target
+//!   whose label values churn cannot starve Vigil's own series (probes, rule outputs,
+//!   `ALERTS`, the store's own count); and the store's bytes (every series' labels, index
 //!   entries and sample buffers, [`Store::bytes`]) stay within `max_bytes`. Near the
 //!   byte budget the oldest samples go first: the retention in effect shrinks
 //!   ([`Store::effective_retention_ms`]) so that new series (a recording rule's
@@ -35,6 +38,10 @@ pub(crate) fn stale_nan() -> f64 {
 pub(crate) fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
+
+/// The share of `max_series` that scraped series may take, in percent; the rest is
+/// kept for the series Vigil makes itself.
+pub const SCRAPED_SHARE_PERCENT: usize = 90;
 
 /// One stored series.
 #[derive(Debug, Clone)]
@@ -261,15 +268,42 @@ impl Store {
         self.dropped
     }
 
+    /// Most series scraped samples may make: [`SCRAPED_SHARE_PERCENT`] of
+    /// `max_series` (all of a store of fewer than ten series).
+    pub fn max_scraped_series(&self) -> usize {
+        if self.max_series < 10 {
+            return self.max_series;
+        }
+        self.max_series / 100 * SCRAPED_SHARE_PERCENT
+            + self.max_series % 100 * SCRAPED_SHARE_PERCENT / 100
+    }
+
     /// Appends a sample. A sample at the same timestamp as the series' last one
     /// replaces it (a rule evaluated twice at one instant); an older one is refused.
     pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError> {
+        self.append_within(labels, t, v, self.max_series)
+    }
+
+    /// [`Store::append`] for a scraped sample: a new series is refused once the
+    /// store holds [`Store::max_scraped_series`].
+    pub fn append_scraped(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), AppendError> {
+        self.append_within(labels, t, v, self.max_scraped_series())
+    }
+
+    /// [`Store::append`], a new series refused once the store holds `limit`.
+    fn append_within(
+        &mut self,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+        limit: usize,
+    ) -> Result<(), AppendError> {
         let index = match self.by_labels.get(labels) {
             Some(&i) => i,
             None => {
-                if self.by_labels.len() >= self.max_series {
+                if self.by_labels.len() >= limit {
                     self.dropped += 1;
-                    return Err(AppendError::TooManySeries(self.max_series));
+                    return Err(AppendError::TooManySeries(limit));
                 }
                 let cost = series_cost(labels);
                 if self.bytes().saturating_add(cost + SAMPLE_BYTES) > self.max_bytes {
@@ -647,6 +681,38 @@ mod tests {
         assert_eq!(s.samples(), 1);
         s.append(&l("c", &[]), 20_000, 1.0).unwrap();
         assert_eq!(s.len(), 2, "room was freed");
+    }
+
+    #[test]
+    fn scraped_series_leave_a_tenth_of_the_store_to_vigils_own() {
+        let mut s = Store::new(100, 10_000);
+        assert_eq!(s.max_scraped_series(), 90);
+        for i in 0..95 {
+            let _ = s.append_scraped(&l("churn", &[("id", &i.to_string())]), 0, 1.0);
+        }
+        assert_eq!((s.len(), s.dropped_series()), (90, 5));
+        // A scraped series already held takes its samples.
+        s.append_scraped(&l("churn", &[("id", "0")]), 1000, 2.0)
+            .unwrap();
+        // A new scraped one is refused; Vigil's own still find room, up to the whole.
+        assert_eq!(
+            s.append_scraped(&l("http_requests_total", &[("status", "500")]), 1000, 1.0),
+            Err(AppendError::TooManySeries(90))
+        );
+        for i in 0..10 {
+            s.append(&l("ALERTS", &[("n", &i.to_string())]), 1000, 1.0)
+                .unwrap();
+        }
+        assert_eq!(
+            s.append(&l("ALERTS", &[("n", "10")]), 1000, 1.0),
+            Err(AppendError::TooManySeries(100))
+        );
+        assert_eq!(Store::new(7, 1).max_scraped_series(), 7);
+        assert_eq!(Store::new(50_000, 1).max_scraped_series(), 45_000);
+        assert_eq!(
+            Store::new(usize::MAX, 1).max_scraped_series(),
+            usize::MAX / 100 * 90 + 13
+        );
     }
 
     #[test]
