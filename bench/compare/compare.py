@@ -20,8 +20,12 @@ times: kill to the CacheDown page, and Redis's return to the resolve, per stack.
 The cadences run at once, each on its own targets (its own PostgreSQL, Redis and app)
 and receiver, the second's stacks started once the first's footprint window is over: a
 10 s round has to wait out Alertmanager's 5 minute group_interval, and the 1 s rounds
-fit in those waits. Each stack's CPU is its own processes' (from /proc), so the other
-cadence's stacks show only as contention for the two cores.
+fit in those waits. The 10 s rounds run on two lanes, each lane a copy of the three
+stacks on targets of its own, its rounds one after the other (a lane's first outage
+meets fresh Alertmanager groups, its later ones the groups the earlier left); only the
+first lane's footprint is measured, and the second lane starts once every footprint
+window is over. Each stack's CPU is its own processes' (from /proc), so the other
+stacks show only as contention for the two cores.
 
 Before them, and alone (its CPU would disturb the rounds), a part evaluates
 bench/rules_workload.py's 1 000 rules over 10 000 series on all three at once (10 s
@@ -30,7 +34,9 @@ vmalert's vmalert_iteration_duration_seconds and Vigil's
 vigil_rule_evaluation_duration_seconds.
 
 Environment: QUICK=1 (a few minutes: 1 s cadence only, 2 rounds, 20 s windows, 60 s of
-workload), ROUNDS (5), WINDOW (60 s), CADENCES ("10s 1s"), WORKLOAD_SECONDS (180),
+workload), ROUNDS (5 per cadence, split evenly over its lanes, rounded up: 6 at 10 s),
+LANES ("10s=2": lanes per cadence, 1 where not named), WINDOW (60 s), CADENCES
+("10s 1s"), WORKLOAD_SECONDS (180),
 PARTS ("paging workload"), VIGIL and APP (the release binaries), KEEP=1 (keep the work
 directory: every process's log and configuration, the Alertmanagers' at debug level,
 which logs each flush of a group).
@@ -59,6 +65,7 @@ QUICK = os.environ.get("QUICK") == "1"
 ROUNDS = int(os.environ.get("ROUNDS", "2" if QUICK else "5"))
 WINDOW = int(os.environ.get("WINDOW", "20" if QUICK else "60"))
 CADENCES = os.environ.get("CADENCES", "1s" if QUICK else "10s 1s").split()
+LANES = {c: int(n) for c, n in (pair.split("=") for pair in os.environ.get("LANES", "10s=2").split())}
 WORKLOAD_SECONDS = int(os.environ.get("WORKLOAD_SECONDS", "60" if QUICK else "180"))
 PARTS = os.environ.get("PARTS", "paging workload").split()
 KEEP = os.environ.get("KEEP") == "1"
@@ -507,9 +514,9 @@ def holdings(apis, alertname):
 # ------------------------------------------------------------------ part 1
 
 
-def fmt_s(xs):
-    """Median (min-max) of the arrivals, and how many rounds had none (ROUNDS were run)."""
-    missing = f"none in {ROUNDS - len(xs)} of {ROUNDS} rounds" if len(xs) < ROUNDS else ""
+def fmt_s(xs, rounds):
+    """Median (min-max) of the arrivals, and how many of the `rounds` had none."""
+    missing = f"none in {rounds - len(xs)} of {rounds} rounds" if len(xs) < rounds else ""
     if not xs:
         return missing or "none arrived"
     return f"{statistics.median(xs):.3f} s ({min(xs):.3f}-{max(xs):.3f})" + (f"; {missing}" if missing else "")
@@ -531,11 +538,35 @@ def start_targets(work):
     return {"pg": pg.port, "redis": redis.port, "app": f"127.0.0.1:{app_port}"}, redis
 
 
-def paging(work, cadence, after, measured):
-    """One cadence on its own targets and receiver: the footprint, then ROUNDS outages.
-    Its stacks start once `after` (an Event, or None) is set; `measured` is set when its
-    footprint window is over."""
-    work = os.path.join(work, cadence)  # each cadence's configurations, data and logs
+class Lane:
+    """One copy of the three stacks of a cadence, on targets of its own, and its rounds."""
+
+    def __init__(self, cadence, number, rounds, measure):
+        self.cadence, self.number, self.rounds, self.measure = cadence, number, rounds, measure
+        self.name = cadence if number == 1 else f"{cadence}-lane{number}"  # its directory
+        self.label = cadence if LANES.get(cadence, 1) == 1 else f"{cadence} lane {number}"
+        self.measured = threading.Event()  # its footprint window is over (or not to be taken)
+        self.result = None  # (footprint or None, pages, resolves), or what it failed with
+
+
+def lanes():
+    """Every cadence's lanes, in the order they start: each cadence's first lane, whose
+    footprint is measured, then the others once every footprint window is over."""
+    first, rest = [], []
+    for cadence in CADENCES:
+        n = LANES.get(cadence, 1)
+        per_lane = -(-ROUNDS // n)  # rounded up: at least ROUNDS in all
+        first.append(Lane(cadence, 1, per_lane, True))
+        rest += [Lane(cadence, i, per_lane, False) for i in range(2, n + 1)]
+    return first + rest
+
+
+def paging(work, lane, after):
+    """One lane on its own targets and receiver: the footprint (when it is the lane to
+    measure), then its rounds of outages. Its stacks start once `after` (an Event, or
+    None) is set; `lane.measured` is set when its footprint window is over."""
+    cadence, label = lane.cadence, lane.label
+    work = os.path.join(work, lane.name)  # each lane's configurations, data and logs
     os.makedirs(work)
     os.chmod(work, 0o777)
     processes = Processes(work)
@@ -546,7 +577,7 @@ def paging(work, cadence, after, measured):
         if after:
             after.wait()
         if STOPPING.is_set():
-            raise SystemExit(f"{cadence}: the run is stopping")
+            raise SystemExit(f"{label}: the run is stopping")
         started = time.monotonic()
         rules = shipped_rules(work)
         bridge = write(os.path.join(work, "bridge.yaml"), BRIDGE)
@@ -554,20 +585,21 @@ def paging(work, cadence, after, measured):
                 "victoria": start_victoria(processes, targets, sink, cadence, rules + [bridge]),
                 "vigil": start_vigil(processes, targets, sink, cadence, rules)}
         warmup = max(30, 6 * interval)
-        log(f"==> {cadence}: the three stacks started; {warmup:.0f} s of warm-up, then {WINDOW} s measured")
+        log(f"==> {label}: the three stacks started; {warmup:.0f} s of warm-up"
+            + (f", then {WINDOW} s measured" if lane.measure else ""))
         time.sleep(warmup)
         with sink.cond:
             for s in STACKS:
                 firing = sorted({a for t, stack, seen in sink.events
                                  if stack == s and t > started for a, st in seen if st == "firing"})
-                log(f"    {s} has notified, before any kill: {', '.join(firing) or 'nothing'}")
-        fp = footprint(processes, WINDOW)
-        measured.set()
-        log(f"==> {cadence}: footprint measured; {ROUNDS} rounds")
+                log(f"    {label}: {s} has notified, before any kill: {', '.join(firing) or 'nothing'}")
+        fp = footprint(processes, WINDOW) if lane.measure else None
+        lane.measured.set()
+        log(f"==> {label}: {'footprint measured; ' if lane.measure else ''}{lane.rounds} rounds")
         pages = {s: [] for s in STACKS}
         resolves = {s: [] for s in STACKS}
         t0 = None
-        for i in range(ROUNDS):
+        for i in range(lane.rounds):
             # A new outage, not a flap: the last kill at least a group interval ago (5 min
             # at 10 s, where Vigil's and Alertmanager's routes would hold a re-fire back).
             if t0 is not None:
@@ -578,11 +610,11 @@ def paging(work, cadence, after, measured):
             got = sink.wait(STACKS, t0, "CacheDown", "firing", 120 + 10 * interval)
             for s in STACKS:
                 if s not in got:  # asked now, while Redis is still down
-                    log(f"    {cadence}: {s} has not paged; what it holds: {holdings(apis[s], 'CacheDown')}")
+                    log(f"    {label}: {s} has not paged; what it holds: {holdings(apis[s], 'CacheDown')}")
             time.sleep(1.0 + random.random())
             t2 = time.monotonic()  # Redis's return: its start-up counts, as in bench/paging.py
             if STOPPING.is_set():
-                raise SystemExit(f"{cadence}: the run is stopping")
+                raise SystemExit(f"{label}: the run is stopping")
             redis.start()
             # a stack that never paged has nothing to resolve: not waited for
             back = sink.wait([s for s in STACKS if s in got], t2, "CacheDown", "resolved", 420 + 10 * interval)
@@ -594,15 +626,15 @@ def paging(work, cadence, after, measured):
                     resolves[s].append(back[s] - t2)
                 line.append(f"{s} page {got[s] - t0:.3f} s" if s in got else f"{s} page none")
                 line.append(f"resolve {back[s] - t2:.3f} s" if s in back else "resolve none")
-            log(f"  {cadence} round {i + 1}: " + ", ".join(line))
+            log(f"  {label} round {i + 1}: " + ", ".join(line))
             for s in STACKS:
                 if s in got and s not in back:
-                    log(f"    {cadence}: {s} has not resolved; what it holds: {holdings(apis[s], 'CacheDown')}")
+                    log(f"    {label}: {s} has not resolved; what it holds: {holdings(apis[s], 'CacheDown')}")
             processes.check_alive()
             time.sleep(2 * interval)  # every stack sees Redis up before the next kill
-        return paging_table(cadence, fp, pages, resolves)
+        return fp, pages, resolves
     finally:
-        measured.set()  # a cadence that failed holds no other back
+        lane.measured.set()  # a lane that failed holds no other back
         processes.stop()
 
 
@@ -617,20 +649,23 @@ def ratio(theirs, ours, better, worse):
     return f"{theirs / ours:.1f}x {better}" if theirs >= ours else f"{ours / theirs:.1f}x {worse}"
 
 
-def paging_table(cadence, fp, pages, resolves):
+def paging_table(cadence, fp, pages, resolves, rounds, n_lanes):
     title = ("10 s scrape and evaluation, each tool's default timers (Alertmanager's group_wait 30s, "
              "group_interval 5m), one group per alert" if cadence == "10s"
              else f"{cadence} scrape and evaluation, group_wait 0s (group_interval 1s; VictoriaMetrics's "
                   f"-search.latencyOffset {cadence})")
     v_mem, v_cpu, _ = fp["vigil"]
     lines = [f"### {title}", "",
+             f"{rounds} rounds" + (f", on {n_lanes} lanes (the footprint from the first)" if n_lanes > 1 else "")
+             + ".", "",
              "| stack | processes | resident memory | CPU (% of one core) | Redis killed -> page | Redis back -> resolve |",
              "| --- | --- | --- | --- | --- | --- |"]
     names = {"prometheus": "Prometheus + Alertmanager + 4 exporters",
              "victoria": "VictoriaMetrics + vmalert + Alertmanager + 4 exporters", "vigil": "Vigil"}
     for s in STACKS:
         mem, cpu, n = fp[s]
-        lines.append(f"| {names[s]} | {n} | {mem:.1f} MiB | {cpu:.2f} % | {fmt_s(pages[s])} | {fmt_s(resolves[s])} |")
+        lines.append(f"| {names[s]} | {n} | {mem:.1f} MiB | {cpu:.2f} % | {fmt_s(pages[s], rounds)} | "
+                     f"{fmt_s(resolves[s], rounds)} |")
     lines.append("")
     for s in ("prometheus", "victoria"):
         mem, cpu, _ = fp[s]
@@ -748,27 +783,33 @@ def main():
             log(table)
             results.append(table)
         if "paging" in PARTS:
-            tables, threads, after = {}, [], None
-            for cadence in CADENCES:
-                measured = threading.Event()
-
-                def part(cadence=cadence, after=after, measured=measured):
+            all_lanes, threads, after = lanes(), [], None
+            for lane in all_lanes:
+                def part(lane=lane, after=after):
                     try:
-                        tables[cadence] = paging(work, cadence, after, measured)
+                        lane.result = paging(work, lane, after)
+                        log(f"==> {lane.label}: done")
                     except BaseException as e:  # told to main, which stops everything
-                        tables[cadence] = e
-                    log(tables[cadence] if isinstance(tables[cadence], str) else f"==> {cadence} failed")
+                        lane.result = e
+                        log(f"==> {lane.label} failed: {e}")
 
                 threads.append(threading.Thread(target=part, daemon=True))
                 threads[-1].start()
-                after = measured
-            for t, cadence in zip(threads, CADENCES):
-                while t.is_alive() and not any(isinstance(v, BaseException) for v in list(tables.values())):
+                after = lane.measured
+            for t in threads:
+                while t.is_alive() and not any(isinstance(l.result, BaseException) for l in all_lanes):
                     t.join(1)
-                for v in list(tables.values()):
-                    if isinstance(v, BaseException):
-                        raise v
-                results.append(tables[cadence])
+                for lane in all_lanes:
+                    if isinstance(lane.result, BaseException):
+                        raise lane.result
+            for cadence in CADENCES:
+                mine = [lane for lane in all_lanes if lane.cadence == cadence]
+                pages = {s: [x for lane in mine for x in lane.result[1][s]] for s in STACKS}
+                resolves = {s: [x for lane in mine for x in lane.result[2][s]] for s in STACKS}
+                table = paging_table(cadence, mine[0].result[0], pages, resolves,
+                                     sum(lane.rounds for lane in mine), len(mine))
+                log(table)
+                results.append(table)
     finally:
         # Nothing starts from here on; a second SIGTERM does not cut the stopping short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
