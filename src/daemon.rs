@@ -206,7 +206,8 @@ impl Daemon {
             },
             view_tx,
         );
-        let (ecs, task) = start_ecs(&self.config, engine_tx.clone(), &mut stages).await;
+        let (ecs, task, ecs_interval) =
+            start_ecs(&self.config, engine_tx.clone(), &mut stages).await;
         let port = self.listener.local_addr().map_or(0, |a| a.port());
         let task_id = task_name(task.as_ref(), port);
         let history_alerts = routed_rx.clone();
@@ -375,6 +376,7 @@ impl Daemon {
             targets,
             hangups: self.hangups,
             at_start,
+            ecs_interval,
         };
         stages.spawn("the reload control", control.run(reload_rx));
         Ok(Started {
@@ -478,7 +480,8 @@ fn task_name(task: Option<&crate::ecs::TaskInfo>, port: u16) -> String {
 }
 
 /// Starts reading the ECS task metadata when `ECS_CONTAINER_METADATA_URI_V4` is set:
-/// the view for the API and the task (for dimensions); the poller runs in `stages`.
+/// the view for the API, the task (for dimensions) and where a reload sends the
+/// poller a new evaluation interval; the poller runs in `stages`.
 async fn start_ecs(
     config: &Config,
     engine: mpsc::Sender<Input>,
@@ -486,10 +489,12 @@ async fn start_ecs(
 ) -> (
     Option<watch::Receiver<crate::ecs::EcsView>>,
     Option<crate::ecs::TaskInfo>,
+    Option<watch::Sender<Duration>>,
 ) {
     let Some(endpoint) = crate::ecs::Endpoint::from_env() else {
-        return (None, None);
+        return (None, None, None);
     };
+    let (interval_tx, interval_rx) = watch::channel(config.evaluation_interval);
     let (tx, rx) = watch::channel(crate::ecs::EcsView::default());
     let doc = match crate::ecs::read_task(&endpoint).await {
         Ok(doc) => doc,
@@ -506,12 +511,12 @@ async fn start_ecs(
             endpoint,
             task.clone(),
             crate::ecs::container_names(&doc),
-            config.evaluation_interval,
+            interval_rx,
             engine,
             tx,
         ),
     );
-    (Some(rx), task)
+    (Some(rx), task, Some(interval_tx))
 }
 
 /// How far behind real time each CloudWatch flush's window ends: the longest probe or
@@ -577,6 +582,8 @@ struct Control {
     hangups: Option<Signal>,
     /// The settings only a restart applies, as the daemon started with them.
     at_start: AtStart,
+    /// The ECS stats poller's interval (the evaluation interval), when it runs.
+    ecs_interval: Option<watch::Sender<Duration>>,
 }
 
 /// The settings a reload cannot change, as the daemon started with them: the API's
@@ -793,6 +800,11 @@ impl Control {
                 default_interval: new.evaluation_interval,
             })
             .await;
+        if let Some(ecs) = &self.ecs_interval {
+            ecs.send_if_modified(|d| {
+                std::mem::replace(d, new.evaluation_interval) != new.evaluation_interval
+            });
+        }
         // The environment shown stays the one the daemon runs with (`AtStart`).
         self.run.send_modify(|r| {
             r.config_hash = new.hash.clone();

@@ -317,24 +317,36 @@ pub async fn read_task(endpoint: &Endpoint) -> Result<Value, String> {
     Err(last)
 }
 
-/// Polls the stats every `interval`, handing the series to the manager as source
-/// `ecs` and showing them in `view`; `task` and `names` are what the task document
-/// said (none when it could not be read).
+/// Polls the stats every `interval` (the evaluation interval; a reload that changes
+/// it sends the new one), handing the series to the manager as source `ecs` and
+/// showing them in `view`; `task` and `names` are what the task document said (none
+/// when it could not be read).
 pub async fn run(
     endpoint: Endpoint,
     task: Option<TaskInfo>,
     names: HashMap<String, String>,
-    interval: Duration,
+    mut interval: watch::Receiver<Duration>,
     engine: mpsc::Sender<Input>,
     view: watch::Sender<EcsView>,
 ) {
     view.send_modify(|v| v.task = task.clone());
     let task = task.unwrap_or_default();
     let mut previous = HashMap::new();
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = |d: Duration| {
+        let mut ticks = tokio::time::interval(d);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    };
+    let mut ticks = every(*interval.borrow_and_update());
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            Ok(()) = interval.changed() => {
+                // Polled at once, then at the new interval.
+                ticks = every(*interval.borrow_and_update());
+                continue;
+            }
+        }
         match endpoint.stats().await {
             Ok(stats) => {
                 let series = usage(&stats, &task, &names, &mut previous);

@@ -220,6 +220,67 @@ async fn a_sighup_while_starting_is_a_reload_once_started_not_the_end() {
     vigil.component("disk").await;
 }
 
+/// The ECS task's stats are polled at the evaluation interval; a reload that changes
+/// the interval reaches the poller (it kept the one of the start: a reload from 1 m to
+/// 10 s left the task's memory read once a minute).
+#[tokio::test]
+async fn a_reloaded_evaluation_interval_reaches_the_ecs_stats_poller() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = std::sync::Arc::new(AtomicUsize::new(0));
+    // The task metadata endpoint: counts the stats requests, answers `{}`.
+    let metadata = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", metadata.local_addr().unwrap());
+    let counted = polls.clone();
+    std::thread::spawn(move || {
+        for conn in metadata.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut request = [0u8; 4096];
+            let n = conn.read(&mut request).unwrap_or(0);
+            let line = String::from_utf8_lossy(&request[..n]);
+            if line.lines().next().is_some_and(|l| l.contains("/stats")) {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    let vigil = Vigil::start_with_env(
+        tempfile::tempdir().unwrap(),
+        "evaluation_interval: 1h\nprobes:\n  - name: disk\n    disk:\n      paths: [/]\n",
+        &[("ECS_CONTAINER_METADATA_URI_V4", &endpoint)],
+    );
+    let wait_polls = |n: usize| {
+        let polls = polls.clone();
+        let vigil = &vigil;
+        async move {
+            let start = std::time::Instant::now();
+            while polls.load(Ordering::SeqCst) < n {
+                assert!(
+                    start.elapsed() < common::DEADLINE,
+                    "{} stats polls, waited for {n}:\n{}",
+                    polls.load(Ordering::SeqCst),
+                    vigil.log_text()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_polls(1).await; // the first, at the start; the next would be in an hour
+    let file = vigil.dir.path().join("vigil.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("evaluation_interval: 1h", "evaluation_interval: 100ms"),
+    )
+    .unwrap();
+    let (code, answer) = vigil.reload().await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["restart_needed"], serde_json::json!([]), "{answer}");
+    wait_polls(5).await;
+}
+
 /// A reload that changes what only a restart applies (the environment, the store's
 /// bounds) says so — in its answer, `/status` and its text — and `/status` goes on
 /// showing the environment the daemon runs with; it once answered a plain success and
